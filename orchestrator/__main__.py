@@ -1,0 +1,5 @@
+"""`python -m orchestrator` is the `devup` command."""
+
+from orchestrator.cli import main
+
+main()
