@@ -1,0 +1,222 @@
+"""Port choice: whether a port is free on every address, the ports browsers refuse, and the
+port plan of a run (leases, preferred ports, then the pool), chosen under the registry lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import socket
+from dataclasses import dataclass
+
+from orchestrator.errors import DevupError, UsageError
+from orchestrator.holders import UNKNOWN, Holder, describe_all, find_holders
+from orchestrator.manifest import Manifest, ServiceSpec
+from orchestrator.paths import project_key
+from orchestrator.registry import Leases, Registry
+
+# The Fetch standard's "bad ports", which Chrome (net/base/port_util.cc kRestrictedPorts) and
+# Firefox (nsIOService.cpp gBadPortList) refuse with ERR_UNSAFE_PORT: a dev server there works
+# with curl but not in a browser.
+BLOCKED_PORTS: frozenset[int] = frozenset(
+    {
+        1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95,
+        101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161,
+        179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563,
+        587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060,
+        5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+    }
+)  # fmt: skip
+
+# A server may listen on any of these; on macOS/BSD, SO_REUSEADDR lets a wildcard bind succeed
+# next to a specific listener (and the reverse), so each one is probed on its own.
+_PROBE_ADDRESSES = (
+    (socket.AF_INET, "127.0.0.1"),
+    (socket.AF_INET, "0.0.0.0"),
+    (socket.AF_INET6, "::1"),
+    (socket.AF_INET6, "::"),
+)
+# What a host without an IPv6 stack (or without ::1, as in some containers) answers.
+_NO_IPV6 = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
+
+
+@dataclass(frozen=True)
+class PortPlan:
+    ports: dict[str, int | None]  # None: `port = false`
+    holders: dict[str, Holder | None]  # who holds a port that was kept although busy
+    messages: tuple[str, ...]  # lines for the user: moves, registry repairs
+
+
+def is_port_free(port: int) -> bool:
+    """True if nothing listens on `port` on 127.0.0.1, ::1, 0.0.0.0 or ::. Binds each address
+    with SO_REUSEADDR (so a TIME_WAIT leftover, which servers bind over, counts as free), never
+    listens, and closes at once."""
+    for family, address in _PROBE_ADDRESSES:
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            if family == socket.AF_INET6 and exc.errno in _NO_IPV6:
+                continue
+            raise
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # Keeps the :: probe about IPv6; the IPv4 probes cover IPv4.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind((address, port))
+            except OSError as exc:
+                if family == socket.AF_INET6 and exc.errno in _NO_IPV6:
+                    continue
+                return False
+    return True
+
+
+def allocate_ports(
+    manifest: Manifest,
+    services: list[str],
+    *,
+    move_busy: bool = True,
+    registry: Registry | None = None,
+) -> PortPlan:
+    """Choose ports for `services` and record them as this project's leases.
+
+    move_busy=True (`devup up`): a busy preferred or leased port moves to a free one, saying so.
+    move_busy=False (`devup ports` while this project runs): a leased port is kept even if busy
+    (most likely our own service holds it) and its holder is reported.
+    """
+    for name in services:
+        if name not in manifest.services:
+            raise UsageError(f'no service named "{name}" in {manifest.path.name}')
+    registry = registry if registry is not None else Registry()
+    with registry.locked() as leases:
+        chooser = _Chooser(manifest, leases, move_busy)
+        for name in dict.fromkeys(services):
+            chooser.choose(name, manifest.services[name])
+        chooser.finish()
+    return PortPlan(
+        ports=chooser.ports,
+        holders=chooser.holders,
+        messages=(*registry.warnings, *chooser.messages),
+    )
+
+
+class _Chooser:
+    """One plan's choices over the locked leases; mutates them as it goes."""
+
+    def __init__(self, manifest: Manifest, leases: Leases, move_busy: bool) -> None:
+        self.manifest = manifest
+        self.lo, self.hi = manifest.settings.port_range
+        self.move_busy = move_busy
+        self.leases = leases
+        self.key = project_key(manifest.root)
+        self.own = leases.setdefault(self.key, {})
+        # A service removed from the manifest, or now `port = false`, gives its port back.
+        for name in list(self.own):
+            spec = manifest.services.get(name)
+            if spec is None or not spec.needs_port:
+                del self.own[name]
+        # Every lease is reserved for its owner, running or not; ports chosen in this plan
+        # become leases at once, so they are excluded the same way.
+        self.owners: dict[int, tuple[str, str]] = {
+            port: (root, service)
+            for root, ports in leases.items()
+            for service, port in ports.items()
+        }
+        self.ports: dict[str, int | None] = {}
+        self.holders: dict[str, Holder | None] = {}
+        self.messages: list[str] = []
+
+    def choose(self, name: str, spec: ServiceSpec) -> None:
+        if not spec.needs_port:
+            self.ports[name] = None
+            self.holders[name] = None
+            return
+        old = self.own.get(name)
+        preferred = spec.preferred_port
+        if old is not None and not (old == preferred or self._in_pool(old)):
+            old = None  # the pool changed under it
+        if not self.move_busy and old is not None and self._claim(old, name) is None:
+            holder = None if is_port_free(old) else _first_holder(find_holders(old))
+            self._take(name, old, holder)
+            return
+        first = preferred if preferred is not None else old
+        if first is None:
+            self._take(name, self._scan(name, start=self.lo, avoid=None))
+            return
+        problem = self._claim(first, name)
+        remedy = "`devup ports --release` in the project holding that lease frees it"
+        if problem is None:
+            if is_port_free(first):
+                self._take(name, first)
+                if first in BLOCKED_PORTS:
+                    self.messages.append(
+                        f"{name}: port {first} is on the browsers' unsafe-port list; "
+                        "browsers will refuse to open it"
+                    )
+                return
+            problem = f"is held by {describe_all(find_holders(first))}"
+            remedy = f"`devup who {first}` shows who holds it"
+        if spec.strict_port and first == preferred:
+            raise DevupError(
+                f"{name}: port {first} {problem} and strict_port is set",
+                hint=f"{remedy}; or drop strict_port to let devup move {name}",
+            )
+        fallback = self._fallback(name, first, old)
+        self._take(name, fallback)
+        updated = " (lease updated)" if first == old else ""
+        self.messages.append(f"port {first} {problem}: {name} moved to {fallback}{updated}")
+
+    def finish(self) -> None:
+        if not self.own:
+            del self.leases[self.key]
+
+    def _fallback(self, name: str, first: int, old: int | None) -> int:
+        # The port of the last run, if it was already a fallback, keeps the URL stable.
+        if old is not None and old != first and self._usable(old, name):
+            return old
+        start = first + 1 if self.lo <= first < self.hi else self.lo
+        return self._scan(name, start=start, avoid=first)
+
+    def _scan(self, name: str, start: int, avoid: int | None) -> int:
+        """The first usable pool port from `start` up, wrapping around to the pool's start."""
+        for port in itertools.chain(range(start, self.hi + 1), range(self.lo, start)):
+            if port != avoid and port not in BLOCKED_PORTS and self._usable(port, name):
+                return port
+        leased = sum(1 for port in self.owners if self.lo <= port <= self.hi)
+        raise DevupError(
+            f"{name}: no free port left in {self.lo}-{self.hi} "
+            f"({leased} leased, the rest busy or blocked by browsers)",
+            hint=f'widen "ports" in the [devup] table of {self.manifest.path.name}, or run '
+            "`devup ports --release` in projects you no longer use",
+        )
+
+    def _usable(self, port: int, name: str) -> bool:
+        return self._claim(port, name) is None and is_port_free(port)
+
+    def _claim(self, port: int, name: str) -> str | None:
+        """Why `port` is reserved for someone other than `name` of this project, or None."""
+        owner = self.owners.get(port)
+        if owner is None or owner == (self.key, name):
+            return None
+        root, service = owner
+        if root == self.key:
+            return f"is leased to {service}"
+        return f"is leased to {service} of {root}"
+
+    def _in_pool(self, port: int) -> bool:
+        return self.lo <= port <= self.hi and port not in BLOCKED_PORTS
+
+    def _take(self, name: str, port: int, holder: Holder | None = None) -> None:
+        old = self.own.get(name)
+        if old is not None and self.owners.get(old) == (self.key, name):
+            del self.owners[old]
+        self.owners[port] = (self.key, name)
+        self.own[name] = port
+        self.ports[name] = port
+        self.holders[name] = holder
+
+
+def _first_holder(found: list[Holder]) -> Holder:
+    # Busy with no visible listener (say, a client socket bound to it): still report it as held.
+    return found[0] if found else Holder(None, UNKNOWN, "", None, None, "")

@@ -1,0 +1,178 @@
+"""The user-wide port lease registry: devup_home()/ports.json, read and written only under an
+exclusive flock on ports.lock, so concurrent devup runs never hand out the same port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import DevupError
+from orchestrator.paths import devup_home, ensure_private_dir, project_key, write_private_atomic
+
+REGISTRY_VERSION = 1
+LOCK_TIMEOUT_S = 10.0
+LOCK_POLL_S = 0.005
+
+# project key (its real path) -> service name -> leased port
+Leases = dict[str, dict[str, int]]
+
+
+class Registry:
+    """Leases per (project folder, service). `warnings` holds what the last load had to repair,
+    as lines for the user; it is replaced on every load."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home if home is not None else devup_home()
+        self.path = self.home / "ports.json"
+        # The lock lives in its own file: ports.json is replaced by rename on every write, and a
+        # flock on a replaced inode would no longer exclude anyone.
+        self.lock_path = self.home / "ports.lock"
+        self.warnings: list[str] = []
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[Leases]:
+        """Hold the registry lock; yield the leases to read and change. They are written back
+        atomically when the block exits cleanly (and only if something changed); an exception
+        leaves the file as it was. Not reentrant: nesting in one process waits for itself."""
+        with self._lock():
+            loaded, damaged = self._load()
+            leases = copy.deepcopy(loaded)
+            _prune_missing_projects(leases)
+            yield leases
+            if damaged or leases != loaded:
+                write_private_atomic(self.path, _dump(leases))
+
+    def read(self) -> Leases:
+        """A snapshot of the leases, for display; writes nothing back."""
+        with self._lock():
+            loaded, _ = self._load()
+        return loaded
+
+    def release(self, project_root: Path, services: Iterable[str] | None = None) -> list[str]:
+        """Forget this project's leases (all, or the named services'); return what was released."""
+        key = project_key(project_root)
+        with self.locked() as leases:
+            own = leases.get(key, {})
+            names = list(own) if services is None else [s for s in services if s in own]
+            for name in names:
+                del own[name]
+            if not own:
+                leases.pop(key, None)
+        return names
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        try:
+            ensure_private_dir(self.home)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise DevupError(
+                f"cannot use the port registry in {self.home}: {exc.strerror}",
+                hint="set DEVUP_HOME to a folder you can write",
+            ) from exc
+        try:
+            self._acquire(fd)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _acquire(self, fd: int) -> None:
+        # flock has no timeout, and a devup stopped with Ctrl-Z inside the lock would otherwise
+        # hang every other run silently; the lock is held for milliseconds, so polling is cheap.
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                raise DevupError(
+                    f"the port registry {self.lock_path} stayed locked for {LOCK_TIMEOUT_S:.0f}s",
+                    hint="another devup holds it (stopped with Ctrl-Z?): resume or end that devup",
+                )
+            time.sleep(LOCK_POLL_S)
+
+    def _load(self) -> tuple[Leases, bool]:
+        """The leases on disk and whether the file needed repair (so it gets rewritten)."""
+        self.warnings = []
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}, False
+        try:
+            doc = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return self._start_over(raw, f"unreadable ({exc})")
+        version = doc.get("version") if isinstance(doc, dict) else None
+        if not isinstance(version, int) or not isinstance(doc.get("projects"), dict):
+            return self._start_over(raw, "not a devup port registry")
+        if version != REGISTRY_VERSION:
+            raise DevupError(
+                f"port registry {self.path} has version {version}, "
+                f"this devup reads version {REGISTRY_VERSION}",
+                hint="upgrade devup, or point DEVUP_HOME to another folder",
+            )
+        leases, skipped = _parse(doc)
+        if skipped:
+            self.warnings.append(
+                f"port registry {self.path}: ignored {skipped} malformed "
+                f"entr{'y' if skipped == 1 else 'ies'}"
+            )
+        return leases, skipped > 0
+
+    def _start_over(self, raw: bytes, problem: str) -> tuple[Leases, bool]:
+        # Leases are a convenience, not data worth refusing to start over; keep the damaged
+        # bytes for whoever wants to look, and let the next write replace the file.
+        corrupt = self.path.with_name(self.path.name + ".corrupt")
+        with contextlib.suppress(OSError):
+            write_private_atomic(corrupt, raw)
+        self.warnings.append(
+            f"port registry {self.path} is {problem}; starting with no leases "
+            f"(the damaged file is kept as {corrupt.name})"
+        )
+        return {}, True
+
+
+def _parse(doc: dict[str, Any]) -> tuple[Leases, int]:
+    """Best effort: keep every well-formed lease, count the rest."""
+    leases: Leases = {}
+    skipped = 0
+    for root, entry in doc["projects"].items():
+        ports = entry.get("ports") if isinstance(entry, dict) else None
+        if not isinstance(ports, dict):
+            skipped += 1
+            continue
+        for service, port in ports.items():
+            # bool is an int subclass; `true` is not a port.
+            if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+                leases.setdefault(root, {})[service] = port
+            else:
+                skipped += 1
+    return leases, skipped
+
+
+def _dump(leases: Leases) -> bytes:
+    projects = {
+        root: {"ports": dict(sorted(services.items()))}
+        for root, services in sorted(leases.items())
+        if services
+    }
+    doc = {"version": REGISTRY_VERSION, "projects": projects}
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def _prune_missing_projects(leases: Leases) -> None:
+    # A deleted checkout will never run again; its ports go back to the pool.
+    for root in [r for r in leases if not os.path.isdir(r)]:
+        del leases[root]
