@@ -1,0 +1,77 @@
+"""Formats log lines as `HH:MM:SS name | text` and hands them to the terminal writer and log files.
+
+Owned by the supervisor's thread; formatting is batched per chunk so a fast child costs one join.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import IO
+
+# Foreman's palette order; devup's own lines are left uncoloured so they stand out.
+COLORS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94", "91")
+RESET = "\x1b[0m"
+DEVUP = "devup"
+
+
+class Printer:
+    def __init__(
+        self,
+        names: Iterable[str],
+        write: Callable[[bytes], None],
+        *,
+        color: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._write = write
+        self._clock = clock
+        self._color = color
+        names = list(names)
+        self._width = max([len(DEVUP), *(len(n) for n in names)])
+        self._colors = {name: COLORS[i % len(COLORS)] for i, name in enumerate(names)}
+        self._log_files: dict[str, IO[bytes]] = {}
+        self._stamp_second = -1
+        self._stamp = ""
+
+    def add_log_file(self, name: str, file: IO[bytes]) -> None:
+        self._log_files[name] = file
+
+    def lines(self, name: str, lines: list[str]) -> None:
+        """Print one service's (or devup's) lines, in order, as one write."""
+        if not lines:
+            return
+        stamp = self._timestamp()
+        plain = f"{stamp} {name.ljust(self._width)} | "
+        text_plain = plain + ("\n" + plain).join(lines) + "\n"
+        log = self._log_files.get(name)
+        if log is not None:
+            log.write(text_plain.encode("utf-8", "surrogateescape"))
+        code = self._colors.get(name) if self._color else None
+        if code is None:
+            self._write(text_plain.encode("utf-8", "surrogateescape"))
+            return
+        pretty = f"\x1b[{code}m{stamp} {name.ljust(self._width)} {RESET}| "
+        text = pretty + ("\n" + pretty).join(lines) + "\n"
+        self._write(text.encode("utf-8", "surrogateescape"))
+
+    def say(self, text: str) -> None:
+        """One of devup's own lines."""
+        self.lines(DEVUP, text.split("\n"))
+
+    def flush_logs(self) -> None:
+        for file in self._log_files.values():
+            file.flush()
+
+    def close_logs(self) -> None:
+        for file in self._log_files.values():
+            file.close()
+        self._log_files.clear()
+
+    def _timestamp(self) -> str:
+        now = self._clock()
+        second = int(now)
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp = time.strftime("%H:%M:%S", time.localtime(now))
+        return self._stamp
