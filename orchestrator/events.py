@@ -1,0 +1,54 @@
+"""Facts that reader threads, the watcher, the control server and signal handlers post to the
+supervisor's queue. Each names the service generation it is about, so a late event of an old
+process never changes the new one's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OutputRead:
+    name: str
+    generation: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class OutputClosed:
+    name: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class SignalReceived:
+    signum: int
+
+
+@dataclass(frozen=True)
+class ChildrenChanged:
+    """SIGCHLD: some child may have exited; the supervisor reaps."""
+
+
+@dataclass(frozen=True)
+class FilesChanged:
+    name: str
+    path: str  # relative to the service's cwd, for the message
+
+
+@dataclass(frozen=True)
+class ControlRequested:
+    """A command from `devup status/restart/stop/start`; `reply` is called with the answer."""
+
+    verb: str
+    names: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    reply: Callable[[dict[str, Any]], None] = field(default=lambda answer: None)
+
+
+Event = (
+    OutputRead | OutputClosed | SignalReceived | ChildrenChanged | FilesChanged | ControlRequested
+)

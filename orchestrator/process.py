@@ -1,0 +1,112 @@
+"""One child process group: spawning it in its own session, signalling the group safely, and
+telling when the whole group is gone. Knows nothing of services or policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class GroupId:
+    """A process group as devup started it: the leader's pid (= pgid) and its start time.
+
+    The start time is what makes signalling safe: a pgid can be reused once its group is gone,
+    so a group is only signalled while a member started no earlier than its leader did.
+    """
+
+    pgid: int
+    leader_started_at: float  # psutil create_time of the leader
+
+
+@dataclass
+class Child:
+    group: GroupId
+    popen: subprocess.Popen[bytes]  # its stdout is the pipe carrying stdout and stderr
+
+    @property
+    def pid(self) -> int:
+        return self.group.pgid
+
+
+def spawn(cmd: str, cwd: Path, env: dict[str, str]) -> Child:
+    """Start `/bin/sh -c cmd` as the leader of a new session (and so of a new process group)."""
+    popen = subprocess.Popen(
+        ["/bin/sh", "-c", cmd],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+        bufsize=0,
+    )
+    assert popen.stdout is not None
+    try:
+        started_at = psutil.Process(popen.pid).create_time()
+    except psutil.Error:
+        started_at = 0.0  # already gone and reaped is impossible (we have not waited): treat as 0
+    return Child(GroupId(popen.pid, started_at), popen)
+
+
+def group_members(group: GroupId) -> list[psutil.Process]:
+    """Live (non-zombie) processes of the group that started no earlier than its leader."""
+    try:
+        os.killpg(group.pgid, 0)
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        return []  # the pgid now belongs to another user: certainly not ours
+    members = []
+    for proc in psutil.process_iter(["pid", "status", "create_time"]):
+        try:
+            if os.getpgid(proc.pid) != group.pgid:
+                continue
+        except OSError:
+            continue
+        info = proc.info
+        if info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        # 10 ms slack: create_time is rounded differently on some platforms.
+        if info["create_time"] is None or info["create_time"] + 0.01 < group.leader_started_at:
+            continue
+        members.append(proc)
+    return members
+
+
+def signal_group(group: GroupId, sig: int) -> bool:
+    """Send `sig` to the group if it is still the group devup started; False if it is gone."""
+    members = group_members(group)
+    if not members:
+        return False
+    try:
+        os.killpg(group.pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        # A member we may not signal (setuid); signal the ones we can.
+        for proc in members:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+    return True
+
+
+def describe_exit(status: int) -> tuple[str, int]:
+    """`with code 1` / `from SIGKILL`, and the code a shell would report (128+N for signals)."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"from {name}", 128 + sig
+    code = os.WEXITSTATUS(status)
+    return f"with code {code}", code
