@@ -1,0 +1,76 @@
+"""What each control-channel verb does to the running supervisor: status, restart, stop, start.
+
+A small fixed set; runs on the supervisor's thread, answers through the request's reply callback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.events import ControlRequested
+from orchestrator.states import State
+
+if TYPE_CHECKING:
+    from orchestrator.supervisor import ServiceRun, Supervisor
+
+VERBS = ("status", "restart", "stop", "start")
+
+
+def handle(sup: Supervisor, request: ControlRequested) -> None:
+    if request.verb not in VERBS:
+        request.reply({"ok": False, "error": f"unknown verb {request.verb!r}"})
+        return
+    if request.verb == "status":
+        request.reply({"ok": True, **sup.status()})
+        return
+    unknown = [n for n in request.names if n not in sup.services]
+    if unknown:
+        request.reply({"ok": False, "error": f"unknown service {unknown[0]!r}", "unknown": unknown})
+        return
+    if request.verb == "stop" and not request.names:
+        request.reply({"ok": True, "stopping": "all"})
+        sup.say("stop requested, stopping all services")
+        sup.shutdown(0)
+        return
+    targets = [sup.services[n] for n in request.names]
+    wait = bool(request.options.get("wait", True))
+    _Gather(request, targets, wait).arm()
+    for svc in targets:
+        if request.verb == "restart":
+            sup.say(f"{svc.name}: restart requested")
+            sup.request_restart(svc)
+        elif request.verb == "stop":
+            sup.say(f"{svc.name}: stop requested")
+            sup.stop_service(svc)
+        else:
+            sup.start_service(svc)
+
+
+class _Gather:
+    """Answers once every target has settled (ready, running, stopped or crashed)."""
+
+    def __init__(self, request: ControlRequested, targets: list[ServiceRun], wait: bool) -> None:
+        self._request = request
+        self._pending = {svc.name for svc in targets}
+        self._results: dict[str, str] = {}
+        self._targets = targets
+        self._wait = wait
+
+    def arm(self) -> None:
+        if not self._wait:
+            self._request.reply(
+                {"ok": True, "services": {s.name: s.state.value for s in self._targets}}
+            )
+            return
+        for svc in self._targets:
+            svc.waiters.append(self._make_reply(svc.name))
+
+    def _make_reply(self, name: str) -> Any:
+        def done(answer: dict[str, Any]) -> None:
+            self._results[name] = answer["state"]
+            self._pending.discard(name)
+            if not self._pending:
+                ok = all(s not in (State.CRASHED.value,) for s in self._results.values())
+                self._request.reply({"ok": ok, "services": self._results})
+
+        return done

@@ -1,0 +1,715 @@
+"""The supervisor: the one thread that owns every service's state, timers and restarts.
+
+Reader threads, the watcher, the control server and signal handlers only post events on a
+SimpleQueue; everything they report is acted on here, so no devup state needs a lock.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import IO, Any, Protocol
+
+from orchestrator import process
+from orchestrator.environ import service_url
+from orchestrator.events import (
+    ChildrenChanged,
+    ControlRequested,
+    Event,
+    FilesChanged,
+    OutputClosed,
+    OutputRead,
+    SignalReceived,
+)
+from orchestrator.lines import LineSplitter
+from orchestrator.manifest import Manifest, ServiceSpec
+from orchestrator.policy import decide, format_delay
+from orchestrator.ports import is_port_free
+from orchestrator.printer import Printer
+from orchestrator.states import State, check_transition
+from orchestrator.timers import Timers
+
+READ_CHUNK_BYTES = 65536
+CHUNKS_IN_FLIGHT = 32  # per child: bounds memory when devup lags; the child's pipe then blocks
+READY_POLL_S = 0.05
+STOP_POLL_S = 0.02
+PORT_WAIT_POLL_S = 0.1
+PORT_WAIT_WARN_S = 5.0
+EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
+IDLE_WAKEUP_S = 1.0
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+class Watcher(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+Spawn = Callable[[ServiceSpec, dict[str, str]], process.Child]
+
+
+def spawn_service(spec: ServiceSpec, env: dict[str, str]) -> process.Child:
+    return process.spawn(spec.cmd, spec.cwd, env)
+
+
+@dataclass
+class ServiceRun:
+    """The runtime side of one service; only the supervisor's thread touches it."""
+
+    spec: ServiceSpec
+    port: int | None
+    env: dict[str, str]
+    state: State = State.WAITING
+    generation: int = 0
+    child: process.Child | None = None
+    group: process.GroupId | None = None  # set until the whole group is verified gone
+    splitter: LineSplitter = field(default_factory=LineSplitter)
+    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    started_at: float = 0.0
+    ready_after_s: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    exit_status: int | None = None  # reaped, not yet reported (waiting for its last output)
+    output_open: bool = False
+    fast_failures: int = 0
+    restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
+    kill_deadline: float | None = None
+    trigger: str | None = None  # the file whose change is behind the pending restart
+    ready_regex: re.Pattern[str] | None = None
+    port_wait_since: float | None = None
+    waiters: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_task(self) -> bool:
+        return not self.spec.needs_port and self.spec.restart == "no"
+
+    @property
+    def satisfies_dependents(self) -> bool:
+        if self.is_task:
+            return self.state is State.STOPPED and self.exit_code == 0
+        return self.state in (State.READY, State.RUNNING)
+
+    @property
+    def settled(self) -> bool:
+        """Done starting: ready, or given up on, or finished."""
+        return self.state not in (State.WAITING, State.STARTING)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        manifest: Manifest,
+        order: list[str],
+        ports: dict[str, int | None],
+        envs: dict[str, dict[str, str]],
+        printer: Printer,
+        *,
+        events: queue.SimpleQueue[Event] | None = None,
+        watching: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        spawn: Spawn = spawn_service,
+        on_change: Callable[[Supervisor], None] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.order = order
+        self.events: queue.SimpleQueue[Event] = events or queue.SimpleQueue()
+        self.printer = printer
+        self.watching = watching
+        self._clock = clock
+        self._spawn = spawn
+        self._on_change = on_change
+        self.timers = Timers(clock)
+        self.services = {
+            name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
+        }
+        self.shutting_down = False
+        self.exit_code: int | None = None
+        self._final_code = 0
+        self._started_at = clock()
+        self._summary_shown = False
+        self._watcher: Watcher | None = None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, watcher: Watcher | None = None) -> int:
+        """Start everything, supervise until the run ends, return devup's exit code."""
+        previous = self._install_signal_handlers()
+        try:
+            self._watcher = watcher
+            self._start_ready_services()
+            if watcher is not None and not self.shutting_down:
+                watcher.start()
+            while self.exit_code is None:
+                self._step(self.timers.timeout(IDLE_WAKEUP_S))
+            return self.exit_code
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _step(self, timeout_s: float) -> None:
+        try:
+            first = (
+                self.events.get(timeout=timeout_s) if timeout_s > 0 else self.events.get_nowait()
+            )
+        except queue.Empty:
+            self._reap()  # a safety net for a lost SIGCHLD; costs a few syscalls a second
+        else:
+            self._handle(first)
+            # Drain what else is queued before flushing, so output goes out in batches.
+            for _ in range(1000):
+                try:
+                    self._handle(self.events.get_nowait())
+                except queue.Empty:
+                    break
+        self.timers.run_due()
+        self.printer.flush_logs()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        post = self.events.put
+
+        def on_signal(signum: int, _frame: object) -> None:
+            post(SignalReceived(signum))
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, on_signal)
+        previous[signal.SIGCHLD] = signal.signal(
+            signal.SIGCHLD, lambda _s, _f: post(ChildrenChanged())
+        )
+        return previous
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, OutputRead):
+            self._on_output(event)
+        elif isinstance(event, OutputClosed):
+            self._on_output_closed(event)
+        elif isinstance(event, ChildrenChanged):
+            self._reap()
+        elif isinstance(event, SignalReceived):
+            self._on_signal(event.signum)
+        elif isinstance(event, FilesChanged):
+            self._on_files_changed(event)
+        elif isinstance(event, ControlRequested):
+            self._on_control(event)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _set_state(self, svc: ServiceRun, new: State) -> None:
+        check_transition(svc.state, new)
+        svc.state = new
+        if self._on_change is not None:
+            self._on_change(self)
+
+    def say(self, text: str) -> None:
+        self.printer.say(text)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def _start_ready_services(self) -> None:
+        """Start every waiting service whose dependencies are all satisfied."""
+        for svc in self.services.values():
+            if svc.state is not State.WAITING or self.shutting_down:
+                continue
+            deps = [self.services[d] for d in svc.spec.depends_on if d in self.services]
+            failed = [d for d in deps if d.is_task and d.state is State.STOPPED and d.exit_code]
+            if failed:
+                dep = failed[0]
+                self.say(f"{svc.name} not started: {dep.name} failed with code {dep.exit_code}")
+                self._set_state(svc, State.STOPPED)
+                self._answer_waiters(svc)
+                continue
+            if all(d.satisfies_dependents for d in deps):
+                self._spawn_now(svc)
+        self._maybe_summarize()
+
+    def _spawn_now(self, svc: ServiceRun) -> None:
+        svc.generation += 1
+        svc.splitter = LineSplitter()
+        svc.slots = threading.Semaphore(CHUNKS_IN_FLIGHT)
+        svc.exit_status = None
+        svc.exit_code = None
+        svc.restart_due = None
+        svc.port_wait_since = None
+        svc.ready_after_s = None
+        svc.ready_regex = re.compile(svc.spec.ready_log) if svc.spec.ready_log else None
+        try:
+            child = self._spawn(svc.spec, svc.env)
+        except OSError as exc:
+            self.say(f"{svc.name} could not start: {exc.strerror or exc}")
+            svc.exit_code = 127
+            self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            self._start_ready_services()
+            return
+        svc.child = child
+        svc.group = child.group
+        svc.started_at = self._clock()
+        svc.output_open = True
+        port_note = f", PORT={svc.port}" if svc.port is not None else ""
+        self.say(f"{svc.name} started (pid {child.pid}{port_note})")
+        self._set_state(svc, State.STARTING)
+        threading.Thread(
+            target=_read_output,
+            args=(child.popen.stdout, svc.name, svc.generation, self.events.put, svc.slots),
+            name=f"devup-read-{svc.name}",
+            daemon=True,
+        ).start()
+        generation = svc.generation
+        if svc.port is not None and svc.ready_regex is None:
+            self.timers.call_later(READY_POLL_S, lambda: self._poll_ready(svc, generation))
+        elif svc.ready_regex is None and not svc.is_task:
+            # Nothing to wait for: a worker without a port is up once it runs.
+            self._set_state(svc, State.RUNNING)
+            self._answer_waiters(svc)
+            self._start_ready_services()
+            return
+        if not svc.is_task:
+            self.timers.call_later(
+                svc.spec.ready_timeout_s, lambda: self._ready_timed_out(svc, generation)
+            )
+
+    def _poll_ready(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.state is not State.STARTING:
+            return
+        assert svc.port is not None
+        if not is_port_free(svc.port):
+            self._became_ready(svc)
+        else:
+            self.timers.call_later(READY_POLL_S, lambda: self._poll_ready(svc, generation))
+
+    def _became_ready(self, svc: ServiceRun) -> None:
+        svc.ready_after_s = self._clock() - svc.started_at
+        self._set_state(svc, State.READY)
+        if self._summary_shown:
+            where = f" on {service_url('127.0.0.1', svc.port)}" if svc.port else ""
+            self.say(f"{svc.name} ready{where} in {svc.ready_after_s:.2f}s")
+        self._answer_waiters(svc)
+        self._start_ready_services()
+
+    def _ready_timed_out(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.state is not State.STARTING:
+            return
+        what = f"nothing listens on port {svc.port}" if svc.port else "ready_log did not match"
+        self.say(
+            f"{svc.name} not ready after {svc.spec.ready_timeout_s:g}s ({what}); "
+            "starting its dependents anyway"
+        )
+        self._set_state(svc, State.RUNNING)
+        self._answer_waiters(svc)
+        self._start_ready_services()
+
+    def _maybe_summarize(self) -> None:
+        if self._summary_shown or not all(s.settled for s in self.services.values()):
+            return
+        self._summary_shown = True
+        up = [s for s in self.services.values() if s.state in (State.READY, State.RUNNING)]
+        if not up:
+            return
+        took = self._clock() - self._started_at
+        width = max(len(s.name) for s in up)
+        tasks = [s for s in self.services.values() if s.is_task and s.exit_code == 0]
+        head = _count(len(up), "service") + " up"
+        if tasks:
+            head += ", " + _count(len(tasks), "task") + " done"
+        rows = [f"{head} in {took:.2f}s"]
+        for s in up:
+            url = service_url("127.0.0.1", s.port) if s.port is not None else "(no port)"
+            pid = f"pid {s.child.pid}" if s.child else ""
+            ready = f"ready in {s.ready_after_s:.2f}s" if s.ready_after_s is not None else "running"
+            rows.append(f"  {s.name.ljust(width)}  {url:<22}  {pid:<10}  {ready}")
+        self.say("\n".join(rows))
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _on_output(self, event: OutputRead) -> None:
+        svc = self.services[event.name]
+        if event.generation == svc.generation:
+            self._print_lines(svc, svc.splitter.feed(event.data))
+        svc.slots.release()
+
+    def _on_output_closed(self, event: OutputClosed) -> None:
+        svc = self.services[event.name]
+        if event.generation != svc.generation:
+            return
+        self._print_lines(svc, svc.splitter.flush())
+        svc.output_open = False
+        if svc.exit_status is not None:
+            self._on_exit(svc)
+
+    def _print_lines(self, svc: ServiceRun, lines: list[str]) -> None:
+        if not lines:
+            return
+        self.printer.lines(svc.name, lines)
+        regex = svc.ready_regex
+        if regex is not None and svc.state is State.STARTING and any(map(regex.search, lines)):
+            self._became_ready(svc)
+
+    # -- exits ---------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        for svc in self.services.values():
+            child = svc.child
+            if child is None or svc.exit_status is not None:
+                continue
+            try:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = child.pid, 255 << 8
+            if pid == 0:
+                continue
+            child.popen.returncode = status  # so Popen never waits for it again
+            svc.exit_status = status
+            if svc.output_open:
+                generation = svc.generation
+                self.timers.call_later(EXIT_GRACE_S, partial(self._exit_grace, svc, generation))
+            else:
+                self._on_exit(svc)
+
+    def _exit_grace(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation == generation and svc.exit_status is not None and svc.child is not None:
+            self._on_exit(svc)
+
+    def _on_exit(self, svc: ServiceRun) -> None:
+        """The leader of the current generation exited and its output is in (or late)."""
+        assert svc.exit_status is not None and svc.child is not None
+        how, code = process.describe_exit(svc.exit_status)
+        svc.exit_code = code
+        svc.exit_status = None
+        svc.child = None
+        uptime = self._clock() - svc.started_at
+        if svc.state is State.STOPPING:
+            self._check_group_gone(svc)
+            return
+        if self.shutting_down:
+            self._set_state(svc, State.STOPPING)
+            self._check_group_gone(svc)
+            return
+        was_ready = svc.state in (State.READY, State.RUNNING)
+        if svc.is_task:
+            if code == 0:
+                self.say(f"{svc.name} finished (exit code 0) in {uptime:.2f}s")
+            else:
+                self.say(f"{svc.name} failed: exited {how}")
+            self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            self._stop_leftovers(svc)
+            self._start_ready_services()
+            self._maybe_exit()
+            return
+        decision = decide(svc.spec.restart, code, uptime, svc.fast_failures)
+        svc.fast_failures = decision.fast_failures
+        if decision.crashed:
+            self.say(
+                f"{svc.name} exited {how}; it failed {decision.fast_failures} times in a row within"
+                f" 10s of starting: crashed until a file change or `devup restart {svc.name}`"
+            )
+            self._set_state(svc, State.CRASHED)
+        elif decision.restart:
+            self.say(f"{svc.name} exited {how}, restarting in {format_delay(decision.delay_s)}")
+            svc.restart_due = self._clock() + decision.delay_s
+            svc.restarts += 1
+            self._set_state(svc, State.RESTARTING)
+            self.timers.call_later(decision.delay_s, lambda: self._try_start(svc))
+        else:
+            self.say(f"{svc.name} exited {how}")
+            self._set_state(svc, State.STOPPED)
+        if not was_ready:
+            self._answer_waiters(svc)
+        self._stop_leftovers(svc)
+        self._start_ready_services()
+        self._maybe_exit()
+
+    def _stop_leftovers(self, svc: ServiceRun) -> None:
+        """The leader is gone; members of its group that outlived it are stopped too."""
+        if svc.group is None:
+            return
+        if not process.group_members(svc.group):
+            svc.group = None
+            return
+        self.say(f"{svc.name}: processes of its group outlived it, stopping them")
+        self._signal_group(svc, svc.spec.stop_signal)
+        svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+        generation = svc.generation
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
+
+    def _poll_leftovers(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.group is None or svc.child is not None:
+            return
+        if not process.group_members(svc.group):
+            svc.group = None
+            self._maybe_exit()
+            return
+        if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
+            self._signal_group(svc, signal.SIGKILL)
+            svc.kill_deadline = None
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def _stop(self, svc: ServiceRun, restart_after: bool = False) -> None:
+        """Begin stopping the service's whole group; finished once the group is empty."""
+        if restart_after:
+            svc.restart_due = svc.restart_due or self._clock()
+        else:
+            svc.restart_due = None
+        if svc.state is State.STOPPING:
+            return
+        idle = (State.WAITING, State.RESTARTING, State.STOPPED, State.CRASHED)
+        if svc.state in idle and svc.group is None:
+            if svc.state is not State.STOPPED and not restart_after:
+                self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            return
+        self._set_state(svc, State.STOPPING)
+        self._signal_group(svc, svc.spec.stop_signal)
+        svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+        generation = svc.generation
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_stopped(svc, generation))
+
+    def _signal_group(self, svc: ServiceRun, sig: int) -> None:
+        if svc.group is not None:
+            process.signal_group(svc.group, sig)
+
+    def _poll_stopped(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.state is not State.STOPPING:
+            return
+        if svc.child is not None and svc.exit_status is None:
+            self._reap()
+        if not self._check_group_gone(svc):
+            if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
+                timeout = self.manifest.settings.stop_timeout_s
+                self.say(f"{svc.name} did not stop within {timeout:g}s, sending SIGKILL")
+                self._signal_group(svc, signal.SIGKILL)
+                svc.kill_deadline = None
+            self.timers.call_later(STOP_POLL_S, lambda: self._poll_stopped(svc, generation))
+
+    def _check_group_gone(self, svc: ServiceRun) -> bool:
+        """If the stopping service's leader is reaped and its group empty, finish the stop."""
+        if svc.state is not State.STOPPING:
+            return True
+        if svc.child is not None:
+            if svc.exit_status is None:
+                return False
+            self._on_exit(svc)  # reaped but unreported: report now, it re-enters here
+            return svc.state is not State.STOPPING
+        if svc.group is not None and process.group_members(svc.group):
+            return False
+        svc.group = None
+        svc.kill_deadline = None
+        if svc.restart_due is not None and not self.shutting_down:
+            self._set_state(svc, State.RESTARTING)
+            self._try_start(svc)
+        else:
+            self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            self._maybe_exit()
+        return True
+
+    def kill_all(self) -> None:
+        for svc in self.services.values():
+            if svc.group is not None:
+                self._signal_group(svc, signal.SIGKILL)
+
+    # -- restarting ----------------------------------------------------------------------------
+
+    def _try_start(self, svc: ServiceRun) -> None:
+        """Start a restarting service once its delay passed, its group is gone, its port free."""
+        if svc.state is not State.RESTARTING or self.shutting_down or svc.restart_due is None:
+            return
+        now = self._clock()
+        if now < svc.restart_due:
+            self.timers.call_later(svc.restart_due - now, lambda: self._try_start(svc))
+            return
+        if svc.group is not None:
+            return  # its leftovers are being stopped; _poll_leftovers gets here again
+        if svc.port is not None and not is_port_free(svc.port):
+            if svc.port_wait_since is None:
+                svc.port_wait_since = now
+            elif now - svc.port_wait_since >= PORT_WAIT_WARN_S:
+                self.say(f"{svc.name}: port {svc.port} is still in use, waiting for it to be free")
+                svc.port_wait_since = now
+            self.timers.call_later(PORT_WAIT_POLL_S, lambda: self._try_start(svc))
+            return
+        svc.trigger = None
+        self._spawn_now(svc)
+
+    def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
+        """Restart now (or after delay_s of quiet); folds into a restart already under way."""
+        due = self._clock() + delay_s
+        if svc.state is State.WAITING or self.shutting_down:
+            return
+        svc.fast_failures = 0 if svc.state is State.CRASHED else svc.fast_failures
+        if svc.state in (State.STOPPING, State.RESTARTING):
+            svc.restart_due = max(svc.restart_due or due, due)
+            if svc.state is State.RESTARTING:
+                self.timers.call_later(max(due - self._clock(), 0), lambda: self._try_start(svc))
+            return
+        svc.restarts += 1
+        if svc.state.is_up:
+            svc.restart_due = due
+            self._stop(svc, restart_after=True)
+            return
+        # STOPPED or CRASHED
+        svc.restart_due = due
+        self._set_state(svc, State.RESTARTING)
+        self.timers.call_later(delay_s, lambda: self._try_start(svc))
+
+    def stop_service(self, svc: ServiceRun) -> None:
+        """Stop one service and keep it stopped (until a file change or `devup start`)."""
+        if svc.child is None and svc.group is None:
+            svc.restart_due = None
+            if svc.state is not State.STOPPED:
+                self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            return
+        self._stop(svc)
+
+    def start_service(self, svc: ServiceRun) -> None:
+        """Start a stopped service and whatever it depends on that is not up."""
+        if svc.state.is_up:
+            self._answer_waiters(svc)
+            return
+        if svc.state in (State.STOPPING, State.RESTARTING):
+            svc.restart_due = svc.restart_due or self._clock()
+            return
+        for name in [*svc.spec.depends_on, svc.name]:
+            dep = self.services.get(name)
+            if dep is None or (dep is not svc and dep.satisfies_dependents):
+                continue
+            if dep.state in (State.STOPPED, State.CRASHED):
+                if dep is not svc:
+                    self.start_service(dep)
+                dep.fast_failures = 0
+                self._set_state(dep, State.WAITING)
+        self._start_ready_services()
+
+    def _on_files_changed(self, event: FilesChanged) -> None:
+        svc = self.services.get(event.name)
+        if svc is None or not self.watching or self.shutting_down:
+            return
+        if svc.state in (State.STOPPING, State.RESTARTING) and svc.restart_due is not None:
+            # A burst: fold into the restart under way, just push its start past the quiet time.
+            svc.restart_due = self._clock() + self.manifest.settings.debounce_ms / 1000
+            return
+        if svc.state is State.WAITING:
+            return
+        self.say(f"{svc.name}: {event.path} changed, restarting")
+        self.request_restart(svc, self.manifest.settings.debounce_ms / 1000)
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        if self.shutting_down:
+            if signum == signal.SIGINT:
+                self.say("second Ctrl-C: killing everything now")
+                self.kill_all()
+            return
+        name = signal.Signals(signum).name
+        self.say(f"{name} received, stopping all services")
+        self.shutdown(EXIT_CODES.get(signal.Signals(signum), 128 + signum))
+
+    def shutdown(self, exit_code: int) -> None:
+        """Stop every group, dependents first; the loop ends once all are gone."""
+        self.shutting_down = True
+        self._final_code = exit_code
+        for name in reversed(self.order):
+            svc = self.services[name]
+            svc.restart_due = None
+            if svc.state is State.STOPPING:
+                continue
+            if svc.child is not None or svc.group is not None:
+                self._stop(svc)
+            elif svc.state is not State.STOPPED:
+                self._set_state(svc, State.STOPPED)
+        self._maybe_exit()
+
+    def _maybe_exit(self) -> None:
+        if self.exit_code is not None:
+            return
+        alive = any(s.child is not None or s.group is not None for s in self.services.values())
+        if self.shutting_down:
+            if not alive:
+                self.exit_code = self._final_code
+            return
+        if alive or self.watching:
+            return
+        pending = any(s.state not in (State.STOPPED, State.CRASHED) for s in self.services.values())
+        if not pending:
+            failed = [
+                s.name for s in self.services.values() if s.exit_code or s.state is State.CRASHED
+            ]
+            self.say(
+                "every service has exited" + (f" ({', '.join(failed)} failed)" if failed else "")
+            )
+            self.exit_code = 1 if failed else 0
+
+    # -- control -------------------------------------------------------------------------------
+
+    def _answer_waiters(self, svc: ServiceRun) -> None:
+        waiters, svc.waiters = svc.waiters, []
+        for reply in waiters:
+            reply({"ok": True, "service": svc.name, "state": svc.state.value})
+
+    def _on_control(self, request: ControlRequested) -> None:
+        from orchestrator.control_verbs import handle
+
+        handle(self, request)
+
+    def status(self) -> dict[str, Any]:
+        now = self._clock()
+        services: dict[str, Any] = {}
+        for name, svc in self.services.items():
+            up = svc.child is not None and svc.state.is_up
+            services[name] = {
+                "state": svc.state.value,
+                "pid": svc.child.pid if svc.child else None,
+                "port": svc.port,
+                "url": service_url("127.0.0.1", svc.port) if svc.port is not None else None,
+                "restarts": svc.restarts,
+                "uptime_s": round(now - svc.started_at, 3) if up else None,
+                "exit_code": svc.exit_code,
+            }
+        return {"pid": os.getpid(), "services": services}
+
+
+def _read_output(
+    pipe: IO[bytes],
+    name: str,
+    generation: int,
+    post: Callable[[Event], None],
+    slots: threading.Semaphore,
+) -> None:
+    """A reader thread: chunks of the child's output onto the queue, at most N in flight.
+
+    It owns the pipe and closes it at EOF, so no generation's pipe outlives its output.
+    """
+    fd = pipe.fileno()
+    try:
+        while True:
+            slots.acquire()
+            data = os.read(fd, READ_CHUNK_BYTES)
+            if not data:
+                break
+            post(OutputRead(name, generation, data))
+    except OSError:
+        pass
+    finally:
+        pipe.close()
+    post(OutputClosed(name, generation))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
