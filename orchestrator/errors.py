@@ -1,4 +1,5 @@
-"""Expected failures: each carries the one line (and optional hint) the CLI prints, and an exit code."""
+"""Expected failures: each carries the one line (and optional hint) the CLI prints and an exit
+code."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 
 class DevupError(Exception):
-    """An expected failure: printed as `devup: error: MESSAGE` (+ `hint: ...`), never a traceback."""
+    """An expected failure: printed as `devup: error: MESSAGE` (+ `hint: ...`), no traceback."""
 
     exit_code = 1
 

@@ -1,0 +1,118 @@
+"""The environment each service gets: injected variables, env files and `env` tables.
+
+Pure: values in, values out. Also tells which variables carry secrets (anything from an env file
+or an `env` table, or built from one), so nothing else has to guess what may be printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import DevupError
+from orchestrator.manifest import Manifest, env_key
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    value: str
+    source: str  # "injected", an env file's path, or "env"
+    secret: bool
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines, parsed by honcho (as foreman and honcho read `.env`); missing file = {}."""
+    from honcho.environ import parse
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DevupError(f"cannot read env file {path}: {exc.__class__.__name__}") from None
+    return dict(parse(text))
+
+
+def service_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}"
+
+
+def injected(
+    manifest: Manifest, ports: Mapping[str, int | None], name: str, *, color: bool
+) -> dict[str, str]:
+    """What devup itself sets: PORT, HOST, every S_PORT/S_URL, DEVUP_SERVICE, and the rest."""
+    env: dict[str, str] = {}
+    own = ports.get(name)
+    if own is not None:
+        env["PORT"] = str(own)
+    env["HOST"] = manifest.settings.host
+    for other, port in ports.items():
+        if port is not None:
+            key = env_key(other)
+            env[f"{key}_PORT"] = str(port)
+            env[f"{key}_URL"] = service_url("127.0.0.1", port)
+    env["DEVUP_SERVICE"] = name
+    env["PYTHONUNBUFFERED"] = "1"
+    if color:
+        env["FORCE_COLOR"] = "1"
+    return env
+
+
+def service_variables(
+    manifest: Manifest,
+    ports: Mapping[str, int | None],
+    name: str,
+    *,
+    parent: Mapping[str, str],
+    color: bool,
+) -> tuple[list[Variable], list[str]]:
+    """The variables devup sets for `name`, in the order they apply, and warnings to show.
+
+    Later entries win: injected, then the global env file, the service's env file, its `env`.
+    """
+    spec = manifest.services[name]
+    warnings: list[str] = []
+    result: dict[str, Variable] = {}
+    for key, value in injected(manifest, ports, name, color=color).items():
+        result[key] = Variable(key, value, "injected", secret=False)
+    for env_file in (manifest.settings.env_file, spec.env_file):
+        if env_file is None:
+            continue
+        for key, value in read_env_file(env_file).items():
+            if key == "PORT":
+                warnings.append(f"{name}: {env_file.name} sets PORT, ignored (devup assigns it)")
+                continue
+            result[key] = Variable(key, value, str(env_file), secret=True)
+    for key, raw in spec.env:
+        value = _expand(raw, {k: v.value for k, v in result.items()}, parent)
+        result[key] = Variable(key, value, "env", secret=True)
+    return list(result.values()), warnings
+
+
+def build_env(
+    manifest: Manifest,
+    ports: Mapping[str, int | None],
+    name: str,
+    *,
+    parent: Mapping[str, str] | None = None,
+    color: bool = False,
+) -> tuple[dict[str, str], list[str]]:
+    """The whole environment of the service's process: the parent's, then devup's variables."""
+    parent = dict(os.environ if parent is None else parent)
+    if not color:
+        parent.pop("FORCE_COLOR", None)
+    variables, warnings = service_variables(manifest, ports, name, parent=parent, color=color)
+    env = dict(parent)
+    env.update((v.name, v.value) for v in variables)
+    return env, warnings
+
+
+def _expand(raw: str, values: Mapping[str, str], parent: Mapping[str, str]) -> str:
+    """`${VAR}` from devup's variables, else the parent environment; an unknown one is empty."""
+    return _REFERENCE.sub(lambda m: values.get(m.group(1), parent.get(m.group(1), "")), raw)

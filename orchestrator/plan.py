@@ -1,0 +1,81 @@
+"""What `devup check` and `devup ports` report: the plan as data (the --json shape) and as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator import runstate
+from orchestrator.environ import service_url
+from orchestrator.manifest import Manifest, start_order
+
+
+def check_plan(manifest: Manifest) -> dict[str, Any]:
+    order = start_order(manifest)
+    services: dict[str, Any] = {}
+    for name in order:
+        spec = manifest.services[name]
+        port: int | str | None = spec.preferred_port if spec.needs_port else None
+        if spec.needs_port and port is None:
+            port = "auto"
+        services[name] = {
+            "cmd": spec.cmd,
+            "cwd": str(spec.cwd),
+            "port": port,
+            "depends_on": list(spec.depends_on),
+            "restart": spec.restart,
+            "watch": [str(p) for p in spec.watch] if spec.watch is not None else None,
+        }
+    return {"manifest": str(manifest.path), "order": order, "services": services}
+
+
+def format_check(plan: dict[str, Any]) -> str:
+    rows = [f"{plan['manifest']}: ok, {len(plan['order'])} services, in start order:"]
+    width = max(len(n) for n in plan["order"])
+    for name in plan["order"]:
+        svc = plan["services"][name]
+        port = "no port" if svc["port"] is None else f"port {svc['port']}"
+        deps = f", after {', '.join(svc['depends_on'])}" if svc["depends_on"] else ""
+        rows.append(f"  {name.ljust(width)}  {port:<10}  {svc['cmd']}{deps}")
+    return "\n".join(rows)
+
+
+def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, Any]:
+    """The ports `devup up` will use (leases taken); while a run is live, its ports and holders."""
+    from orchestrator.holders import describe
+    from orchestrator.ports import allocate_ports
+
+    order = start_order(manifest, names)
+    running = runstate.running_pid(manifest.root) is not None
+    plan = allocate_ports(manifest, order, move_busy=not running)
+    services: dict[str, Any] = {}
+    for name in order:
+        port = plan.ports.get(name)
+        holder = plan.holders.get(name)
+        services[name] = {
+            "port": port,
+            "url": service_url("127.0.0.1", port) if port is not None else None,
+            "holder": describe(holder) if holder is not None else None,
+        }
+    return {"services": services, "running": running, "messages": list(plan.messages)}
+
+
+def format_ports(plan: dict[str, Any]) -> str:
+    services = plan["services"]
+    width = max([len(n) for n in services] or [0])
+    rows = list(plan["messages"])
+    for name, svc in services.items():
+        if svc["port"] is None:
+            rows.append(f"{name.ljust(width)}  -      (no port)")
+            continue
+        held = f"  held by {svc['holder']}" if svc["holder"] else ""
+        rows.append(f"{name.ljust(width)}  {svc['port']:<5}  {svc['url']}{held}")
+    return "\n".join(rows)
+
+
+def release_ports(manifest: Manifest, names: list[str]) -> str:
+    from orchestrator.registry import Registry
+
+    released = Registry().release(manifest.root, names or None)
+    if not released:
+        return "no leases to release"
+    return f"released the leases of {', '.join(released)}"

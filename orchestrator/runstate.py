@@ -1,0 +1,96 @@
+"""The record of a devup run in its project folder: a lock held for the run's whole life (one devup
+per project; the kernel drops it if devup is killed) and `.devup/run.json`, naming each service's
+process group and start time so other commands and the next run can find what it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from orchestrator.errors import DevupError
+from orchestrator.paths import ensure_private_dir, project_state_dir, write_private_atomic
+
+LOCK_NAME = "run.lock"
+STATE_NAME = "run.json"
+
+
+class RunLock:
+    """Held by the running devup of a project; a second `devup up` there fails naming its pid."""
+
+    def __init__(self, root: Path) -> None:
+        self._dir = project_state_dir(root)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        ensure_private_dir(self._dir)
+        fd = os.open(self._dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DevupError(
+                f"devup is already running in this project (pid {holder})",
+                hint="`devup status`, `devup logs -f` and `devup restart SERVICE` work with it",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def running_pid(root: Path) -> int | None:
+    """The pid of the devup running in this project, or None."""
+    path = project_state_dir(root) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def write_state(root: Path, services: dict[str, dict[str, Any]]) -> None:
+    """Record the run (devup's pid and start time, each service's group) atomically."""
+    folder = ensure_private_dir(project_state_dir(root))
+    doc = {
+        "version": 1,
+        "pid": os.getpid(),
+        "started_at": psutil.Process().create_time(),
+        "services": services,
+    }
+    write_private_atomic(folder / STATE_NAME, json.dumps(doc, indent=1).encode())
+
+
+def read_state(root: Path) -> dict[str, Any] | None:
+    """The last run's record, or None if there is none or it cannot be read."""
+    try:
+        doc = json.loads((project_state_dir(root) / STATE_NAME).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def clear_state(root: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (project_state_dir(root) / STATE_NAME).unlink()

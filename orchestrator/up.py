@@ -1,0 +1,96 @@
+"""`devup up`: puts a run together (lock, ports, environments, output, supervisor), tears it down.
+
+The composition root: everything outside the supervisor's loop that a run needs is built here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from orchestrator import runstate
+from orchestrator.environ import build_env
+from orchestrator.manifest import Manifest, start_order
+from orchestrator.paths import ensure_private_dir, project_state_dir
+from orchestrator.printer import DEVUP, Printer
+from orchestrator.supervisor import Supervisor
+from orchestrator.writer import TerminalWriter
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    names: tuple[str, ...] = ()
+    color: bool = False
+    watching: bool = True
+
+
+def use_color(no_color: bool, stream: IO[str] | None = None) -> bool:
+    stream = stream or sys.stdout
+    return not no_color and "NO_COLOR" not in os.environ and stream.isatty()
+
+
+def open_log(folder: Path, name: str) -> IO[bytes]:
+    """A fresh 0600 log file for this run (the previous run's becomes NAME.log.1)."""
+    path = folder / f"{name}.log"
+    if path.exists():
+        os.replace(path, folder / f"{name}.log.1")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "wb", buffering=256 * 1024)
+
+
+def up(manifest: Manifest, options: UpOptions) -> int:
+    from orchestrator.ports import allocate_ports
+
+    order = start_order(manifest, list(options.names) or None)
+    lock = runstate.RunLock(manifest.root)
+    lock.acquire()
+    writer = TerminalWriter(sys.stdout.fileno())
+    printer = Printer(order, writer.write, color=options.color)
+    try:
+        logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
+        for name in [DEVUP, *order]:
+            printer.add_log_file(name, open_log(logs, name))
+        # Every service sees every other service's URL, started or not, so all get ports.
+        plan = allocate_ports(manifest, list(manifest.services))
+        for message in plan.messages:
+            printer.say(message)
+        envs: dict[str, dict[str, str]] = {}
+        for name in order:
+            env, warnings = build_env(manifest, plan.ports, name, color=options.color)
+            envs[name] = env
+            for warning in warnings:
+                printer.say(warning)
+        supervisor = Supervisor(
+            manifest,
+            order,
+            dict(plan.ports),
+            envs,
+            printer,
+            watching=options.watching,
+            on_change=_record_run(manifest.root),
+        )
+        return supervisor.run()
+    finally:
+        printer.close_logs()
+        writer.close()
+        runstate.clear_state(manifest.root)
+        lock.release()
+
+
+def _record_run(root: Path) -> Any:
+    def record(sup: Supervisor) -> None:
+        services = {
+            name: {
+                "state": svc.state.value,
+                "port": svc.port,
+                "pgid": svc.group.pgid if svc.group else None,
+                "started_at": svc.group.leader_started_at if svc.group else None,
+            }
+            for name, svc in sup.services.items()
+        }
+        runstate.write_state(root, services)
+
+    return record
