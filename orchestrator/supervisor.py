@@ -139,6 +139,8 @@ class Supervisor:
         self._started_at = clock()
         self._summary_shown = False
         self._watcher: Watcher | None = None
+        # Called when a service becomes ready, or at ready_timeout if it never does.
+        self.ready_hooks: list[Callable[[ServiceRun], None]] = []
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -296,6 +298,8 @@ class Supervisor:
         if self._summary_shown:
             where = f" on {service_url('127.0.0.1', svc.port)}" if svc.port else ""
             self.say(f"{svc.name} ready{where} in {svc.ready_after_s:.2f}s")
+        for hook in self.ready_hooks:
+            hook(svc)
         self._answer_waiters(svc)
         self._start_ready_services()
 
@@ -308,6 +312,8 @@ class Supervisor:
             "starting its dependents anyway"
         )
         self._set_state(svc, State.RUNNING)
+        for hook in self.ready_hooks:
+            hook(svc)
         self._answer_waiters(svc)
         self._start_ready_services()
 

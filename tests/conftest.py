@@ -58,6 +58,8 @@ def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "con
 def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     marker = uuid.uuid4().hex
     monkeypatch.setenv("DEVUP_TEST_MARKER", marker)
+    # `python -m orchestrator` in a test runs this checkout, whatever is pip-installed.
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
     yield marker
     deadline = time.monotonic() + 5
     survivors = marked_processes(marker)
