@@ -5,6 +5,7 @@ The only place that calls sys.exit or turns an expected failure into `devup: err
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from orchestrator import __version__
-from orchestrator.errors import DevupError
+from orchestrator.errors import DevupError, UsageError
 from orchestrator.manifest import Manifest, find_manifest, load_manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,6 +63,22 @@ class Context:
         return load_manifest(path)
 
 
+class DevupGroup(click.Group):
+    """Unknown commands get a did-you-mean, and a service name gets pointed at `devup up`."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            hint = (
+                f'did you mean "{close[0]}"?' if close else f"to start a service: devup up {name}"
+            )
+            raise UsageError(f'no command "{name}"', hint=hint)
+        return super().resolve_command(ctx, args)
+
+
 def _ctx(manifest_file: Path | None, no_color: bool | None, no_watch: bool | None) -> Context:
     ctx = click.get_current_context().find_object(Context)
     assert ctx is not None
@@ -69,7 +86,11 @@ def _ctx(manifest_file: Path | None, no_color: bool | None, no_watch: bool | Non
     return ctx
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=DevupGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @_common
 @click.version_option(__version__, "--version", prog_name="devup")
 @click.pass_context
