@@ -72,9 +72,11 @@ class DevupGroup(click.Group):
         name = args[0] if args else ""
         if args and self.get_command(ctx, name) is None and not name.startswith("-"):
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
-            hint = (
-                f'did you mean "{close[0]}"?' if close else f"to start a service: devup up {name}"
-            )
+            if close:
+                hint = f'did you mean "{close[0]}"?'
+            else:
+                commands = ", ".join(self.list_commands(ctx))
+                hint = f"commands: {commands}; to start a service: devup up {name}"
             raise UsageError(f'no command "{name}"', hint=hint)
         return super().resolve_command(ctx, args)
 
