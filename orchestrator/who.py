@@ -63,7 +63,9 @@ def format_who(report: dict[str, Any]) -> str:
         rows.append(f"port {report['port']}: {entry['name']} (pid {entry['pid']})")
         rows.append(f"  address  {', '.join(entry['addresses'])}")
         rows.append(f"  user     {entry['user'] or 'unknown'}")
-        rows.append(f"  command  {entry['cmdline'] or '(unknown)'}")
+        # One line per field: a `python -c` script's newlines are shown as \n.
+        command = entry["cmdline"].replace("\n", "\\n") or "(unknown)"
+        rows.append(f"  command  {command}")
         rows.append(f"  folder   {entry['cwd'] or '(unknown)'}")
         rows.append(f"  devup    {_describe_owner(entry['owner'])}")
     return "\n".join(rows)
