@@ -336,6 +336,57 @@ def _say_to_stderr(message: str) -> None:
     click.echo(f"devup: {message}", err=True)
 
 
+@cli.command("who")
+@click.argument("port", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the listeners as JSON.")
+@_common
+def who_command(
+    port: int,
+    as_json: bool,
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """Which processes listen on PORT, and whether devup started them (exit 1: none)."""
+    from orchestrator.who import format_who, who
+
+    ctx = _ctx(manifest_file, no_color, no_watch)
+    try:
+        root: Path | None = ctx.manifest().root
+    except DevupError:
+        root = None  # outside a project (or a broken manifest): still answer
+    report = who(port, root)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    elif report["listeners"]:
+        click.echo(format_who(report))
+    else:
+        click.echo(f"nothing listens on port {port}", err=True)
+    return 0 if report["listeners"] else 1
+
+
+@cli.command("env")
+@click.argument("service", shell_complete=complete_services)
+@click.option("--reveal", is_flag=True, help="Show the values from env files and env tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print the variables as JSON.")
+@_common
+def env_command(
+    service: str,
+    reveal: bool,
+    as_json: bool,
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """The variables devup sets for SERVICE; env-file and env values masked unless --reveal."""
+    from orchestrator.envview import env_listing, format_env
+
+    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    listing = env_listing(manifest, service, reveal=reveal)
+    click.echo(json.dumps(listing, indent=2) if as_json else format_env(listing))
+    return 0
+
+
 def print_error(error: DevupError) -> None:
     click.echo(f"devup: error: {error.message}", err=True)
     if error.hint:

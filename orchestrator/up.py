@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from orchestrator import runstate
+from orchestrator import audit, runstate
 from orchestrator.environ import build_env
+from orchestrator.envview import env_file_warnings
 from orchestrator.manifest import Manifest, start_order
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
@@ -55,7 +56,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             printer.add_log_file(name, open_log(logs, name))
         # Every service sees every other service's URL, started or not, so all get ports.
         plan = allocate_ports(manifest, list(manifest.services))
-        for message in plan.messages:
+        for message in [*plan.messages, *env_file_warnings(manifest, order)]:
             printer.say(message)
         envs: dict[str, dict[str, str]] = {}
         for name in order:
@@ -63,6 +64,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             envs[name] = env
             for warning in warnings:
                 printer.say(warning)
+        record = _record_run(manifest.root)
         supervisor = Supervisor(
             manifest,
             order,
@@ -70,8 +72,9 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             envs,
             printer,
             watching=options.watching,
-            on_change=_record_run(manifest.root),
+            on_change=record,
         )
+        audit.install(supervisor, on_audit=lambda: record(supervisor))
         return supervisor.run()
     finally:
         printer.close_logs()
@@ -88,6 +91,7 @@ def _record_run(root: Path) -> Any:
                 "port": svc.port,
                 "pgid": svc.group.pgid if svc.group else None,
                 "started_at": svc.group.leader_started_at if svc.group else None,
+                **audit.status_fields(sup.findings.get(name), svc.generation),
             }
             for name, svc in sup.services.items()
         }
