@@ -72,7 +72,12 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             watching=options.watching,
             on_change=_record_run(manifest.root),
         )
-        return supervisor.run()
+        watcher = None
+        if options.watching:
+            from orchestrator.watcher import make_watcher
+
+            watcher = make_watcher(manifest, order, supervisor.events.put, printer.say)
+        return supervisor.run(watcher)
     finally:
         printer.close_logs()
         writer.close()
