@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
+MEMO_MAX = 100_000
 DEFAULT_IGNORES = (
     ".git",
     "node_modules",
@@ -58,13 +59,23 @@ class Ignorer:
         self._defaults = spec(DEFAULT_IGNORES)
         self._own = spec(service_ignore)
         self._git = gitignores
-        self._folders: dict[str, bool] = {}  # memo of folder verdicts; folders repeat a lot
+        # Memos: a burst names the same files and folders over and over.
+        self._folders: dict[str, bool] = {}
+        self._files: dict[str, bool] = {}
 
     def ignored(self, path: str, is_dir: bool = False) -> bool:
-        parent = os.path.dirname(path)
-        if parent != path and self._folder_ignored(parent):
-            return True
-        return self._own_verdict(path, is_dir)
+        if is_dir:
+            return self._folder_ignored(path)
+        verdict = self._files.get(path)
+        if verdict is None:
+            if len(self._files) >= MEMO_MAX:
+                self._files.clear()
+            parent = os.path.dirname(path)
+            verdict = (parent != path and self._folder_ignored(parent)) or self._own_verdict(
+                path, False
+            )
+            self._files[path] = verdict
+        return verdict
 
     def _folder_ignored(self, folder: str) -> bool:
         verdict = self._folders.get(folder)

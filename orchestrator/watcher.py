@@ -51,6 +51,7 @@ WATCH_EVENTS: list[type[FileSystemEvent]] = [
     DirDeletedEvent,
     DirMovedEvent,
 ]
+WATCH_CLASSES = tuple(WATCH_EVENTS)
 # A rename's two halves arrive together; watchdog holds a lone "moved from" 0.5 s for its pair,
 # which would delay every event queued behind it (an editor's atomic save).
 MOVE_PAIR_WAIT_S = 0.02
@@ -136,7 +137,9 @@ class Watcher:
                     )
                     polling.start()
                     self._observers.append(polling)
-                polling.schedule(self._handler, path, recursive=recursive)
+                polling.schedule(
+                    self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
+                )
                 self.polled.append(path)
         if self.polled:
             names = [s.name for s in self.services if any(_covers(p, s) for p in self.polled)]
@@ -170,6 +173,8 @@ class _Poster(FileSystemEventHandler):
         self.post = post
 
     def dispatch(self, event: FileSystemEvent) -> None:
+        if not isinstance(event, WATCH_CLASSES):
+            return  # the polling fallback reports folder mtimes too
         # A move counts by either end: vim moves app.py to app.py~ (ignored) before writing app.py.
         paths = [os.fsdecode(event.src_path)]
         if event.dest_path:
