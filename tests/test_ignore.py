@@ -110,16 +110,23 @@ def test_outside_git_the_manifest_folders_gitignore_applies(tmp_path: Path) -> N
 def test_self_trigger_guard_suspends_on_the_sixth_change_within_the_window() -> None:
     guard = SelfTriggerGuard(limit=5, window_s=10)
     for t in range(5):
-        assert guard.check("api", "out.json", float(t)) is None
-    message = guard.check("api", "out.json", 5.0)
+        assert guard.check("api", "out.json", float(t), 0.3) is None
+    message = guard.check("api", "out.json", 5.0, 0.3)
     assert message is not None
     assert "api: restarted 5 times in 10s" in message
     assert 'add "out.json" to its `ignore`' in message
-    assert guard.check("api", "app.py", 100.0) == ""  # told once; stays suspended
-    assert guard.check("web", "app.py", 5.0) is None  # per service
+    assert guard.check("api", "app.py", 100.0, 50.0) == ""  # told once; stays suspended
+    assert guard.check("web", "app.py", 5.0, 0.3) is None  # per service
 
 
 def test_self_trigger_guard_forgets_restarts_older_than_the_window() -> None:
     guard = SelfTriggerGuard(limit=5, window_s=10)
     for t in (0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0):
-        assert guard.check("api", "app.py", t) is None
+        assert guard.check("api", "app.py", t, 0.3) is None
+
+
+def test_changes_long_after_a_start_look_like_a_person_and_never_suspend() -> None:
+    guard = SelfTriggerGuard(limit=5, window_s=10, soon_s=2)
+    for t in range(20):
+        assert guard.check("api", "app.py", t * 0.5, 2.5) is None  # saved every 0.5 s, up 2.5 s
+        assert guard.check("api", "app.py", t * 0.5, None) is None  # not running: crashed
