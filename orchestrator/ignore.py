@@ -7,6 +7,7 @@ Matching is pure; `read_gitignores` is the one function here that reads the disk
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class Ignorer:
         # Memos: a burst names the same files and folders over and over.
         self._folders: dict[str, bool] = {}
         self._files: dict[str, bool] = {}
+        self._quick: dict[int, re.Pattern[str]] = {}
 
     def ignored(self, path: str, is_dir: bool = False) -> bool:
         if is_dir:
@@ -91,13 +93,30 @@ class Ignorer:
         """The verdict on this path's own name, its folders aside."""
         ignored = False
         for base, patterns in self._layers(path):
-            rel = os.path.relpath(path, base)
-            if rel == "." or rel.startswith(".."):
+            rel = _relative(path, base)
+            if rel is None:
                 continue
-            result = patterns.check_file(rel + "/" if is_dir else rel)
+            subject = rel + "/" if is_dir else rel
+            if not self._could_match(patterns).search(subject):
+                continue
+            result = patterns.check_file(subject)
             if result.include is not None:
                 ignored = result.include
         return ignored
+
+    def _could_match(self, patterns: GitIgnoreSpec) -> re.Pattern[str]:
+        """One regex for "does any pattern of this layer match?": most paths match none, and one
+        search beats asking each pattern in turn."""
+        quick = self._quick.get(id(patterns))
+        if quick is None:
+            parts = [
+                p.regex.pattern.replace("(?P<ps_d>", "(?:")
+                for p in patterns.patterns
+                if p.include is not None and p.regex is not None
+            ]
+            quick = re.compile("|".join(f"(?:{part})" for part in parts) or r"(?!)")
+            self._quick[id(patterns)] = quick
+        return quick
 
     def _layers(self, path: str) -> Iterable[tuple[str, GitIgnoreSpec]]:
         yield self.cwd, self._defaults
@@ -111,6 +130,12 @@ class Ignorer:
                 if found is not None:
                     yield folder, found
         yield self.cwd, self._own
+
+
+def _relative(path: str, folder: str) -> str | None:
+    """`path` below `folder` (both absolute and normalised), or None; relpath is slow."""
+    prefix = folder if folder.endswith(os.sep) else folder + os.sep
+    return path[len(prefix) :] if path.startswith(prefix) and len(path) > len(prefix) else None
 
 
 def _inside(path: str, folder: str) -> bool:
