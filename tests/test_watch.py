@@ -208,9 +208,10 @@ def test_a_service_writing_into_its_own_folder_is_suspended(
     project.write(f"[services.selfw]\ncmd = '''{writer}'''\nport = false\n")
     run = project.start()
     running.append(run)
-    message = run.expect_line(r"selfw: restarted 5 times in 10s by file changes.*", timeout=30)
+    # Under heavy load a cycle can take over 2 s; the loop goes on until 5 fit in 10 s.
+    message = run.expect_line(r"selfw: restarted 5 times in 10s by file changes.*", timeout=50)
     assert 'add "out.json" to its `ignore` in devports.toml' in message.group(0)
-    assert count(run, "selfw started") == 6
+    assert count(run, "selfw started") >= 6
 
 
 def test_a_tree_of_5000_folders_is_watched_and_devup_stays_idle(
