@@ -33,6 +33,7 @@ from orchestrator.manifest import Manifest, ServiceSpec
 from orchestrator.policy import decide, format_delay
 from orchestrator.ports import is_port_free
 from orchestrator.printer import Printer
+from orchestrator.selftrigger import SelfTriggerGuard
 from orchestrator.states import State, check_transition
 from orchestrator.timers import Timers
 
@@ -139,6 +140,7 @@ class Supervisor:
         self._started_at = clock()
         self._summary_shown = False
         self._watcher: Watcher | None = None
+        self.self_triggers = SelfTriggerGuard()
         # Called when a service becomes ready, or at ready_timeout if it never does.
         self.ready_hooks: list[Callable[[ServiceRun], None]] = []
         # The listen audit's findings per service (audit.py), shown by status.
@@ -620,14 +622,26 @@ class Supervisor:
         svc = self.services.get(event.name)
         if svc is None or not self.watching or self.shutting_down:
             return
+        debounce_s = self.manifest.settings.debounce_ms / 1000
         if svc.state in (State.STOPPING, State.RESTARTING) and svc.restart_due is not None:
             # A burst: fold into the restart under way, just push its start past the quiet time.
-            svc.restart_due = self._clock() + self.manifest.settings.debounce_ms / 1000
+            due = self._clock() + debounce_s
+            if svc.state is State.RESTARTING and due < svc.restart_due:
+                # Waiting out a crash backoff: a change starts it sooner, as after a crash.
+                self.say(f"{svc.name}: {event.path} changed, restarting")
+                self.timers.call_later(debounce_s, lambda: self._try_start(svc))
+            svc.restart_due = due
             return
         if svc.state is State.WAITING:
             return
+        up_for_s = self._clock() - svc.started_at if svc.state.is_up else None
+        told = self.self_triggers.check(svc.name, event.path, self._clock(), up_for_s)
+        if told is not None:  # it keeps restarting itself: watching it is suspended
+            if told:
+                self.say(told)
+            return
         self.say(f"{svc.name}: {event.path} changed, restarting")
-        self.request_restart(svc, self.manifest.settings.debounce_ms / 1000)
+        self.request_restart(svc, debounce_s)
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -75,7 +75,12 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             on_change=record,
         )
         audit.install(supervisor, on_audit=lambda: record(supervisor))
-        return supervisor.run()
+        watcher = None
+        if options.watching:
+            from orchestrator.watcher import make_watcher
+
+            watcher = make_watcher(manifest, order, supervisor.events.put, printer.say)
+        return supervisor.run(watcher)
     finally:
         printer.close_logs()
         writer.close()

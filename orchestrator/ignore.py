@@ -1,0 +1,209 @@
+"""Which paths a service's watcher ignores: the SPEC's defaults, the repository's .gitignore files
+(git's rules, nested files included) and the service's own `ignore`, matched by pathspec.
+
+Matching is pure; `read_gitignores` is the one function here that reads the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+MEMO_MAX = 100_000
+DEFAULT_IGNORES = (
+    ".git",
+    "node_modules",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "dist",
+    "build",
+    ".next",
+    ".devup",
+    "*.pyc",
+    # editor temporaries: vim swap files and its write test, backups, emacs locks, JetBrains saves
+    "*.swp",
+    "*~",
+    "4913",
+    ".#*",
+    "*___jb_tmp___",
+)
+
+
+def spec(patterns: Iterable[str]) -> GitIgnoreSpec:
+    return GitIgnoreSpec.from_lines(list(patterns))
+
+
+@dataclass(frozen=True)
+class GitIgnores:
+    """The .gitignore files that matter, by the folder their patterns are relative to."""
+
+    root: str | None = None  # the git work tree (or the manifest folder outside git)
+    by_folder: dict[str, GitIgnoreSpec] = field(default_factory=dict)
+
+
+class Ignorer:
+    """Answers "is this absolute path ignored?" for one service.
+
+    Later sources override earlier ones, as in git: the defaults, then .gitignore files from the
+    outermost folder inwards, then the service's `ignore`. A path inside an ignored folder is
+    ignored whatever its own name says (git cannot re-include it either).
+    """
+
+    def __init__(self, cwd: str, service_ignore: Sequence[str], gitignores: GitIgnores) -> None:
+        self.cwd = cwd
+        self._defaults = spec(DEFAULT_IGNORES)
+        self._own = spec(service_ignore)
+        self._git = gitignores
+        # Memos: a burst names the same files and folders over and over.
+        self._folders: dict[str, bool] = {}
+        self._files: dict[str, bool] = {}
+        self._quick: dict[int, re.Pattern[str]] = {}
+
+    def ignored(self, path: str, is_dir: bool = False) -> bool:
+        if is_dir:
+            return self._folder_ignored(path)
+        verdict = self._files.get(path)
+        if verdict is None:
+            if len(self._files) >= MEMO_MAX:
+                self._files.clear()
+            parent = os.path.dirname(path)
+            verdict = (parent != path and self._folder_ignored(parent)) or self._own_verdict(
+                path, False
+            )
+            self._files[path] = verdict
+        return verdict
+
+    def _folder_ignored(self, folder: str) -> bool:
+        verdict = self._folders.get(folder)
+        if verdict is None:
+            parent = os.path.dirname(folder)
+            verdict = (parent != folder and self._folder_ignored(parent)) or self._own_verdict(
+                folder, True
+            )
+            self._folders[folder] = verdict
+        return verdict
+
+    def _own_verdict(self, path: str, is_dir: bool) -> bool:
+        """The verdict on this path's own name, its folders aside."""
+        ignored = False
+        for base, patterns in self._layers(path):
+            rel = _relative(path, base)
+            if rel is None:
+                continue
+            subject = rel + "/" if is_dir else rel
+            if not self._could_match(patterns).search(subject):
+                continue
+            result = patterns.check_file(subject)
+            if result.include is not None:
+                ignored = result.include
+        return ignored
+
+    def _could_match(self, patterns: GitIgnoreSpec) -> re.Pattern[str]:
+        """One regex for "does any pattern of this layer match?": most paths match none, and one
+        search beats asking each pattern in turn."""
+        quick = self._quick.get(id(patterns))
+        if quick is None:
+            parts = [
+                p.regex.pattern.replace("(?P<ps_d>", "(?:")
+                for p in patterns.patterns
+                if p.include is not None and p.regex is not None
+            ]
+            quick = re.compile("|".join(f"(?:{part})" for part in parts) or r"(?!)")
+            self._quick[id(patterns)] = quick
+        return quick
+
+    def _layers(self, path: str) -> Iterable[tuple[str, GitIgnoreSpec]]:
+        yield self.cwd, self._defaults
+        root = self._git.root
+        if root is not None and self._git.by_folder and _inside(path, root):
+            folder = root
+            rel = os.path.relpath(os.path.dirname(path), root)
+            for part in ["", *([] if rel.startswith(".") else rel.split(os.sep))]:
+                folder = os.path.join(folder, part) if part else folder
+                found = self._git.by_folder.get(folder)
+                if found is not None:
+                    yield folder, found
+        yield self.cwd, self._own
+
+
+def _relative(path: str, folder: str) -> str | None:
+    """`path` below `folder` (both absolute and normalised), or None; relpath is slow."""
+    prefix = folder if folder.endswith(os.sep) else folder + os.sep
+    return path[len(prefix) :] if path.startswith(prefix) and len(path) > len(prefix) else None
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def find_git_root(start: Path) -> Path | None:
+    for folder in [start, *start.parents]:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def read_gitignores(manifest_dir: Path, watch_roots: Iterable[Path]) -> GitIgnores:
+    """The .gitignore files of the repository holding the manifest that bear on `watch_roots`:
+    those in the folders above each root up to the work tree, and those inside it (in folders
+    that are not themselves ignored). Outside git, only the manifest folder's .gitignore."""
+    git_root = find_git_root(manifest_dir)
+    if git_root is None:
+        found = _read_one(str(manifest_dir))
+        return GitIgnores(str(manifest_dir), {str(manifest_dir): found} if found else {})
+    root = str(git_root)
+    by_folder: dict[str, GitIgnoreSpec] = {}
+    exclude = _read_one(os.path.join(root, ".git", "info"), "exclude")
+    git = GitIgnores(root, by_folder)
+    for watch_root in watch_roots:
+        top = str(watch_root if watch_root.is_dir() else watch_root.parent)
+        if not _inside(top, root):
+            continue
+        folder = top
+        while True:  # the folders above the watched one, up to the work tree
+            if folder not in by_folder:
+                found = _read_one(folder)
+                if found is not None:
+                    by_folder[folder] = found
+            if folder == root:
+                break
+            folder = os.path.dirname(folder)
+        if watch_root.is_dir():
+            _read_nested(top, Ignorer(top, (), git), by_folder)
+    if exclude is not None:
+        # info/exclude ranks below the work tree's .gitignore in git; merging keeps it simple.
+        own = by_folder.get(root)
+        by_folder[root] = exclude + own if own is not None else exclude
+    return git
+
+
+def _read_nested(top: str, ignorer: Ignorer, by_folder: dict[str, GitIgnoreSpec]) -> None:
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name == ".gitignore" and folder not in by_folder:
+                found = _read_one(folder)
+                if found is not None:
+                    by_folder[folder] = found
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and not ignorer.ignored(entry.path, True):
+                stack.append(entry.path)
+
+
+def _read_one(folder: str, name: str = ".gitignore") -> GitIgnoreSpec | None:
+    try:
+        with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+            return spec(f.read().splitlines())
+    except OSError:
+        return None
