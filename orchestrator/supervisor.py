@@ -43,6 +43,11 @@ READY_POLL_S = 0.05
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
+# A restart that has folded in this many file events is a burst (a checkout, a build, a formatter
+# run): it waits for BURST_QUIET_S of quiet, not debounce_ms, since a loaded machine can pause a
+# burst longer than 50 ms midway. A single save still restarts after debounce_ms.
+BURST_EVENTS = 20
+BURST_QUIET_S = 0.3
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
 IDLE_WAKEUP_S = 1.0
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -83,6 +88,7 @@ class ServiceRun:
     restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
     kill_deadline: float | None = None
     trigger: str | None = None  # the file whose change is behind the pending restart
+    burst_events: int = 0  # file events folded into the pending restart
     ready_regex: re.Pattern[str] | None = None
     port_wait_since: float | None = None
     waiters: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
@@ -625,7 +631,11 @@ class Supervisor:
         debounce_s = self.manifest.settings.debounce_ms / 1000
         if svc.state in (State.STOPPING, State.RESTARTING) and svc.restart_due is not None:
             # A burst: fold into the restart under way, just push its start past the quiet time.
-            due = self._clock() + debounce_s
+            svc.burst_events += 1
+            quiet_s = (
+                debounce_s if svc.burst_events < BURST_EVENTS else max(debounce_s, BURST_QUIET_S)
+            )
+            due = self._clock() + quiet_s
             if svc.state is State.RESTARTING and due < svc.restart_due:
                 # Waiting out a crash backoff: a change starts it sooner, as after a crash.
                 self.say(f"{svc.name}: {event.path} changed, restarting")
@@ -641,6 +651,7 @@ class Supervisor:
                 self.say(told)
             return
         self.say(f"{svc.name}: {event.path} changed, restarting")
+        svc.burst_events = 1
         self.request_restart(svc, debounce_s)
 
     # -- the end -------------------------------------------------------------------------------
