@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from orchestrator import runstate
+from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
 from orchestrator.manifest import Manifest, start_order
 from orchestrator.paths import ensure_private_dir, project_state_dir
@@ -52,7 +54,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     try:
         logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
         for name in [DEVUP, *order]:
-            printer.add_log_file(name, open_log(logs, name))
+            printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
         # Every service sees every other service's URL, started or not, so all get ports.
         plan = allocate_ports(manifest, list(manifest.services))
         for message in plan.messages:
@@ -72,7 +74,12 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             watching=options.watching,
             on_change=_record_run(manifest.root),
         )
-        return supervisor.run()
+        control = ControlServer(manifest.root, supervisor.events.put)
+        control.start()
+        try:
+            return supervisor.run()
+        finally:
+            control.stop()
     finally:
         printer.close_logs()
         writer.close()
