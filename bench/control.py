@@ -55,6 +55,27 @@ def child_start_ms(port: int) -> float:
         child.wait()
 
 
+def follow_latencies(root: Path, env: dict[str, str], n: int) -> list[float]:
+    """From the echo service being told to print a line to `devup logs -f echo` showing it."""
+    follow = subprocess.Popen(
+        [*DEVUP, "logs", "-f", "-n", "0", "echo"], cwd=root, env=env, stdout=subprocess.PIPE
+    )
+    assert follow.stdout is not None
+    took = []
+    try:
+        time.sleep(1)  # let it start following; not part of any figure
+        for i in range(n):
+            started = time.perf_counter()
+            (root / f"go-{i}").write_text("")
+            line = follow.stdout.readline()
+            took.append((time.perf_counter() - started) * 1000)
+            assert f"saw go-{i}".encode() in line, line
+    finally:
+        follow.send_signal(signal.SIGINT)
+        follow.wait(10)
+    return took
+
+
 def report(label: str, samples: list[float]) -> None:
     samples = sorted(samples)
     p90 = samples[int(len(samples) * 0.9) - 1]
@@ -78,6 +99,16 @@ def main() -> None:
             f'[services.s{i:02d}]\ncmd = "{sys.executable} {SERVER}"\n'
             for i in range(args.services)
         )
+        echo = (
+            "import os, time\n"
+            "while True:\n"
+            "    for name in os.listdir('.'):\n"
+            "        if name.startswith('go-'):\n"
+            "            os.unlink(name); print('saw', name, flush=True)\n"
+            "    time.sleep(0.005)\n"
+        )
+        (root / "echo.py").write_text(echo)
+        services += f'[services.echo]\ncmd = "{sys.executable} echo.py"\nport = false\n'
         (root / "devports.toml").write_text(f'[devup]\nports = "{low}-{low + 199}"\n\n{services}')
         env = {**os.environ, "DEVUP_HOME": str(Path(tmp) / "home"), "PYTHONPATH": str(REPO)}
         env["XDG_RUNTIME_DIR"] = str(Path(tmp) / "runtime")
@@ -148,7 +179,8 @@ def main() -> None:
                     [*DEVUP, "status", "--json"], cwd=root, env=env, capture_output=True, text=True
                 ).stdout
             )["services"]
-            assert all(s["state"] == "ready" for s in states.values()), states
+            assert all(s["state"] in ("ready", "running") for s in states.values()), states
+            report("logs -f: a new line shows after", follow_latencies(root, env, n))
         finally:
             run.send_signal(signal.SIGINT)
             run.wait(30)
