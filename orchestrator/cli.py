@@ -5,6 +5,7 @@ The only place that calls sys.exit or turns an expected failure into `devup: err
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from orchestrator import __version__
-from orchestrator.errors import DevupError
+from orchestrator.errors import DevupError, UsageError
 from orchestrator.manifest import Manifest, find_manifest, load_manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +65,59 @@ class Context:
         return load_manifest(path)
 
 
+class DevupGroup(click.Group):
+    """Unknown commands get a did-you-mean, and a service name gets pointed at `devup up`."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            if close:
+                hint = f'did you mean "{close[0]}"?'
+            else:
+                commands = ", ".join(self.list_commands(ctx))
+                hint = f"commands: {commands}; to start a service: devup up {name}"
+            raise UsageError(f'no command "{name}"', hint=hint)
+        return super().resolve_command(ctx, args)
+
+
+def complete_services(
+    click_ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of service names (and Procfile service groups) from the manifest."""
+    from click.shell_completion import CompletionItem
+
+    path: Path | None = None
+    for c in (click_ctx, *_parents(click_ctx)):
+        path = path or c.params.get("manifest_file")
+    try:
+        manifest = load_manifest(path or find_manifest(Path.cwd()))
+    except DevupError:
+        return []
+    names = list(manifest.services)
+    names += sorted({n.split(".")[0] for n in names if "." in n})
+    return [
+        CompletionItem(n, help=_service_help(manifest, n))
+        for n in names
+        if n.startswith(incomplete)
+    ]
+
+
+def _parents(click_ctx: click.Context) -> list[click.Context]:
+    parents = []
+    while click_ctx.parent is not None:
+        click_ctx = click_ctx.parent
+        parents.append(click_ctx)
+    return parents
+
+
+def _service_help(manifest: Manifest, name: str) -> str | None:
+    spec = manifest.services.get(name)
+    return spec.cmd if spec is not None else "Procfile services"
+
+
 def _ctx(manifest_file: Path | None, no_color: bool | None, no_watch: bool | None) -> Context:
     ctx = click.get_current_context().find_object(Context)
     assert ctx is not None
@@ -71,7 +125,11 @@ def _ctx(manifest_file: Path | None, no_color: bool | None, no_watch: bool | Non
     return ctx
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=DevupGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @_common
 @click.version_option(__version__, "--version", prog_name="devup")
 @click.pass_context
@@ -93,7 +151,7 @@ def cli(
 
 
 @cli.command("up")
-@click.argument("services", nargs=-1)
+@click.argument("services", nargs=-1, shell_complete=complete_services)
 @_common
 def up_command(
     services: tuple[str, ...] = (),
@@ -130,7 +188,7 @@ def check_command(
 @cli.command("ports")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--release", is_flag=True, help="Forget this project's leases (of SERVICES, or all).")
-@click.argument("services", nargs=-1)
+@click.argument("services", nargs=-1, shell_complete=complete_services)
 @_common
 def ports_command(
     as_json: bool,
@@ -149,6 +207,185 @@ def ports_command(
         return 0
     plan = port_plan(manifest, list(services) or None)
     click.echo(json.dumps(plan, indent=2) if as_json else format_ports(plan))
+    return 0
+
+
+@cli.command(
+    "run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.argument("service", shell_complete=complete_services)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@_common
+def run_command(
+    service: str,
+    command: tuple[str, ...],
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """Run a one-off command with SERVICE's environment and folder: devup run api -- CMD..."""
+    from orchestrator.oneoff import run_oneoff
+    from orchestrator.up import use_color
+
+    ctx = _ctx(manifest_file, no_color, no_watch)
+    argv = list(command[1:] if command[:1] == ("--",) else command)  # click keeps a late "--"
+    color = use_color(ctx.no_color)
+    return run_oneoff(ctx.manifest(), service, argv, color=color, say=_say_to_stderr)
+
+
+EXPORT_FORMATS = ("procfile", "systemd", "supervisord", "runit")  # = export.FORMATS (tested)
+
+
+@cli.command("export")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to write into (default: .devup/export/FORMAT in the project).",
+)
+@click.option("--app", help="Name of the app in unit and program names (default: the folder's).")
+@click.option("--user", help="User the services run as (systemd, supervisord, runit).")
+@click.option("--log-dir", help="Log folder (supervisord, runit; default /var/log/APP).")
+@_common
+def export_command(
+    fmt: str,
+    output: Path | None,
+    app: str | None,
+    user: str | None,
+    log_dir: str | None,
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """Write the services out for honcho/foreman (procfile), systemd, supervisord or runit."""
+    from orchestrator.export import ExportOptions, describe, export
+
+    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    out = output or manifest.root / ".devup" / "export" / fmt
+    options = ExportOptions(app=app, user=user, log_dir=log_dir)
+    written = export(manifest, fmt, out, options, say=_say_to_stderr)
+    click.echo(describe(written, out))
+    return 0
+
+
+@cli.command("init")
+@click.option("--force", is_flag=True, help="Replace an existing devports.toml.")
+@click.option(
+    "--gitignore/--no-gitignore",
+    default=None,
+    help="Add .devup/ to .gitignore (default: ask on a terminal, else only suggest it).",
+)
+@click.option("--ports", default="3000-3999", show_default=True, help="The port pool to write.")
+@_common
+def init_command(
+    force: bool,
+    gitignore: bool | None,
+    ports: str,
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """Write a starter devports.toml from the projects found here and below."""
+    from orchestrator import init
+    from orchestrator.errors import UsageError
+    from orchestrator.manifest import MANIFEST_NAME
+
+    ctx = _ctx(manifest_file, no_color, no_watch)
+    path = (ctx.manifest_file or Path(MANIFEST_NAME)).absolute()
+    root = path.parent
+    found = init.scan(root)
+    if not found:
+        raise UsageError(
+            f"found no project in {root}: no Procfile, package.json dev script, Django, Flask, "
+            "FastAPI or Rails app",
+            hint='write devports.toml by hand: [services.web] with cmd = "..."',
+        )
+    init.write_manifest(path, init.render(found, root, ports), force=force)
+    click.echo(f"wrote {path} with {len(found)} services:")
+    for name, project in zip(init.service_names(found, root), found, strict=True):
+        click.echo(f"  {name:<16} {project.kind:<17} {project.folder.as_posix()}")
+    click.echo("next: check each cmd, then `devup check` and `devup`")
+    if not init.gitignore_has_devup(root):
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        if gitignore is None and interactive:
+            question = "add .devup/ (devup's run state and logs) to .gitignore?"
+            gitignore = click.confirm(question, default=True)
+        if gitignore:
+            init.add_to_gitignore(root)
+            click.echo(f"added {init.GITIGNORE_ENTRY} to {root / '.gitignore'}")
+        elif gitignore is None:
+            click.echo(
+                "hint: add .devup/ (devup's run state and logs) to .gitignore, "
+                "or run `devup init --gitignore`"
+            )
+    return 0
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_command(shell: str) -> int:
+    """Print the shell completion script: eval "$(devup completion bash)" in ~/.bashrc."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(cli, {}, "devup", "_DEVUP_COMPLETE").source())
+    return 0
+
+
+def _say_to_stderr(message: str) -> None:
+    click.echo(f"devup: {message}", err=True)
+
+
+@cli.command("who")
+@click.argument("port", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the listeners as JSON.")
+@_common
+def who_command(
+    port: int,
+    as_json: bool,
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """Which processes listen on PORT, and whether devup started them (exit 1: none)."""
+    from orchestrator.who import format_who, who
+
+    ctx = _ctx(manifest_file, no_color, no_watch)
+    try:
+        root: Path | None = ctx.manifest().root
+    except DevupError:
+        root = None  # outside a project (or a broken manifest): still answer
+    report = who(port, root)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    elif report["listeners"]:
+        click.echo(format_who(report))
+    else:
+        click.echo(f"nothing listens on port {port}", err=True)
+    return 0 if report["listeners"] else 1
+
+
+@cli.command("env")
+@click.argument("service", shell_complete=complete_services)
+@click.option("--reveal", is_flag=True, help="Show the values from env files and env tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print the variables as JSON.")
+@_common
+def env_command(
+    service: str,
+    reveal: bool,
+    as_json: bool,
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """The variables devup sets for SERVICE; env-file and env values masked unless --reveal."""
+    from orchestrator.envview import env_listing, format_env
+
+    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    listing = env_listing(manifest, service, reveal=reveal)
+    click.echo(json.dumps(listing, indent=2) if as_json else format_env(listing))
     return 0
 
 
@@ -171,7 +408,7 @@ def status_command(
 def _control_command(verb: str, help_text: str, names_required: bool) -> None:
     @cli.command(verb, help=help_text)
     @click.option("--no-wait", is_flag=True, help="Return at once, not when the services settle.")
-    @click.argument("services", nargs=-1, required=names_required)
+    @click.argument("services", nargs=-1, required=names_required, shell_complete=complete_services)
     @_common
     def command(
         no_wait: bool,
@@ -200,7 +437,7 @@ _control_command("stop", "Stop services of the running devup; with no names, sto
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), help="Only the last N lines.")
 @click.option("--since", help="Only lines of the last DURATION (30s, 10m, 2h).")
-@click.argument("services", nargs=-1)
+@click.argument("services", nargs=-1, shell_complete=complete_services)
 @partial(_common, short_file=False)  # -f is --follow here, as in `tail -f`
 def logs_command(
     follow: bool,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from orchestrator import runstate
 from orchestrator.environ import service_url
 from orchestrator.manifest import Manifest, start_order
+from orchestrator.process import GroupId, group_members
 
 
 def check_plan(manifest: Manifest) -> dict[str, Any]:
@@ -40,13 +42,16 @@ def format_check(plan: dict[str, Any]) -> str:
 
 
 def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, Any]:
-    """The ports `devup up` will use (leases taken); while a run is live, its ports and holders."""
+    """The ports `devup up` will use (leases taken); while a run is live (or a killed run's
+    processes live on), its ports, their holders and what each service listens on."""
+    from orchestrator import audit
     from orchestrator.holders import describe
     from orchestrator.ports import allocate_ports
 
     order = start_order(manifest, names)
     running = runstate.running_pid(manifest.root) is not None
-    plan = allocate_ports(manifest, order, move_busy=not running)
+    groups = _live_groups(manifest.root)
+    plan = allocate_ports(manifest, order, move_busy=not (running or groups))
     services: dict[str, Any] = {}
     for name in order:
         port = plan.ports.get(name)
@@ -55,7 +60,16 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
             "port": port,
             "url": service_url("127.0.0.1", port) if port is not None else None,
             "holder": describe(holder) if holder is not None else None,
+            "listening": None,
+            "warnings": [],
         }
+        group = groups.get(name)
+        if group is not None:
+            listeners = audit.group_listeners(group)
+            services[name]["listening"] = [lst.address for lst in listeners]
+            services[name]["warnings"] = audit.assess(
+                manifest, manifest.services[name], port, listeners
+            )
     return {"services": services, "running": running, "messages": list(plan.messages)}
 
 
@@ -69,7 +83,25 @@ def format_ports(plan: dict[str, Any]) -> str:
             continue
         held = f"  held by {svc['holder']}" if svc["holder"] else ""
         rows.append(f"{name.ljust(width)}  {svc['port']:<5}  {svc['url']}{held}")
+        rows.extend(f"  warning: {warning}" for warning in svc.get("warnings", []))
     return "\n".join(rows)
+
+
+def _live_groups(root: Path) -> dict[str, GroupId]:
+    """The process groups of the project's run record that still have members: the live run's,
+    or what a killed run left behind."""
+    state = runstate.read_state(root)
+    services = state.get("services") if state else None
+    groups: dict[str, GroupId] = {}
+    for name, info in (services or {}).items():
+        if not isinstance(info, dict):
+            continue
+        pgid, started = info.get("pgid"), info.get("started_at")
+        if isinstance(pgid, int) and isinstance(started, (int, float)):
+            group = GroupId(pgid, float(started))
+            if group_members(group):
+                groups[name] = group
+    return groups
 
 
 def release_ports(manifest: Manifest, names: list[str]) -> str:

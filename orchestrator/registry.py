@@ -44,6 +44,7 @@ class Registry:
         atomically when the block exits cleanly (and only if something changed); an exception
         leaves the file as it was. Not reentrant: nesting in one process waits for itself."""
         with self._lock():
+            self._remove_stale_temp_files()
             loaded, damaged = self._load()
             leases = copy.deepcopy(loaded)
             _prune_missing_projects(leases)
@@ -68,6 +69,13 @@ class Registry:
             if not own:
                 leases.pop(key, None)
         return names
+
+    def _remove_stale_temp_files(self) -> None:
+        # Temp files are only written under the lock: one seen while holding it is what a devup
+        # killed mid-write left (its rename never happened, so ports.json is whole).
+        for stale in self.home.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any, Protocol
 
-from orchestrator import process
+from orchestrator import audit, process
 from orchestrator.environ import service_url
 from orchestrator.events import (
     ChildrenChanged,
@@ -141,6 +141,9 @@ class Supervisor:
         self._watcher: Watcher | None = None
         # Called when a service becomes ready, or at ready_timeout if it never does.
         self.ready_hooks: list[Callable[[ServiceRun], None]] = []
+        # The listen audit's findings per service (audit.py), shown by status.
+        self.findings: dict[str, audit.Findings] = {}
+        self._bind_failures_said: set[tuple[str, int]] = set()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -359,9 +362,20 @@ class Supervisor:
         if not lines:
             return
         self.printer.lines(svc.name, lines)
+        # Only a starting process's output is searched for a failed bind; it is cheap anyway.
+        if svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S:
+            self._name_port_holder(svc, lines)
         regex = svc.ready_regex
         if regex is not None and svc.state is State.STARTING and any(map(regex.search, lines)):
             self._became_ready(svc)
+
+    def _name_port_holder(self, svc: ServiceRun, lines: list[str]) -> None:
+        key = (svc.name, svc.generation)
+        if key not in self._bind_failures_said:
+            note = audit.bind_failure(svc.name, svc.port, lines)
+            if note is not None:
+                self._bind_failures_said.add(key)
+                self.say(note)
 
     # -- exits ---------------------------------------------------------------------------------
 
@@ -687,6 +701,7 @@ class Supervisor:
                 "restarts": svc.restarts,
                 "uptime_s": round(now - svc.started_at, 3) if up else None,
                 "exit_code": svc.exit_code,
+                **audit.status_fields(self.findings.get(name), svc.generation),
             }
         return {"pid": os.getpid(), "services": services}
 

@@ -12,9 +12,10 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from orchestrator import runstate
+from orchestrator import audit, runstate
 from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
+from orchestrator.envview import env_file_warnings
 from orchestrator.manifest import Manifest, start_order
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
@@ -57,7 +58,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
         # Every service sees every other service's URL, started or not, so all get ports.
         plan = allocate_ports(manifest, list(manifest.services))
-        for message in plan.messages:
+        for message in [*plan.messages, *env_file_warnings(manifest, order)]:
             printer.say(message)
         envs: dict[str, dict[str, str]] = {}
         for name in order:
@@ -65,6 +66,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             envs[name] = env
             for warning in warnings:
                 printer.say(warning)
+        record = _record_run(manifest.root)
         supervisor = Supervisor(
             manifest,
             order,
@@ -72,8 +74,9 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             envs,
             printer,
             watching=options.watching,
-            on_change=_record_run(manifest.root),
+            on_change=record,
         )
+        audit.install(supervisor, on_audit=lambda: record(supervisor))
         control = ControlServer(manifest.root, supervisor.events.put)
         control.start()
         try:
@@ -95,6 +98,7 @@ def _record_run(root: Path) -> Any:
                 "port": svc.port,
                 "pgid": svc.group.pgid if svc.group else None,
                 "started_at": svc.group.leader_started_at if svc.group else None,
+                **audit.status_fields(sup.findings.get(name), svc.generation),
             }
             for name, svc in sup.services.items()
         }

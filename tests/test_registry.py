@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 import orchestrator.registry as registry_module
 from orchestrator.errors import DevupError
@@ -250,3 +253,177 @@ def test_an_unusable_home_is_an_expected_error(
     with pytest.raises(DevupError, match="cannot use the port registry") as exc_info:
         Registry().read()
     assert exc_info.value.hint == "set DEVUP_HOME to a folder you can write"
+
+
+# -- a devup killed inside a write -------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import os, random, sys
+    from orchestrator.registry import Registry
+
+    root, pause_in = sys.argv[1], sys.argv[2]
+    if pause_in != "never":
+        # Stop inside write_private_atomic at a chosen step, for the test to SIGKILL us there.
+        def pause(*args, **kwargs):
+            print("paused", flush=True)
+            sys.stdin.read()
+        setattr(os, pause_in, pause)
+    while True:
+        with Registry().locked() as leases:
+            leases[root] = {f"s{i}": random.randrange(1024, 65536) for i in range(3000)}
+    """
+)
+
+
+def start_writer(project: Path, pause_in: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(project), pause_in],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def temp_files(home: Path) -> list[Path]:
+    return list(home.glob(".ports.json.*.tmp"))
+
+
+@pytest.mark.parametrize("pause_in", ["fsync", "replace"])
+def test_a_devup_killed_inside_a_write_leaves_the_old_registry(
+    home: Path, project: Path, pause_in: str
+) -> None:
+    registry = Registry()
+    with registry.locked() as leases:
+        leases[project_key(project)] = {"api": 3000}
+    writer = start_writer(project, pause_in)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "paused\n"
+        assert len(temp_files(home)) == 1  # the new file is written, not yet renamed
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=10)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert registry.read() == {project_key(project): {"api": 3000}}
+    assert registry.warnings == []
+    with registry.locked() as leases:  # the next writer sweeps what the killed one left
+        assert leases == {project_key(project): {"api": 3000}}
+    assert temp_files(home) == []
+
+
+def test_a_devup_killed_at_random_points_of_its_writes_leaves_a_loadable_registry(
+    home: Path, project: Path
+) -> None:
+    stopped_mid_write = 0
+    for _ in range(8):
+        writer = start_writer(project, "never")
+        try:
+            wait_for(lambda: (home / "ports.json").exists(), timeout=10, what="a first write")
+            time.sleep(random.uniform(0.0, 0.2))  # a random point in the write loop
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(timeout=10)
+        finally:
+            writer.kill()
+            writer.wait()
+        stopped_mid_write += bool(temp_files(home))
+        registry = Registry()
+        leases = registry.read()
+        assert registry.warnings == [] and not (home / "ports.json.corrupt").exists()
+        assert list(leases) == [project_key(project)] and len(leases[project_key(project)]) == 3000
+    print(f"{stopped_mid_write} of 8 kills landed inside a write")
+
+
+# -- many devups at once -----------------------------------------------------------------------
+
+ALLOCATOR = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from orchestrator.manifest import Manifest, ServiceSpec, Settings
+    from orchestrator.ports import allocate_ports
+
+    root, lo, hi = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    names = [f"svc{i}" for i in range(5)]
+    specs = {n: ServiceSpec(name=n, cmd="true", cwd=root) for n in names}
+    manifest = Manifest(root / "devports.toml", Settings(port_range=(lo, hi)), specs)
+    for line in sys.stdin:  # one round per line, all children released at once
+        print(json.dumps(allocate_ports(manifest, names).ports), flush=True)
+    """
+)
+
+
+def test_twenty_devups_in_twenty_projects_get_100_distinct_ports_in_each_of_10_rounds(
+    home: Path, tmp_path: Path, pool: tuple[int, int]
+) -> None:
+    roots = []
+    for i in range(20):
+        root = tmp_path / f"p{i}"
+        root.mkdir()
+        roots.append(root)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ALLOCATOR, str(root), str(pool[0]), str(pool[1])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for root in roots
+    ]
+    try:
+        for _ in range(10):
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            plans = [json.loads(proc.stdout.readline()) for proc in procs if proc.stdout]
+            ports = [port for plan in plans for port in plan.values()]
+            assert len(ports) == 100 and len(set(ports)) == 100
+            assert all(pool[0] <= p <= pool[1] for p in ports)
+            assert Registry().read() == {
+                project_key(r): plan for r, plan in zip(roots, plans, strict=True)
+            }
+            with Registry().locked() as leases:  # the next round starts from nothing again
+                leases.clear()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+# -- the CLI --------------------------------------------------------------------------------------
+
+
+def test_devup_ports_release_forgets_this_projects_leases(
+    home: Path, project: Path, tmp_path: Path
+) -> None:
+    lo = random.randrange(20000, 59000, 200)
+    (project / "devports.toml").write_text(
+        f'[devup]\nports = "{lo}-{lo + 199}"\n[services.api]\ncmd = "x"\n[services.web]\ncmd = "x"\n'
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    with Registry().locked() as leases:
+        leases[project_key(other)] = {"api": lo + 150}
+
+    def devup(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return result.stdout
+
+    ports = json.loads(devup("ports", "--json"))["services"]
+    assert Registry().read()[project_key(project)] == {
+        "api": ports["api"]["port"],
+        "web": ports["web"]["port"],
+    }
+    assert devup("ports", "--release", "web") == "released the leases of web\n"
+    assert Registry().read()[project_key(project)] == {"api": ports["api"]["port"]}
+    assert devup("ports", "--release") == "released the leases of api\n"
+    assert devup("ports", "--release") == "no leases to release\n"
+    assert Registry().read() == {project_key(other): {"api": lo + 150}}  # others' untouched

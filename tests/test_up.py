@@ -326,3 +326,14 @@ def test_bad_manifest_is_one_line_and_exit_2(project: Project) -> None:
         'devup: error: devports.toml:7: service "api": "port" must be an integer 1024-65535, got "abc"'
     )
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_command_is_one_line_with_a_hint(project: Project) -> None:
+    result = project.devup("chek")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        'devup: error: no command "chek"',
+        'hint: did you mean "check"?',
+    ]
+    result = project.devup("api")
+    assert result.stderr.splitlines()[1].endswith("to start a service: devup up api")

@@ -1,0 +1,182 @@
+"""The listen audit with real servers: a public address without expose is warned about, a
+loopback one is not, a late public socket is caught by the re-check, a server that ignores PORT
+is reported with the port it took, and a failed bind names the port's holder."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+from conftest import REPO, DevupProcess, Project, py, wait_for
+
+from orchestrator.audit import Listener, assess, framework_hint
+from orchestrator.manifest import Manifest, ServiceSpec, Settings
+from orchestrator.ports import is_port_free
+
+SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
+
+
+def run_record(root: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((root / ".devup" / "run.json").read_text())
+    return doc["services"]
+
+
+def audited(root: Path, name: str, checks: int = 2) -> dict[str, Any] | None:
+    """The service's entry in the run record once the audit has looked `checks` times."""
+    try:
+        entry: dict[str, Any] = run_record(root)[name]
+    except (OSError, ValueError, KeyError):
+        return None
+    return entry if entry.get("audits", 0) >= checks else None
+
+
+def free_port(pool: tuple[int, int]) -> int:
+    return next(p for p in range(pool[1], pool[0], -1) if is_port_free(p))
+
+
+def test_public_listeners_are_warned_about_and_loopback_or_exposed_ones_are_not(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    project.write(f"""
+        [services.pub]
+        cmd = "{SERVER} --bind 0.0.0.0"
+        [services.loc]
+        cmd = "{SERVER}"
+        [services.open]
+        cmd = "{SERVER} --bind 0.0.0.0"
+        expose = true
+    """)
+    run = project.start("--no-watch")
+    running.append(run)
+    port = int(run.expect_line(r"pub started \(pid \d+, PORT=(\d+)\)").group(1))
+    match = run.expect_line(
+        rf"devup\s+\| pub \(pid (\d+)\) listens on 0\.0\.0\.0:{port}: reachable from your "
+        r"network; bind 127\.0\.0\.1 \(HOST is set\) or set expose = true$",
+        timeout=10,
+    )
+    assert "server.py" in " ".join(psutil.Process(int(match.group(1))).cmdline())
+    # Absence, proved after the re-check a second after ready has run for both.
+    loc = wait_for(lambda: audited(project.root, "loc"), timeout=15, what="loc's re-check")
+    exposed = wait_for(lambda: audited(project.root, "open"), timeout=15, what="open's re-check")
+    assert loc["warnings"] == [] and exposed["warnings"] == []
+    assert loc["listening"] == [f"127.0.0.1:{loc['port']}"]
+    assert exposed["listening"] == [f"0.0.0.0:{exposed['port']}"]
+    assert not [line for line in run.lines if "loc (pid" in line or "open (pid" in line]
+    pub = run_record(project.root)["pub"]
+    assert len(pub["warnings"]) == 1 and f"0.0.0.0:{port}" in pub["warnings"][0]
+
+    ports = json.loads(project.devup("ports", "--json").stdout)["services"]
+    assert ports["pub"]["warnings"] == pub["warnings"]
+    assert ports["pub"]["listening"] == [f"0.0.0.0:{port}"]
+    assert ports["loc"]["warnings"] == [] and ports["loc"]["listening"] == loc["listening"]
+    text = project.devup("ports").stdout
+    assert f"  warning: {pub['warnings'][0]}" in text.splitlines()
+    assert run.stop() == 130
+
+
+def test_a_public_socket_opened_after_ready_is_caught_by_the_recheck(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    extra = free_port(project.pool)
+    late = py(f"""
+        import os, socket, time
+        a = socket.socket(); a.bind(("127.0.0.1", int(os.environ["PORT"]))); a.listen()
+        time.sleep(0.3)
+        b = socket.socket(); b.bind(("0.0.0.0", {extra})); b.listen()
+        print("second socket open", flush=True)
+        time.sleep(60)
+    """)
+    project.write(f"""
+        [services.late]
+        cmd = '''{late}'''
+    """)
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"late\s+\| second socket open")
+    run.expect_line(rf"late \(pid \d+\) listens on 0\.0\.0\.0:{extra}: reachable", timeout=10)
+    assert run.stop() == 130
+
+
+def test_a_service_that_ignores_port_is_reported_with_the_port_it_took(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    taken = free_port(project.pool)
+    project.write(f"""
+        [services.odd]
+        cmd = "{SERVER} --port {taken}"
+        ready_timeout = 1
+    """)
+    run = project.start("--no-watch")
+    running.append(run)
+    port = int(run.expect_line(r"odd started \(pid \d+, PORT=(\d+)\)").group(1))
+    run.expect_line(rf"odd not ready after 1s \(nothing listens on port {port}\)")
+    run.expect_line(rf"devup\s+\| odd ignored PORT={port} and listens on {taken}$", timeout=10)
+    assert run.stop() == 130
+
+
+def test_address_in_use_in_the_output_names_the_holder(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        # What node prints when its listen() fails.
+        clash = py(f"""
+            import socket, sys
+            try:
+                socket.socket().bind(("127.0.0.1", {port}))
+            except OSError:
+                print("Error: listen EADDRINUSE: address already in use 127.0.0.1:{port}")
+                sys.exit(1)
+        """)
+        project.write(f"""
+            [services.clash]
+            cmd = '''{clash}'''
+            restart = "no"
+        """)
+        run = project.start("--no-watch")
+        running.append(run)
+        run.expect_line(r"clash\s+\| Error: listen EADDRINUSE")
+        run.expect_line(
+            rf"devup\s+\| clash: port {port} is held by {psutil.Process().name()} "
+            rf"\(pid {os.getpid()}\)$"
+        )
+        run.expect_line(r"clash exited with code 1")
+        assert run.wait() == 1
+
+
+def spec_manifest(**options: Any) -> tuple[Manifest, ServiceSpec]:
+    spec = ServiceSpec(name="web", cmd=options.pop("cmd", "npm run dev"), cwd=Path("/"), **options)
+    return Manifest(Path("/devports.toml"), Settings(), {"web": spec}), spec
+
+
+def test_assess_names_every_public_address_and_the_ports_taken_instead() -> None:
+    manifest, spec = spec_manifest(cmd="npx vite")
+    listeners = [Listener(7, "::", 5173), Listener(7, "127.0.0.1", 5173)]
+    assert assess(manifest, spec, 3001, listeners) == [
+        "web (pid 7) listens on [::]:5173: reachable from your network; bind 127.0.0.1 "
+        "(HOST is set) or set expose = true",
+        "web ignored PORT=3001 and listens on 5173; "
+        "vite does not read PORT: run it with --port $PORT --strictPort",
+    ]
+    assert assess(manifest, spec, 5173, listeners[1:]) == []
+    assert assess(manifest, spec, 3001, []) == []  # nothing yet: not "ignored"
+    exposed, spec = spec_manifest(expose=True)
+    assert assess(exposed, spec, 3001, [Listener(7, "0.0.0.0", 3001)]) == []
+
+
+def test_framework_hints_come_from_the_command_line() -> None:
+    assert framework_hint("python manage.py runserver") == (
+        "django does not read PORT: run `manage.py runserver 127.0.0.1:$PORT`"
+    )
+    assert framework_hint("flask --app app run") == (
+        "flask does not read PORT: run `flask run --port $PORT`"
+    )
+    assert framework_hint("node_modules/.bin/vite --host") is not None
+    assert framework_hint("node server.js") is None
