@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,10 +23,10 @@ from orchestrator.manifest import Manifest, find_manifest, load_manifest
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _common(func: F) -> F:
+def _common(func: F, short_file: bool = True) -> F:
     """-f/--file, --no-color, --no-watch on the group and on every command."""
     func = click.option(
-        "-f",
+        *(["-f"] if short_file else []),
         "--file",
         "manifest_file",
         type=click.Path(path_type=Path),
@@ -384,6 +386,95 @@ def env_command(
     manifest = _ctx(manifest_file, no_color, no_watch).manifest()
     listing = env_listing(manifest, service, reveal=reveal)
     click.echo(json.dumps(listing, indent=2) if as_json else format_env(listing))
+    return 0
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@_common
+def status_command(
+    as_json: bool,
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """Ask the running devup for each service's state, pid, port, restarts and uptime."""
+    from orchestrator.remote import status
+
+    click.echo(status(_ctx(manifest_file, no_color, no_watch).manifest(), as_json))
+    return 0
+
+
+def _control_command(verb: str, help_text: str, names_required: bool) -> None:
+    @cli.command(verb, help=help_text)
+    @click.option("--no-wait", is_flag=True, help="Return at once, not when the services settle.")
+    @click.argument("services", nargs=-1, required=names_required, shell_complete=complete_services)
+    @_common
+    def command(
+        no_wait: bool,
+        services: tuple[str, ...],
+        manifest_file: Path | None,
+        no_color: bool | None,
+        no_watch: bool | None,
+    ) -> int:
+        from orchestrator.remote import command as run
+
+        manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+        code, text = run(manifest, verb, list(services), wait=not no_wait)
+        if text:
+            click.echo(text)
+        return code
+
+
+_control_command(
+    "restart", "Restart services of the running devup; returns once they are ready.", True
+)
+_control_command("start", "Start stopped services (and what they need); returns once ready.", True)
+_control_command("stop", "Stop services of the running devup; with no names, stop the run.", False)
+
+
+@cli.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("-n", "--lines", "count", type=click.IntRange(min=0), help="Only the last N lines.")
+@click.option("--since", help="Only lines of the last DURATION (30s, 10m, 2h).")
+@click.argument("services", nargs=-1, shell_complete=complete_services)
+@partial(_common, short_file=False)  # -f is --follow here, as in `tail -f`
+def logs_command(
+    follow: bool,
+    count: int | None,
+    since: str | None,
+    services: tuple[str, ...],
+    manifest_file: Path | None,
+    no_color: bool | None,
+    no_watch: bool | None,
+) -> int:
+    """The combined logs of the current or last run, in time order."""
+    from orchestrator.logs import DEVUP_LOG, parse_duration, show
+    from orchestrator.manifest import service_names
+    from orchestrator.paths import project_state_dir
+
+    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    since_s = parse_duration(since) if since is not None else None
+    own = [n for n in services if n != DEVUP_LOG]
+    names = service_names(manifest, own) + ([DEVUP_LOG] if DEVUP_LOG in services else [])
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    try:
+        show(
+            project_state_dir(manifest.root) / "logs",
+            names,
+            write,
+            count=count,
+            since_s=since_s,
+            follow=follow,
+        )
+    except BrokenPipeError:
+        # The reader (`| head`) is gone: not an error; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -34,7 +34,9 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
         return
     targets = [sup.services[n] for n in request.names]
     wait = bool(request.options.get("wait", True))
-    _Gather(request, targets, wait).arm()
+    gather = _Gather(request, targets, wait)
+    if wait:  # before acting: a target may settle at once (start of a service that is up)
+        gather.arm()
     for svc in targets:
         if request.verb == "restart":
             sup.say(f"{svc.name}: restart requested")
@@ -44,6 +46,8 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
             sup.stop_service(svc)
         else:
             sup.start_service(svc)
+    if not wait:  # after acting, so the answer shows the states the request led to
+        gather.arm()
 
 
 class _Gather:

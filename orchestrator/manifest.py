@@ -160,6 +160,12 @@ def start_order(manifest: Manifest, names: list[str] | None = None) -> list[str]
     return order
 
 
+def service_names(manifest: Manifest, names: list[str]) -> list[str]:
+    """The services the user named (a Procfile service names all its lines); an unknown name is a
+    UsageError with a did-you-mean hint."""
+    return _expand_names(manifest, names)
+
+
 def _expand_names(manifest: Manifest, names: list[str]) -> list[str]:
     expanded: list[str] = []
     for name in names:

@@ -45,6 +45,15 @@ def project_run_dir(root: Path) -> Path:
     return devup_home() / "run" / digest
 
 
+def control_dir(root: Path) -> Path:
+    """The folder of the project's control socket: $XDG_RUNTIME_DIR/devup/<hash> (a tmpfs the
+    login session owns) when set, else the run folder under devup_home(); not created here."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        return Path(runtime) / "devup" / project_run_dir(root).name
+    return project_run_dir(root)
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and parents) as 0700; tighten it if it already exists with a looser mode."""
     path = Path(path)

@@ -13,6 +13,8 @@ from typing import IO
 COLORS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94", "91")
 RESET = "\x1b[0m"
 DEVUP = "devup"
+# Past this a log file is rotated (NAME.log -> NAME.log.1), so a chatty child cannot fill the disk.
+LOG_CAP_BYTES = 10 * 1024 * 1024
 
 
 class Printer:
@@ -31,11 +33,19 @@ class Printer:
         self._width = max([len(DEVUP), *(len(n) for n in names)])
         self._colors = {name: COLORS[i % len(COLORS)] for i, name in enumerate(names)}
         self._log_files: dict[str, IO[bytes]] = {}
+        self._log_sizes: dict[str, int] = {}
+        self._log_reopen: dict[str, Callable[[], IO[bytes]]] = {}
         self._stamp_second = -1
         self._stamp = ""
 
-    def add_log_file(self, name: str, file: IO[bytes]) -> None:
+    def add_log_file(
+        self, name: str, file: IO[bytes], reopen: Callable[[], IO[bytes]] | None = None
+    ) -> None:
+        """`reopen` rotates: it is called for a fresh file once this one passes LOG_CAP_BYTES."""
         self._log_files[name] = file
+        self._log_sizes[name] = 0
+        if reopen is not None:
+            self._log_reopen[name] = reopen
 
     def lines(self, name: str, lines: list[str]) -> None:
         """Print one service's (or devup's) lines, in order, as one write."""
@@ -46,7 +56,11 @@ class Printer:
         text_plain = plain + ("\n" + plain).join(lines) + "\n"
         log = self._log_files.get(name)
         if log is not None:
-            log.write(text_plain.encode("utf-8", "surrogateescape"))
+            self._log_sizes[name] += log.write(text_plain.encode("utf-8", "surrogateescape"))
+            if self._log_sizes[name] > LOG_CAP_BYTES and name in self._log_reopen:
+                log.close()
+                self._log_files[name] = self._log_reopen[name]()
+                self._log_sizes[name] = 0
         code = self._colors.get(name) if self._color else None
         if code is None:
             self._write(text_plain.encode("utf-8", "surrogateescape"))

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from orchestrator import audit, runstate
+from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
 from orchestrator.envview import env_file_warnings
 from orchestrator.manifest import Manifest, start_order
@@ -53,7 +55,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     try:
         logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
         for name in [DEVUP, *order]:
-            printer.add_log_file(name, open_log(logs, name))
+            printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
         # Every service sees every other service's URL, started or not, so all get ports.
         plan = allocate_ports(manifest, list(manifest.services))
         for message in [*plan.messages, *env_file_warnings(manifest, order)]:
@@ -80,7 +82,12 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             from orchestrator.watcher import make_watcher
 
             watcher = make_watcher(manifest, order, supervisor.events.put, printer.say)
-        return supervisor.run(watcher)
+        control = ControlServer(manifest.root, supervisor.events.put)
+        control.start()
+        try:
+            return supervisor.run(watcher)
+        finally:
+            control.stop()
     finally:
         printer.close_logs()
         writer.close()

@@ -1,0 +1,245 @@
+"""The control channel: a Unix socket (0600, in a 0700 folder, same user only) through which
+`devup status/restart/stop/start` talk to a running devup, one line of JSON each way.
+
+The server's threads only parse requests and post ControlRequested; the supervisor answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import select
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import DevupError
+from orchestrator.paths import control_dir, ensure_private_dir
+
+SOCKET_NAME = "control.sock"
+VERBS = ("status", "restart", "stop", "start")
+MAX_REQUEST_BYTES = 64 * 1024
+REQUEST_READ_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+NOT_RUNNING = "devup is not running in this project"
+
+
+def socket_path(root: Path) -> Path:
+    return control_dir(root) / SOCKET_NAME
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a connected Unix socket."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        return int(uid)
+    # macOS / BSD: getpeereid() is LOCAL_PEERCRED at level SOL_LOCAL (0), a struct xucred
+    # {u_int cr_version; uid_t cr_uid; ...}.
+    sol_local, local_peercred = 0, getattr(socket, "LOCAL_PEERCRED", 0x001)
+    creds = conn.getsockopt(sol_local, local_peercred, struct.calcsize("IIh16I"))
+    return int(struct.unpack_from("II", creds)[1])
+
+
+class ControlServer:
+    """Accepts on the project's socket; each request becomes a ControlRequested on `post`."""
+
+    def __init__(
+        self,
+        root: Path,
+        post: Callable[[Any], None],
+        *,
+        allowed_uid: int | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.path = path or socket_path(root)
+        self._post = post
+        self._allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
+        self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._thread: threading.Thread | None = None
+        self._pending: set[queue.SimpleQueue[dict[str, Any] | None]] = set()
+        self._lock = threading.Lock()  # guards _pending between connection threads and stop()
+
+    def start(self) -> None:
+        ensure_private_dir(self.path.parent.parent)
+        ensure_private_dir(self.path.parent)
+        _remove_stale_socket(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(self.path))
+            # The folder is 0700 already, so nobody else could reach it between bind and chmod.
+            os.chmod(self.path, 0o600)
+            listener.listen(16)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._accept_loop, name="devup-control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, answer any waiting client that devup has ended, remove the socket."""
+        if self._listener is None:
+            return
+        os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        with self._lock:
+            for answers in self._pending:
+                answers.put(None)
+        self._listener.close()
+        self._listener = None
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while True:
+            ready, _, _ = select.select([self._listener.fileno(), self._wake_r], [], [])
+            if self._wake_r in ready:
+                return
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                continue
+            threading.Thread(
+                target=self._serve, args=(conn,), name="devup-control-conn", daemon=True
+            ).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                answer = self._answer(conn)
+            except (OSError, ValueError) as exc:
+                answer = {"ok": False, "error": f"bad request: {exc}"}
+            with contextlib.suppress(OSError):
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+
+    def _answer(self, conn: socket.socket) -> dict[str, Any]:
+        if peer_uid(conn) != self._allowed_uid:
+            return {"ok": False, "error": "refused: the peer is another user"}
+        conn.settimeout(REQUEST_READ_TIMEOUT_S)
+        request = json.loads(_read_line(conn))
+        verb = request.get("verb") if isinstance(request, dict) else None
+        if verb not in VERBS:
+            return {"ok": False, "error": f"unknown verb {verb!r}"}
+        names = request.get("names") or []
+        options = request.get("options") or {}
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return {"ok": False, "error": "names must be a list of strings"}
+        if not isinstance(options, dict):
+            return {"ok": False, "error": "options must be an object"}
+        from orchestrator.events import ControlRequested
+
+        answers: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        with self._lock:
+            self._pending.add(answers)
+        try:
+            # The reply runs on the supervisor's thread: SimpleQueue.put never blocks it.
+            self._post(ControlRequested(verb, tuple(names), dict(options), answers.put))
+            answer = answers.get()
+        finally:
+            with self._lock:
+                self._pending.discard(answers)
+        return answer if answer is not None else {"ok": False, "error": "devup stopped"}
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REQUEST_BYTES:
+            raise ValueError("request too long")
+    return data.split(b"\n", 1)[0]
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """A socket file nobody accepts on (a killed devup's) is removed; a live one is an error."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(CONNECT_TIMEOUT_S)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    finally:
+        probe.close()
+    raise DevupError(f"another devup answers on {path}", hint="stop it with `devup stop`")
+
+
+def request(
+    root: Path,
+    verb: str,
+    names: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    timeout_s: float | None = 10.0,
+) -> dict[str, Any]:
+    """Send one request to the project's running devup and return its answer."""
+    return request_path(socket_path(root), verb, names, options, timeout_s)
+
+
+def request_path(
+    path: Path,
+    verb: str,
+    names: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    timeout_s: float | None = 10.0,
+) -> dict[str, Any]:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(CONNECT_TIMEOUT_S)
+        try:
+            conn.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise DevupError(NOT_RUNNING) from None
+        except OSError as exc:
+            raise DevupError(f"cannot reach devup: {exc.strerror or exc}") from None
+        line = {"verb": verb, "names": names or [], "options": options or {}}
+        conn.sendall(json.dumps(line).encode() + b"\n")
+        conn.settimeout(timeout_s)
+        try:
+            data = _read_all(conn)
+        except TimeoutError:
+            raise DevupError(f"devup did not answer within {timeout_s:g}s") from None
+    finally:
+        conn.close()
+    if not data:
+        raise DevupError("devup ended before it answered")
+    answer = json.loads(data)
+    if not isinstance(answer, dict):
+        raise DevupError("devup sent an answer that is not a JSON object")
+    return answer
+
+
+def check_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer, or a DevupError with devup's reason when it says no."""
+    if not answer.get("ok"):
+        raise DevupError(str(answer.get("error", "devup refused the request")))
+    return answer
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return b"".join(chunks)

@@ -1,0 +1,104 @@
+"""What `devup status/restart/stop/start` do from another terminal: check the names against the
+manifest, ask the running devup over the control channel, and turn its answer into text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from orchestrator import control
+from orchestrator.errors import DevupError
+from orchestrator.manifest import Manifest, service_names
+
+STOP_WAIT_EXTRA_S = 10.0  # beyond stop_timeout: the run's own teardown (logs, leases, lock)
+SETTLE_WAIT_EXTRA_S = 30.0  # beyond stop_timeout + ready_timeout: backoff, a busy port
+UP_STATES = ("ready", "running")
+
+
+def status(manifest: Manifest, as_json: bool) -> str:
+    answer = control.check_answer(control.request(manifest.root, "status"))
+    doc = {"pid": answer["pid"], "services": answer["services"]}
+    return json.dumps(doc, indent=2) if as_json else format_status(doc)
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    head = ("NAME", "STATE", "PID", "PORT", "URL", "RESTARTS", "UPTIME", "EXIT")
+    rows = [head]
+    for name, svc in doc["services"].items():
+        rows.append(
+            (
+                name,
+                svc["state"],
+                _dash(svc["pid"]),
+                _dash(svc["port"]),
+                _dash(svc["url"]),
+                str(svc["restarts"]),
+                format_uptime(svc["uptime_s"]),
+                _dash(svc["exit_code"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    return f"devup pid {doc['pid']}\n" + "\n".join(lines)
+
+
+def format_uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tuple[int, str]:
+    """restart/stop/start of named services (stop of all with no names): exit code and text."""
+    targets = service_names(manifest, names) if names else []
+    if verb == "stop" and not targets:
+        return stop_all(manifest)
+    answer = control.request(
+        manifest.root, verb, targets, {"wait": wait}, timeout_s=_settle_timeout(manifest)
+    )
+    if not answer.get("ok") and "unknown" in answer:
+        missing = ", ".join(f'"{n}"' for n in answer["unknown"])
+        raise DevupError(
+            f"{missing} not part of the running devup",
+            hint="it was started with only some services; restart it with them to control these",
+        )
+    if "services" not in answer:
+        control.check_answer(answer)
+    states: dict[str, str] = answer["services"]
+    lines = [f"{name} {state}" for name, state in states.items()]
+    expected = ("stopped",) if verb == "stop" else UP_STATES
+    failed = wait and any(state not in expected for state in states.values())
+    return (1 if failed else 0), "\n".join(lines)
+
+
+def stop_all(manifest: Manifest) -> tuple[int, str]:
+    """Ask the run to stop as Ctrl-C would, and return once it has ended."""
+    from orchestrator import runstate
+
+    pid = control.check_answer(control.request(manifest.root, "status"))["pid"]
+    control.check_answer(control.request(manifest.root, "stop"))
+    deadline = time.monotonic() + manifest.settings.stop_timeout_s + STOP_WAIT_EXTRA_S
+    while runstate.running_pid(manifest.root) is not None:
+        if time.monotonic() > deadline:
+            raise DevupError(f"devup (pid {pid}) is still stopping")
+        time.sleep(0.02)  # polling the run lock: the kernel drops it when devup exits
+    return 0, f"devup (pid {pid}) stopped"
+
+
+def _settle_timeout(manifest: Manifest) -> float:
+    ready = max((s.ready_timeout_s for s in manifest.services.values()), default=0.0)
+    return manifest.settings.stop_timeout_s + ready + SETTLE_WAIT_EXTRA_S
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)

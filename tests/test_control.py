@@ -1,0 +1,208 @@
+"""The control channel end to end: `devup status/restart/stop/start` against a real devup."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import REPO, DevupProcess, Project, marked_processes, py, wait_for
+
+from orchestrator import control
+from orchestrator.errors import DevupError
+from orchestrator.paths import control_dir
+
+SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
+WORKER = py("import time\nprint('working', flush=True)\nwhile True: time.sleep(1)")
+SERVICES = f"""
+    [services.api]
+    cmd = "{SERVER}"
+    [services.web]
+    cmd = "{SERVER}"
+    depends_on = ["api"]
+    [services.worker]
+    cmd = '''{WORKER}'''
+    port = false
+"""
+
+
+def get_pid(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return int(json.loads(response.read())["pid"])
+
+
+def status(project: Project) -> dict[str, Any]:
+    result = project.devup("status", "--json")
+    assert result.returncode == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+def test_status_restart_stop_start_and_stop_the_run(
+    project: Project, running: list[DevupProcess], no_leftover_processes: str
+) -> None:
+    project.write(SERVICES)
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"3 services up")
+
+    before = status(project)
+    assert before["pid"] == run.proc.pid
+    assert set(before["services"]) == {"api", "web", "worker"}
+    for name, svc in before["services"].items():
+        assert svc["state"] in ("ready", "running"), name
+        assert psutil.pid_exists(svc["pid"]), name
+        assert svc["restarts"] == 0 and svc["exit_code"] is None
+    api = before["services"]["api"]
+    assert api["url"] == f"http://127.0.0.1:{api['port']}"
+    # The server runs under sh -c; its answer names its own pid, a child of the one devup reports.
+    old_api_pid = get_pid(api["url"])
+
+    table = project.devup("status")
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[1].split() == [
+        "NAME", "STATE", "PID", "PORT", "URL", "RESTARTS", "UPTIME", "EXIT"
+    ]  # fmt: skip
+
+    result = project.devup("restart", "api")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "api ready"
+    after = status(project)
+    assert after["services"]["api"]["port"] == api["port"]
+    assert after["services"]["api"]["pid"] != api["pid"]
+    assert after["services"]["api"]["restarts"] == 1
+    assert get_pid(api["url"]) != old_api_pid  # the new process serves on the same port
+    for name in ("web", "worker"):
+        assert after["services"][name]["pid"] == before["services"][name]["pid"], name
+
+    result = project.devup("stop", "web")
+    assert (result.returncode, result.stdout.strip()) == (0, "web stopped"), result.stderr
+    web = status(project)["services"]["web"]
+    assert (web["state"], web["pid"]) == ("stopped", None)
+    assert not psutil.pid_exists(before["services"]["web"]["pid"])
+
+    result = project.devup("start", "web")
+    assert (result.returncode, result.stdout.strip()) == (0, "web ready"), result.stderr
+    web = status(project)["services"]["web"]
+    assert web["state"] == "ready" and psutil.pid_exists(web["pid"])
+    get_pid(web["url"])
+
+    result = project.devup("restart", "--no-wait", "web")
+    assert (result.returncode, result.stdout.strip()) == (0, "web stopping"), result.stderr
+    wait_for(lambda: status(project)["services"]["web"]["state"] == "ready", 15, what="web up")
+
+    result = project.devup("stop")
+    assert result.returncode == 0, result.stderr
+    assert f"devup (pid {run.proc.pid}) stopped" in result.stdout
+    assert run.wait() == 0
+    assert marked_processes(no_leftover_processes) == []
+    gone = project.devup("status")
+    assert gone.returncode == 1
+    assert gone.stderr == "devup: error: devup is not running in this project\n"
+
+
+def test_the_socket_is_private_and_devup_listens_on_no_tcp_port(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    project.write(SERVICES)
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"3 services up")
+
+    path = control.socket_path(project.root)
+    assert path.parent == control_dir(project.root)
+    assert str(path).startswith(os.environ["XDG_RUNTIME_DIR"])
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
+    assert len(str(path).encode()) < 104
+    conns = psutil.Process(run.proc.pid).net_connections(kind="all")
+    inet = (socket.AF_INET, socket.AF_INET6)
+    assert [c for c in conns if c.family in inet and c.status == psutil.CONN_LISTEN] == []
+    assert any(c.family == socket.AF_UNIX and c.laddr == str(path) for c in conns)
+    assert run.stop() == 130
+    assert not path.exists()
+
+
+def test_unknown_names_get_did_you_mean_before_connecting(project: Project) -> None:
+    project.write(SERVICES)
+    result = project.devup("restart", "apj")
+    assert result.returncode == 2
+    assert result.stderr == 'devup: error: unknown service "apj"\nhint: did you mean "api"?\n'
+    result = project.devup("status")
+    assert (result.returncode, result.stderr) == (
+        1,
+        "devup: error: devup is not running in this project\n",
+    )
+
+
+def test_a_socket_left_by_a_killed_devup_does_not_block_the_next_start(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    project.write(SERVICES)
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"3 services up")
+    groups = [svc["pid"] for svc in status(project)["services"].values()]
+    run.proc.kill()
+    run.wait()
+    for pgid in groups:  # what a killed devup left behind (the next run's cleanup is not ours)
+        os.killpg(pgid, signal.SIGKILL)
+
+    path = control.socket_path(project.root)
+    assert stat.S_ISSOCK(path.stat().st_mode)  # still there, nobody accepting
+    gone = project.devup("status")
+    assert (gone.returncode, gone.stderr) == (
+        1,
+        "devup: error: devup is not running in this project\n",
+    )
+
+    again = project.start("--no-watch")
+    running.append(again)
+    again.expect_line(r"3 services up")
+    assert status(project)["pid"] == again.proc.pid
+    assert again.stop() == 130
+
+
+def test_a_peer_of_another_user_is_refused(tmp_path: Path) -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        assert control.peer_uid(left) == os.getuid()
+    posted: list[object] = []
+    path = tmp_path / "run" / "c.sock"
+    server = control.ControlServer(tmp_path, posted.append, allowed_uid=os.getuid() + 1, path=path)
+    server.start()
+    try:
+        with pytest.raises(DevupError, match="refused: the peer is another user"):
+            control.check_answer(control.request_path(path, "status", timeout_s=5))
+        assert posted == []
+    finally:
+        server.stop()
+    assert not path.exists()
+
+
+def test_a_request_is_posted_and_answered_from_another_thread(tmp_path: Path) -> None:
+    from orchestrator.events import ControlRequested
+
+    def answer(event: ControlRequested) -> None:
+        event.reply({"ok": True, "verb": event.verb, "names": list(event.names)})
+
+    server = control.ControlServer(tmp_path, answer, path=tmp_path / "d" / "c.sock")
+    server.start()
+    try:
+        got = control.request_path(server.path, "restart", ["api"], timeout_s=5)
+        assert got == {"ok": True, "verb": "restart", "names": ["api"]}
+        bad = control.request_path(server.path, "exec", ["rm -rf /"], timeout_s=5)
+        assert bad == {"ok": False, "error": "unknown verb 'exec'"}
+    finally:
+        server.stop()
+    wait_for(lambda: not server.path.exists(), 5, what="the socket removed")
