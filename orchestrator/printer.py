@@ -1,6 +1,7 @@
 """Formats log lines as `HH:MM:SS name | text` and hands them to the terminal writer and log files.
 
-Owned by the supervisor's thread; formatting is batched per chunk so a fast child costs one join.
+Owned by the supervisor's thread; formatting is batched per chunk, on bytes, so a fast child costs
+a few C calls per chunk, not a call per line.
 """
 
 from __future__ import annotations
@@ -49,25 +50,31 @@ class Printer:
 
     def lines(self, name: str, lines: list[str]) -> None:
         """Print one service's (or devup's) lines, in order, as one write."""
-        if not lines:
-            return
+        if lines:
+            self.block(name, "\n".join(lines).encode("utf-8", "surrogateescape"))
+
+    def block(self, name: str, block: bytes) -> None:
+        """Print whole UTF-8 lines joined by newlines (none at the end) as one write.
+
+        Works on bytes: the prefix goes in with one replace, so a chunk of many lines costs a few
+        C calls rather than a call per line.
+        """
         stamp = self._timestamp()
-        plain = f"{stamp} {name.ljust(self._width)} | "
-        text_plain = plain + ("\n" + plain).join(lines) + "\n"
+        plain = f"{stamp} {name.ljust(self._width)} | ".encode()
+        data = plain + block.replace(b"\n", b"\n" + plain) + b"\n"
         log = self._log_files.get(name)
         if log is not None:
-            self._log_sizes[name] += log.write(text_plain.encode("utf-8", "surrogateescape"))
+            self._log_sizes[name] += log.write(data)
             if self._log_sizes[name] > LOG_CAP_BYTES and name in self._log_reopen:
                 log.close()
                 self._log_files[name] = self._log_reopen[name]()
                 self._log_sizes[name] = 0
         code = self._colors.get(name) if self._color else None
         if code is None:
-            self._write(text_plain.encode("utf-8", "surrogateescape"))
+            self._write(data)
             return
-        pretty = f"\x1b[{code}m{stamp} {name.ljust(self._width)} {RESET}| "
-        text = pretty + ("\n" + pretty).join(lines) + "\n"
-        self._write(text.encode("utf-8", "surrogateescape"))
+        pretty = f"\x1b[{code}m{stamp} {name.ljust(self._width)} {RESET}| ".encode()
+        self._write(pretty + block.replace(b"\n", b"\n" + pretty) + b"\n")
 
     def say(self, text: str) -> None:
         """One of devup's own lines."""

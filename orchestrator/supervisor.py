@@ -39,6 +39,9 @@ from orchestrator.timers import Timers
 
 READ_CHUNK_BYTES = 65536
 CHUNKS_IN_FLIGHT = 32  # per child: bounds memory when devup lags; the child's pipe then blocks
+# In a flood, after a short read the reader waits this long before the next one: the output then
+# arrives in chunks of many lines instead of one event per write(), for this much added latency.
+READ_COALESCE_S = 0.002
 READY_POLL_S = 0.05
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
@@ -354,7 +357,13 @@ class Supervisor:
     def _on_output(self, event: OutputRead) -> None:
         svc = self.services[event.name]
         if event.generation == svc.generation:
-            self._print_lines(svc, svc.splitter.feed(event.data))
+            block = svc.splitter.feed_block(event.data)
+            if block is None:
+                pass
+            elif svc.ready_regex is not None and svc.state is State.STARTING:
+                self._print_lines(svc, block.decode("utf-8", "replace").split("\n"))
+            else:
+                self.printer.block(svc.name, block)  # the fast path: no line objects
         svc.slots.release()
 
     def _on_output_closed(self, event: OutputClosed) -> None:
@@ -737,6 +746,8 @@ def _read_output(
     generation: int,
     post: Callable[[Event], None],
     slots: threading.Semaphore,
+    pause: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """A reader thread: chunks of the child's output onto the queue, at most N in flight.
 
@@ -746,10 +757,15 @@ def _read_output(
     try:
         while True:
             slots.acquire()
+            asked = clock()
             data = os.read(fd, READ_CHUNK_BYTES)
             if not data:
                 break
             post(OutputRead(name, generation, data))
+            # Pause only in a flood (the data was already waiting): a lone line, or the newline
+            # print() writes separately after it, is read at once.
+            if len(data) < READ_CHUNK_BYTES and clock() - asked < READ_COALESCE_S:
+                pause(READ_COALESCE_S)
     except OSError:
         pass
     finally:
