@@ -23,8 +23,10 @@ class Printer:
         *,
         color: bool,
         clock: Callable[[], float] = time.time,
+        write_urgent: Callable[[bytes], None] | None = None,
     ) -> None:
         self._write = write
+        self._write_urgent = write_urgent or write  # for lines that must pass a full buffer
         self._clock = clock
         self._color = color
         names = list(names)
@@ -37,10 +39,11 @@ class Printer:
     def add_log_file(self, name: str, file: IO[bytes]) -> None:
         self._log_files[name] = file
 
-    def lines(self, name: str, lines: list[str]) -> None:
+    def lines(self, name: str, lines: list[str], *, urgent: bool = False) -> None:
         """Print one service's (or devup's) lines, in order, as one write."""
         if not lines:
             return
+        write = self._write_urgent if urgent else self._write
         stamp = self._timestamp()
         plain = f"{stamp} {name.ljust(self._width)} | "
         text_plain = plain + ("\n" + plain).join(lines) + "\n"
@@ -49,15 +52,15 @@ class Printer:
             log.write(text_plain.encode("utf-8", "surrogateescape"))
         code = self._colors.get(name) if self._color else None
         if code is None:
-            self._write(text_plain.encode("utf-8", "surrogateescape"))
+            write(text_plain.encode("utf-8", "surrogateescape"))
             return
         pretty = f"\x1b[{code}m{stamp} {name.ljust(self._width)} {RESET}| "
         text = pretty + ("\n" + pretty).join(lines) + "\n"
-        self._write(text.encode("utf-8", "surrogateescape"))
+        write(text.encode("utf-8", "surrogateescape"))
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, *, urgent: bool = False) -> None:
         """One of devup's own lines."""
-        self.lines(DEVUP, text.split("\n"))
+        self.lines(DEVUP, text.split("\n"), urgent=urgent)
 
     def flush_logs(self) -> None:
         for file in self._log_files.values():

@@ -8,16 +8,19 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from orchestrator import runstate
+from orchestrator import reaper, recovery, runstate
 from orchestrator.environ import build_env
 from orchestrator.manifest import Manifest, start_order
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
 from orchestrator.supervisor import Supervisor
 from orchestrator.writer import TerminalWriter
+
+DROP_REPORT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,16 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     lock = runstate.RunLock(manifest.root)
     lock.acquire()
     writer = TerminalWriter(sys.stdout.fileno())
-    printer = Printer(order, writer.write, color=options.color)
+    printer = Printer(
+        order, writer.write, color=options.color, write_urgent=partial(writer.write, urgent=True)
+    )
     try:
         logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
         for name in [DEVUP, *order]:
             printer.add_log_file(name, open_log(logs, name))
+        # What a killed devup left behind holds the ports this run is about to hand out.
+        recovery.stop_leftovers(manifest.root, manifest, printer.say)
+        reaper.become_subreaper()
         # Every service sees every other service's URL, started or not, so all get ports.
         plan = allocate_ports(manifest, list(manifest.services))
         for message in plan.messages:
@@ -72,7 +80,11 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             watching=options.watching,
             on_change=_record_run(manifest.root),
         )
-        return supervisor.run()
+        _report_drops(supervisor, writer)
+        code = supervisor.run()
+        reaper.stop_adopted(manifest.settings.stop_timeout_s, printer.say)
+        _report_drops(supervisor, writer, again=False)
+        return code
     finally:
         printer.close_logs()
         writer.close()
@@ -94,3 +106,17 @@ def _record_run(root: Path) -> Any:
         runstate.write_state(root, services)
 
     return record
+
+
+def _report_drops(supervisor: Supervisor, writer: TerminalWriter, *, again: bool = True) -> None:
+    """Say how much output a slow stdout reader made devup drop, at most once a second."""
+    dropped = writer.take_dropped()
+    if dropped:
+        supervisor.printer.say(
+            f"dropped {dropped} bytes of output: stdout was not being read fast enough",
+            urgent=True,
+        )
+    if again and supervisor.exit_code is None:
+        supervisor.timers.call_later(
+            DROP_REPORT_S, lambda: _report_drops(supervisor, writer, again=True)
+        )

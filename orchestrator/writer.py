@@ -27,11 +27,13 @@ class TerminalWriter:
         self._thread = threading.Thread(target=self._run, name="devup-stdout", daemon=True)
         self._thread.start()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, urgent: bool = False) -> None:
+        """Queue `data`; past the buffer's cap it is dropped and counted, unless `urgent` (devup's
+        own report of the drops, a line a second at most, must reach a slow reader too)."""
         with self._cond:
             if self._broken:
                 return
-            if self._buffered + len(data) > self._max:
+            if self._buffered + len(data) > self._max and not urgent:
                 self._dropped += len(data)
                 return
             self._chunks.append(data)
