@@ -66,6 +66,7 @@ def stop_adopted(
         _reap_all()
         children = adopted()
         if not children:
+            _reap_all()  # one may have turned zombie since the reap above
             break
         now = clock()
         if not killing and now >= deadline:
