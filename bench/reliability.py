@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,13 +39,23 @@ DEVUP = [sys.executable, "-m", "orchestrator"]
 HONCHO = [sys.executable, "-m", "honcho"]
 
 
+STARTED: list[subprocess.Popen[str]] = []  # killed at exit if a figure failed half-way
+
+
 class Run:
     """A background command whose output lines are collected by a thread."""
 
     def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # so a hung runner is killed with its helper processes
         )
+        STARTED.append(self.proc)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -286,7 +297,7 @@ ready_log = "daemon up"
         run.proc.wait(20)
         note = ""
     except subprocess.TimeoutExpired:
-        run.proc.kill()
+        os.killpg(run.proc.pid, signal.SIGKILL)
         run.proc.wait()
         note = " (did not exit within 20 s of Ctrl-C; SIGKILLed)"
     time.sleep(0.5)  # let whatever was signalled finish dying before counting survivors
@@ -335,6 +346,16 @@ def main() -> None:
     def show(title: str, value: object) -> None:
         print(f"{title:<58} {value}", flush=True)
 
+    try:
+        figures(args, show)
+    finally:
+        for proc in STARTED:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def figures(args: argparse.Namespace, show: Callable[[str, object], None]) -> None:
     st = stop_timeout_figure(args.runs)
     show(
         "stop_timeout=1, child ignores SIGTERM: gone after s (min/med/max)",

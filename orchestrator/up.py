@@ -5,6 +5,7 @@ The composition root: everything outside the supervisor's loop that a run needs 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from dataclasses import dataclass
@@ -83,11 +84,11 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         _report_drops(supervisor, writer)
         code = supervisor.run()
         reaper.stop_adopted(manifest.settings.stop_timeout_s, printer.say)
-        _report_drops(supervisor, writer, again=False)
         return code
     finally:
         printer.close_logs()
         writer.close()
+        _report_final_drops(writer)
         runstate.clear_state(manifest.root)
         lock.release()
 
@@ -120,3 +121,21 @@ def _report_drops(supervisor: Supervisor, writer: TerminalWriter, *, again: bool
         supervisor.timers.call_later(
             DROP_REPORT_S, lambda: _report_drops(supervisor, writer, again=True)
         )
+
+
+def _report_final_drops(writer: TerminalWriter) -> None:
+    """At exit, what stdout never took (the last second's drops, a buffer a stuck reader did not
+    drain) is said on stderr, without blocking if stderr is that same stuck pipe."""
+    lost = writer.take_dropped() + writer.unwritten()
+    if not lost:
+        return
+    line = f"devup: dropped {lost} bytes of output: stdout was not being read fast enough\n"
+    fd = sys.stderr.fileno()
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        os.write(fd, line.encode())
+    except OSError:
+        pass  # stderr is full or gone too: the count is in .devup/logs/devup.log only if said
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)

@@ -46,6 +46,11 @@ class TerminalWriter:
             dropped, self._dropped = self._dropped, 0
             return dropped
 
+    def unwritten(self) -> int:
+        """Bytes accepted but not (fully) written yet: lost if devup exits now."""
+        with self._cond:
+            return 0 if self._broken else self._buffered
+
     def close(self, timeout_s: float = 2.0) -> None:
         """Write out what is buffered, waiting at most timeout_s for a slow reader."""
         with self._cond:
