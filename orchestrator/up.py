@@ -5,6 +5,7 @@ The composition root: everything outside the supervisor's loop that a run needs 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
@@ -109,7 +110,7 @@ def _record_run(root: Path) -> Any:
     return record
 
 
-def _report_drops(supervisor: Supervisor, writer: TerminalWriter, *, again: bool = True) -> None:
+def _report_drops(supervisor: Supervisor, writer: TerminalWriter) -> None:
     """Say how much output a slow stdout reader made devup drop, at most once a second."""
     dropped = writer.take_dropped()
     if dropped:
@@ -117,10 +118,8 @@ def _report_drops(supervisor: Supervisor, writer: TerminalWriter, *, again: bool
             f"dropped {dropped} bytes of output: stdout was not being read fast enough",
             urgent=True,
         )
-    if again and supervisor.exit_code is None:
-        supervisor.timers.call_later(
-            DROP_REPORT_S, lambda: _report_drops(supervisor, writer, again=True)
-        )
+    if supervisor.exit_code is None:
+        supervisor.timers.call_later(DROP_REPORT_S, lambda: _report_drops(supervisor, writer))
 
 
 def _report_final_drops(writer: TerminalWriter) -> None:
@@ -130,12 +129,11 @@ def _report_final_drops(writer: TerminalWriter) -> None:
     if not lost:
         return
     line = f"devup: dropped {lost} bytes of output: stdout was not being read fast enough\n"
-    fd = sys.stderr.fileno()
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    try:
+    with contextlib.suppress(OSError):  # stderr full or closed too: nothing more to do
+        fd = sys.stderr.fileno()
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        os.write(fd, line.encode())
-    except OSError:
-        pass  # stderr is full or gone too: the count is in .devup/logs/devup.log only if said
-    finally:
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
