@@ -263,12 +263,18 @@ def test_a_service_crashing_at_once_backs_off_then_is_marked_crashed(
 
 
 def test_a_flood_of_output_keeps_devup_memory_bounded(project: Project, records: Path) -> None:
-    """100 MiB of lines and 100 newline-free 1 MiB lines: peak RSS grows by at most 64 MB."""
+    """100 MiB of lines and 100 newline-free 1 MiB lines: peak RSS grows by at most 64 MB, and
+    another service printing at the same time is not stalled behind the flood."""
     go = records.parent / "go"
     project.write(
         f"""
         [services.blast]
         cmd = "{PROC} blast 100 100"
+        port = false
+        restart = "no"
+
+        [services.tick]
+        cmd = "{PROC} tick"
         port = false
         restart = "no"
         """
@@ -283,7 +289,11 @@ def test_a_flood_of_output_keeps_devup_memory_bounded(project: Project, records:
             env={**os.environ, "RELIABILITY_GO": str(go)},
         )
     try:
-        wait_for(lambda: b"blast waiting" in out_path.read_bytes(), 20, what="blast waiting")
+        wait_for(
+            lambda: all(w in out_path.read_bytes() for w in (b"blast waiting", b"tick waiting")),
+            20,
+            what="blast and tick waiting",
+        )
         baseline_kib = _vm_kib(proc.pid, "VmRSS")
         go.touch()
         peak_kib = _peak_until_exit(proc)
@@ -296,6 +306,11 @@ def test_a_flood_of_output_keeps_devup_memory_bounded(project: Project, records:
     assert b"blast done" in text and b"Traceback" not in text
     growth_mb = (peak_kib - baseline_kib) / 1024
     assert growth_mb <= 64, growth_mb
+    # The flood did not stall the other service: its 1 MiB went through while the flood went on.
+    tick_done = float((records / "tick-done").read_text())
+    assert tick_done < float((records / "blast-done").read_text())
+    tick_log = (project.root / ".devup" / "logs" / "tick.log").read_bytes()
+    assert tick_log.count(b"| tick 0") == 1024 * 1024 // 13
     log = (project.root / ".devup" / "logs" / "blast.log").read_bytes()
     assert log.count(b"[devup: line cut at 64 KiB]") == 100
     assert log.count(b"x" * 99 + b"\n") == 100 * (1024 * 1024 // 100)  # every line
