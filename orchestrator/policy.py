@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.manifest import RestartPolicy
@@ -10,6 +12,8 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 FAST_FAILURE_WINDOW_S = 10.0  # an exit sooner than this after start is a fast failure
 MAX_FAST_FAILURES = 10  # in a row, then the service is marked crashed
+# A testing knob, not part of the manifest: the first backoff (which then doubles to 30 s).
+BACKOFF_FIRST_ENV = "DEVUP_BACKOFF_FIRST_S"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,15 @@ def backoff_delay(fast_failures: int, first_backoff_s: float = BACKOFF_FIRST_S) 
     """0.5 s, 1 s, 2 s ... doubling to 30 s; the first restart after a long run waits 0.5 s."""
     doublings: int = max(fast_failures - 1, 0)
     return min(first_backoff_s * float(2**doublings), BACKOFF_MAX_S)
+
+
+def first_backoff_s(environ: Mapping[str, str] = os.environ) -> float:
+    """BACKOFF_FIRST_S, or $DEVUP_BACKOFF_FIRST_S when set to a positive number (tests)."""
+    try:
+        value = float(environ.get(BACKOFF_FIRST_ENV, ""))
+    except ValueError:
+        return BACKOFF_FIRST_S
+    return value if 0 < value <= BACKOFF_MAX_S else BACKOFF_FIRST_S
 
 
 def format_delay(seconds: float) -> str:

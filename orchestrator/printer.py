@@ -26,8 +26,10 @@ class Printer:
         *,
         color: bool,
         clock: Callable[[], float] = time.time,
+        write_urgent: Callable[[bytes], None] | None = None,
     ) -> None:
         self._write = write
+        self._write_urgent = write_urgent or write  # for lines that must pass a full buffer
         self._clock = clock
         self._color = color
         names = list(names)
@@ -48,17 +50,18 @@ class Printer:
         if reopen is not None:
             self._log_reopen[name] = reopen
 
-    def lines(self, name: str, lines: list[str]) -> None:
+    def lines(self, name: str, lines: list[str], *, urgent: bool = False) -> None:
         """Print one service's (or devup's) lines, in order, as one write."""
         if lines:
-            self.block(name, "\n".join(lines).encode("utf-8", "surrogateescape"))
+            self.block(name, "\n".join(lines).encode("utf-8", "surrogateescape"), urgent=urgent)
 
-    def block(self, name: str, block: bytes) -> None:
+    def block(self, name: str, block: bytes, *, urgent: bool = False) -> None:
         """Print whole UTF-8 lines joined by newlines (none at the end) as one write.
 
         Works on bytes: the prefix goes in with one replace, so a chunk of many lines costs a few
-        C calls rather than a call per line.
+        C calls rather than a call per line. `urgent` lines pass a full terminal buffer.
         """
+        write = self._write_urgent if urgent else self._write
         stamp = self._timestamp()
         plain = f"{stamp} {name.ljust(self._width)} | ".encode()
         data = plain + block.replace(b"\n", b"\n" + plain) + b"\n"
@@ -71,14 +74,14 @@ class Printer:
                 self._log_sizes[name] = 0
         code = self._colors.get(name) if self._color else None
         if code is None:
-            self._write(data)
+            write(data)
             return
         pretty = f"\x1b[{code}m{stamp} {name.ljust(self._width)} {RESET}| ".encode()
-        self._write(pretty + block.replace(b"\n", b"\n" + pretty) + b"\n")
+        write(pretty + block.replace(b"\n", b"\n" + pretty) + b"\n")
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, *, urgent: bool = False) -> None:
         """One of devup's own lines."""
-        self.lines(DEVUP, text.split("\n"))
+        self.lines(DEVUP, text.split("\n"), urgent=urgent)
 
     def flush_logs(self) -> None:
         for file in self._log_files.values():

@@ -30,7 +30,7 @@ from orchestrator.events import (
 )
 from orchestrator.lines import LineSplitter
 from orchestrator.manifest import Manifest, ServiceSpec
-from orchestrator.policy import decide, format_delay
+from orchestrator.policy import decide, first_backoff_s, format_delay
 from orchestrator.ports import is_port_free
 from orchestrator.printer import Printer
 from orchestrator.selftrigger import SelfTriggerGuard
@@ -150,6 +150,7 @@ class Supervisor:
         self._summary_shown = False
         self._watcher: Watcher | None = None
         self.self_triggers = SelfTriggerGuard()
+        self._first_backoff_s = first_backoff_s()
         # Called when a service becomes ready, or at ready_timeout if it never does.
         self.ready_hooks: list[Callable[[ServiceRun], None]] = []
         # The listen audit's findings per service (audit.py), shown by status.
@@ -360,7 +361,7 @@ class Supervisor:
             block = svc.splitter.feed_block(event.data)
             if block is None:
                 pass
-            elif svc.ready_regex is not None and svc.state is State.STARTING:
+            elif self._inspects_output(svc, block):
                 self._print_lines(svc, block.decode("utf-8", "replace").split("\n"))
             else:
                 self.printer.block(svc.name, block)  # the fast path: no line objects
@@ -374,6 +375,15 @@ class Supervisor:
         svc.output_open = False
         if svc.exit_status is not None:
             self._on_exit(svc)
+
+    def _inspects_output(self, svc: ServiceRun, block: bytes) -> bool:
+        """Whether these lines must be looked at: for ready_log, or for a failed bind early on
+        (a C-level search of the bytes first, so a flood of output stays on the fast path)."""
+        if svc.ready_regex is not None and svc.state is State.STARTING:
+            return True
+        return (b"already in use" in block or b"EADDRINUSE" in block) and (
+            svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S
+        )
 
     def _print_lines(self, svc: ServiceRun, lines: list[str]) -> None:
         if not lines:
@@ -407,13 +417,34 @@ class Supervisor:
                 pid, status = child.pid, 255 << 8
             if pid == 0:
                 continue
-            child.popen.returncode = status  # so Popen never waits for it again
-            svc.exit_status = status
-            if svc.output_open:
-                generation = svc.generation
-                self.timers.call_later(EXIT_GRACE_S, partial(self._exit_grace, svc, generation))
-            else:
-                self._on_exit(svc)
+            self._leader_exited(svc, status)
+        self._reap_others()
+
+    def _reap_others(self) -> None:
+        """Reap children that are not current leaders: orphans adopted as child subreaper
+        (reaper.py). This thread is the only waiter, so a leader reaped here is dispatched."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            # Looked up afresh: handling one exit may have spawned another service.
+            for svc in self.services.values():
+                if svc.child is not None and svc.child.pid == pid and svc.exit_status is None:
+                    self._leader_exited(svc, status)
+                    break
+
+    def _leader_exited(self, svc: ServiceRun, status: int) -> None:
+        assert svc.child is not None
+        svc.child.popen.returncode = status  # so Popen never waits for it again
+        svc.exit_status = status
+        if svc.output_open:
+            generation = svc.generation
+            self.timers.call_later(EXIT_GRACE_S, partial(self._exit_grace, svc, generation))
+        else:
+            self._on_exit(svc)
 
     def _exit_grace(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation == generation and svc.exit_status is not None and svc.child is not None:
@@ -446,7 +477,9 @@ class Supervisor:
             self._start_ready_services()
             self._maybe_exit()
             return
-        decision = decide(svc.spec.restart, code, uptime, svc.fast_failures)
+        decision = decide(
+            svc.spec.restart, code, uptime, svc.fast_failures, first_backoff_s=self._first_backoff_s
+        )
         svc.fast_failures = decision.fast_failures
         if decision.crashed:
             self.say(

@@ -5,6 +5,8 @@ The composition root: everything outside the supervisor's loop that a run needs 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from orchestrator import audit, runstate
+from orchestrator import audit, reaper, recovery, runstate
 from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
 from orchestrator.envview import env_file_warnings
@@ -21,6 +23,8 @@ from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
 from orchestrator.supervisor import Supervisor
 from orchestrator.writer import TerminalWriter
+
+DROP_REPORT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,16 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     lock = runstate.RunLock(manifest.root)
     lock.acquire()
     writer = TerminalWriter(sys.stdout.fileno())
-    printer = Printer(order, writer.write, color=options.color)
+    printer = Printer(
+        order, writer.write, color=options.color, write_urgent=partial(writer.write, urgent=True)
+    )
     try:
         logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
         for name in [DEVUP, *order]:
             printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
+        # What a killed devup left behind holds the ports this run is about to hand out.
+        recovery.stop_leftovers(manifest.root, manifest, printer.say)
+        reaper.become_subreaper()
         # Every service sees every other service's URL, started or not, so all get ports.
         plan = allocate_ports(manifest, list(manifest.services))
         for message in [*plan.messages, *env_file_warnings(manifest, order)]:
@@ -77,6 +86,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             on_change=record,
         )
         audit.install(supervisor, on_audit=lambda: record(supervisor))
+        _report_drops(supervisor, writer)
         watcher = None
         if options.watching:
             from orchestrator.watcher import make_watcher
@@ -85,12 +95,15 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         control = ControlServer(manifest.root, supervisor.events.put)
         control.start()
         try:
-            return supervisor.run(watcher)
+            code = supervisor.run(watcher)
         finally:
             control.stop()
+        reaper.stop_adopted(manifest.settings.stop_timeout_s, printer.say)
+        return code
     finally:
         printer.close_logs()
         writer.close()
+        _report_final_drops(writer)
         runstate.clear_state(manifest.root)
         lock.release()
 
@@ -110,3 +123,32 @@ def _record_run(root: Path) -> Any:
         runstate.write_state(root, services)
 
     return record
+
+
+def _report_drops(supervisor: Supervisor, writer: TerminalWriter) -> None:
+    """Say how much output a slow stdout reader made devup drop, at most once a second."""
+    dropped = writer.take_dropped()
+    if dropped:
+        supervisor.printer.say(
+            f"dropped {dropped} bytes of output: stdout was not being read fast enough",
+            urgent=True,
+        )
+    if supervisor.exit_code is None:
+        supervisor.timers.call_later(DROP_REPORT_S, lambda: _report_drops(supervisor, writer))
+
+
+def _report_final_drops(writer: TerminalWriter) -> None:
+    """At exit, what stdout never took (the last second's drops, a buffer a stuck reader did not
+    drain) is said on stderr, without blocking if stderr is that same stuck pipe."""
+    lost = writer.take_dropped() + writer.unwritten()
+    if not lost:
+        return
+    line = f"devup: dropped {lost} bytes of output: stdout was not being read fast enough\n"
+    with contextlib.suppress(OSError):  # stderr full or closed too: nothing more to do
+        fd = sys.stderr.fileno()
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)

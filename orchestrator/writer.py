@@ -27,11 +27,13 @@ class TerminalWriter:
         self._thread = threading.Thread(target=self._run, name="devup-stdout", daemon=True)
         self._thread.start()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, urgent: bool = False) -> None:
+        """Queue `data`; past the buffer's cap it is dropped and counted, unless `urgent` (devup's
+        own report of the drops, a line a second at most, must reach a slow reader too)."""
         with self._cond:
             if self._broken:
                 return
-            if self._buffered + len(data) > self._max:
+            if self._buffered + len(data) > self._max and not urgent:
                 self._dropped += len(data)
                 return
             self._chunks.append(data)
@@ -43,6 +45,11 @@ class TerminalWriter:
         with self._cond:
             dropped, self._dropped = self._dropped, 0
             return dropped
+
+    def unwritten(self) -> int:
+        """Bytes accepted but not (fully) written yet: lost if devup exits now."""
+        with self._cond:
+            return 0 if self._broken else self._buffered
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Write out what is buffered, waiting at most timeout_s for a slow reader."""
