@@ -12,13 +12,15 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from orchestrator import __version__
 from orchestrator.errors import DevupError, UsageError
-from orchestrator.manifest import Manifest, find_manifest, load_manifest
+
+if TYPE_CHECKING:
+    from orchestrator.manifest import Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +63,9 @@ class Context:
             self.no_watch = True
 
     def manifest(self) -> Manifest:
+        # Imported here: `devup status` and friends should not pay for it before they need it.
+        from orchestrator.manifest import find_manifest, load_manifest
+
         path = self.manifest_file or find_manifest(Path.cwd())
         return load_manifest(path)
 
@@ -93,6 +98,8 @@ def complete_services(
     for c in (click_ctx, *_parents(click_ctx)):
         path = path or c.params.get("manifest_file")
     try:
+        from orchestrator.manifest import find_manifest, load_manifest
+
         manifest = load_manifest(path or find_manifest(Path.cwd()))
     except DevupError:
         return []
