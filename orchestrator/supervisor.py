@@ -146,6 +146,7 @@ class Supervisor:
         self.shutting_down = False
         self.exit_code: int | None = None
         self._final_code = 0
+        self._shutdown_started = 0.0
         self._started_at = clock()
         self._summary_shown = False
         self._watcher: Watcher | None = None
@@ -712,6 +713,7 @@ class Supervisor:
         """Stop every group, dependents first; the loop ends once all are gone."""
         self.shutting_down = True
         self._final_code = exit_code
+        self._shutdown_started = self._clock()
         for name in reversed(self.order):
             svc = self.services[name]
             svc.restart_due = None
@@ -729,6 +731,8 @@ class Supervisor:
         alive = any(s.child is not None or s.group is not None for s in self.services.values())
         if self.shutting_down:
             if not alive:
+                took = self._clock() - self._shutdown_started
+                self.say(f"all services stopped in {took:.2f}s")
                 self.exit_code = self._final_code
             return
         if alive or self.watching:

@@ -57,6 +57,7 @@ def test_example_monorepo_serves_every_url_and_ctrl_c_leaves_nothing(
 
     run.signal(signal.SIGINT)
     assert run.wait() == 130
+    assert run.lines[-1].endswith("s") and "all services stopped in" in run.lines[-1]
     assert marked_processes(no_leftover_processes) == []
     for name, svc in services.items():
         if svc["port"] is not None:
