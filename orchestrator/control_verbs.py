@@ -40,6 +40,9 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
     for svc in targets:
         if request.verb == "restart":
             sup.say(f"{svc.name}: restart requested")
+            if svc.name in sup.self_triggers.suspended:
+                sup.self_triggers.suspended.discard(svc.name)
+                sup.say(f"{svc.name}: watching its files again")
             sup.request_restart(svc)
         elif request.verb == "stop":
             sup.say(f"{svc.name}: stop requested")
@@ -57,6 +60,7 @@ class _Gather:
         self._request = request
         self._pending = {svc.name for svc in targets}
         self._results: dict[str, str] = {}
+        self._failed: list[str] = []  # restart/start targets that did not come up
         self._targets = targets
         self._wait = wait
 
@@ -72,9 +76,11 @@ class _Gather:
     def _make_reply(self, name: str) -> Any:
         def done(answer: dict[str, Any]) -> None:
             self._results[name] = answer["state"]
+            if not answer.get("succeeded", True):
+                self._failed.append(name)
             self._pending.discard(name)
             if not self._pending:
                 ok = all(s not in (State.CRASHED.value,) for s in self._results.values())
-                self._request.reply({"ok": ok, "services": self._results})
+                self._request.reply({"ok": ok, "services": self._results, "failed": self._failed})
 
         return done

@@ -107,6 +107,13 @@ def build_env(
     parent = dict(os.environ if parent is None else parent)
     if not color:
         parent.pop("FORCE_COLOR", None)
+    # What devup injects never leaks in from outside (a shell that exports PORT, a devup started
+    # from another devup's service): a service without a port must not see one.
+    for stale in ("PORT", "DEVUP_SERVICE"):
+        parent.pop(stale, None)
+    for other in manifest.services:
+        parent.pop(f"{env_key(other)}_PORT", None)
+        parent.pop(f"{env_key(other)}_URL", None)
     variables, warnings = service_variables(manifest, ports, name, parent=parent, color=color)
     env = dict(parent)
     env.update((v.name, v.value) for v in variables)

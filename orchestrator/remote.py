@@ -14,7 +14,6 @@ from orchestrator.manifest import Manifest, service_names
 
 STOP_WAIT_EXTRA_S = 10.0  # beyond stop_timeout: the run's own teardown (logs, leases, lock)
 SETTLE_WAIT_EXTRA_S = 30.0  # beyond stop_timeout + ready_timeout: backoff, a busy port
-UP_STATES = ("ready", "running")
 
 
 def status(manifest: Manifest, as_json: bool) -> str:
@@ -76,8 +75,11 @@ def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tupl
         control.check_answer(answer)
     states: dict[str, str] = answer["services"]
     lines = [f"{name} {state}" for name, state in states.items()]
-    expected = ("stopped",) if verb == "stop" else UP_STATES
-    failed = wait and any(state not in expected for state in states.values())
+    if verb == "stop":
+        failed = wait and any(state != "stopped" for state in states.values())
+    else:
+        # A task (port = false, restart = "no") that finished with 0 came up as it should.
+        failed = wait and bool(answer.get("failed", []))
     return (1 if failed else 0), "\n".join(lines)
 
 

@@ -34,8 +34,9 @@ ALLOWED: dict[State, frozenset[State]] = {
     # RESTARTING -> STARTING: the delay passed, files are quiet, the port is free.
     S.RESTARTING: frozenset({S.STARTING, S.STOPPING, S.STOPPED}),
     # STOPPED/CRASHED -> STARTING: a file change or `devup start/restart`.
-    S.STOPPED: frozenset({S.STARTING, S.WAITING, S.RESTARTING}),
-    S.CRASHED: frozenset({S.STARTING, S.WAITING, S.RESTARTING, S.STOPPED}),
+    # STOPPED/CRASHED -> STOPPING: stopping what of its group outlived its leader.
+    S.STOPPED: frozenset({S.STARTING, S.WAITING, S.RESTARTING, S.STOPPING}),
+    S.CRASHED: frozenset({S.STARTING, S.WAITING, S.RESTARTING, S.STOPPED, S.STOPPING}),
 }
 
 

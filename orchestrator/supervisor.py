@@ -90,8 +90,8 @@ class ServiceRun:
     fast_failures: int = 0
     restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
     kill_deadline: float | None = None
-    trigger: str | None = None  # the file whose change is behind the pending restart
     burst_events: int = 0  # file events folded into the pending restart
+    held_by_request: bool = False  # stopped by `devup stop NAME`: not an exit, not a failure
     ready_regex: re.Pattern[str] | None = None
     port_wait_since: float | None = None
     waiters: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
@@ -260,6 +260,8 @@ class Supervisor:
         svc.exit_status = None
         svc.exit_code = None
         svc.restart_due = None
+        svc.burst_events = 0
+        svc.held_by_request = False
         svc.port_wait_since = None
         svc.ready_after_s = None
         svc.ready_regex = re.compile(svc.spec.ready_log) if svc.spec.ready_log else None
@@ -521,9 +523,13 @@ class Supervisor:
             return
         if not process.group_members(svc.group):
             svc.group = None
+            if svc.state is State.RESTARTING:
+                self._try_start(svc)  # the restart waited for the old group to be gone
             self._maybe_exit()
             return
         if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
+            timeout = self.manifest.settings.stop_timeout_s
+            self.say(f"{svc.name}: its leftovers did not stop within {timeout:g}s, sending SIGKILL")
             self._signal_group(svc, signal.SIGKILL)
             svc.kill_deadline = None
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
@@ -605,7 +611,7 @@ class Supervisor:
             self.timers.call_later(svc.restart_due - now, lambda: self._try_start(svc))
             return
         if svc.group is not None:
-            return  # its leftovers are being stopped; _poll_leftovers gets here again
+            return  # its leftovers are being stopped; _poll_leftovers calls again once gone
         if svc.port is not None and not is_port_free(svc.port):
             if svc.port_wait_since is None:
                 svc.port_wait_since = now
@@ -614,7 +620,6 @@ class Supervisor:
                 svc.port_wait_since = now
             self.timers.call_later(PORT_WAIT_POLL_S, lambda: self._try_start(svc))
             return
-        svc.trigger = None
         self._spawn_now(svc)
 
     def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
@@ -640,6 +645,7 @@ class Supervisor:
 
     def stop_service(self, svc: ServiceRun) -> None:
         """Stop one service and keep it stopped (until a file change or `devup start`)."""
+        svc.held_by_request = True
         if svc.child is None and svc.group is None:
             svc.restart_due = None
             if svc.state is not State.STOPPED:
@@ -660,9 +666,9 @@ class Supervisor:
             dep = self.services.get(name)
             if dep is None or (dep is not svc and dep.satisfies_dependents):
                 continue
-            if dep.state in (State.STOPPED, State.CRASHED):
-                if dep is not svc:
-                    self.start_service(dep)
+            if dep is not svc:
+                self.start_service(dep)  # its own dependencies first; it ends WAITING or up
+            elif dep.state in (State.STOPPED, State.CRASHED):
                 dep.fast_failures = 0
                 self._set_state(dep, State.WAITING)
         self._start_ready_services()
@@ -735,7 +741,9 @@ class Supervisor:
                 self.say(f"all services stopped in {took:.2f}s")
                 self.exit_code = self._final_code
             return
-        if alive or self.watching:
+        # A service stopped by `devup stop NAME` waits for `devup start`: the run stays up.
+        held = any(s.held_by_request for s in self.services.values())
+        if alive or self.watching or held:
             return
         pending = any(s.state not in (State.STOPPED, State.CRASHED) for s in self.services.values())
         if not pending:
@@ -752,7 +760,16 @@ class Supervisor:
     def _answer_waiters(self, svc: ServiceRun) -> None:
         waiters, svc.waiters = svc.waiters, []
         for reply in waiters:
-            reply({"ok": True, "service": svc.name, "state": svc.state.value})
+            reply(
+                {
+                    "ok": True,
+                    "service": svc.name,
+                    "state": svc.state.value,
+                    "exit_code": svc.exit_code,
+                    "succeeded": svc.state in (State.READY, State.RUNNING)
+                    or (svc.is_task and svc.satisfies_dependents),
+                }
+            )
 
     def _on_control(self, request: ControlRequested) -> None:
         from orchestrator.control_verbs import handle

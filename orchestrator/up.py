@@ -96,15 +96,20 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         control.start()
         try:
             code = supervisor.run(watcher)
+        except BaseException:
+            # Never orphan the services: kill every group, and keep .devup/run.json so the next
+            # run can verify they are gone.
+            supervisor.kill_all()
+            raise
         finally:
             control.stop()
         reaper.stop_adopted(manifest.settings.stop_timeout_s, printer.say)
+        runstate.clear_state(manifest.root)
         return code
     finally:
         printer.close_logs()
         writer.close()
         _report_final_drops(writer)
-        runstate.clear_state(manifest.root)
         lock.release()
 
 
