@@ -5,7 +5,6 @@ not bind. Runs on the supervisor's thread; a group's sockets cost well under a m
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from orchestrator.holders import _format_address, describe_all, find_holders
+from orchestrator.holders import describe_all, find_holders, format_address
 from orchestrator.manifest import Manifest, ServiceSpec
-from orchestrator.process import GroupId
+from orchestrator.process import GroupId, group_members
 from orchestrator.states import State
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ class Listener:
 
     @property
     def address(self) -> str:
-        return _format_address(self.ip, self.port)
+        return format_address(self.ip, self.port)
 
 
 @dataclass
@@ -63,17 +62,12 @@ class Findings:
 def group_listeners(group: GroupId) -> list[Listener]:
     """The LISTEN sockets of the processes in `group` (started no earlier than its leader)."""
     found: list[Listener] = []
-    for pid in psutil.pids():
+    for proc in group_members(group):
         try:
-            if os.getpgid(pid) != group.pgid:
-                continue
-            proc = psutil.Process(pid)
-            # 10 ms slack, as process.group_members: create_time is rounded on some platforms.
-            if proc.create_time() + 0.01 < group.leader_started_at:
-                continue
             conns = proc.net_connections(kind="tcp")
         except (OSError, psutil.Error):
             continue  # gone, or not ours to look at
+        pid = proc.pid
         for conn in conns:
             if conn.status == psutil.CONN_LISTEN and conn.laddr:
                 listener = Listener(pid, conn.laddr.ip, conn.laddr.port)

@@ -65,6 +65,7 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._pending: set[queue.SimpleQueue[dict[str, Any] | None]] = set()
         self._lock = threading.Lock()  # guards _pending between connection threads and stop()
+        self._stopped = False  # set by stop(), under _lock
 
     def start(self) -> None:
         ensure_private_dir(self.path.parent.parent)
@@ -92,6 +93,7 @@ class ControlServer:
         if self._thread is not None:
             self._thread.join(timeout=2)
         with self._lock:
+            self._stopped = True  # a connection thread that gets here later answers itself
             for answers in self._pending:
                 answers.put(None)
         self._listener.close()
@@ -142,6 +144,8 @@ class ControlServer:
 
         answers: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         with self._lock:
+            if self._stopped:
+                return {"ok": False, "error": "devup stopped"}
             self._pending.add(answers)
         try:
             # The reply runs on the supervisor's thread: SimpleQueue.put never blocks it.

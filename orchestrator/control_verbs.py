@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.control import VERBS
 from orchestrator.events import ControlRequested
 from orchestrator.states import State
 
 if TYPE_CHECKING:
     from orchestrator.supervisor import ServiceRun, Supervisor
-
-VERBS = ("status", "restart", "stop", "start")
 
 
 def handle(sup: Supervisor, request: ControlRequested) -> None:

@@ -40,7 +40,7 @@ def find_holders(port: int) -> list[Holder]:
     for conn in conns:
         if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
             continue
-        address = _format_address(conn.laddr.ip, port)
+        address = format_address(conn.laddr.ip, port)
         if (conn.pid, address) not in seen:
             seen.add((conn.pid, address))
             found.append(_holder(conn.pid, address))
@@ -86,7 +86,7 @@ def _try(read: Callable[[], T], default: T) -> T:
         return default
 
 
-def _format_address(ip: str, port: int) -> str:
+def format_address(ip: str, port: int) -> str:
     try:
         is_v6 = ipaddress.ip_address(ip.split("%")[0]).version == 6
     except ValueError:

@@ -64,9 +64,9 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def write_private_atomic(path: Path, data: bytes) -> None:
+def write_private_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data` so a reader sees the old or the new file, never a half-written
-    one, even across a crash or power loss; the file is 0600."""
+    one, even across a crash (and, when `durable`, a power loss); the file is 0600."""
     path = Path(path)
     # mkstemp creates the file 0600 and in the same folder, so os.replace stays one rename.
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -74,13 +74,15 @@ def write_private_atomic(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
             tmp.flush()
-            os.fsync(tmp.fileno())
+            if durable:
+                os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:

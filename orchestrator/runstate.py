@@ -79,7 +79,9 @@ def write_state(root: Path, services: dict[str, dict[str, Any]]) -> None:
         "started_at": psutil.Process().create_time(),
         "services": services,
     }
-    write_private_atomic(folder / STATE_NAME, json.dumps(doc, indent=1).encode())
+    # Rewritten on every state change, on the supervisor's thread: atomic against a killed
+    # devup (what it guards against), without the two fsyncs a power loss would need.
+    write_private_atomic(folder / STATE_NAME, json.dumps(doc, indent=1).encode(), durable=False)
 
 
 def read_state(root: Path) -> dict[str, Any] | None:
