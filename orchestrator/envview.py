@@ -9,9 +9,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from orchestrator import runstate
 from orchestrator.environ import service_variables
-from orchestrator.errors import UsageError
 from orchestrator.manifest import Manifest
 
 MASK = "***"
@@ -20,15 +18,11 @@ MASK = "***"
 def env_listing(manifest: Manifest, name: str, *, reveal: bool) -> dict[str, Any]:
     """The variables devup sets for `name` (the --json shape): values from env files and `env`
     tables are `***` unless `reveal`. Ports are those `devup up` uses (or uses now)."""
-    from orchestrator.ports import allocate_ports
+    from orchestrator.oneoff import check_service, service_ports
 
-    if name not in manifest.services:
-        raise UsageError(f'no service named "{name}" in {manifest.path.name}')
-    running = runstate.running_pid(manifest.root) is not None
-    plan = allocate_ports(manifest, list(manifest.services), move_busy=not running)
-    variables, warnings = service_variables(
-        manifest, plan.ports, name, parent=os.environ, color=False
-    )
+    check_service(manifest, name)  # did-you-mean, Procfile groups: as `devup run`
+    ports, port_messages = service_ports(manifest)
+    variables, warnings = service_variables(manifest, ports, name, parent=os.environ, color=False)
     return {
         "service": name,
         "revealed": reveal,
@@ -41,7 +35,7 @@ def env_listing(manifest: Manifest, name: str, *, reveal: bool) -> dict[str, Any
             }
             for v in variables
         ],
-        "messages": [*plan.messages, *warnings],
+        "messages": [*port_messages, *warnings],
     }
 
 

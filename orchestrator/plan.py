@@ -91,17 +91,8 @@ def _live_groups(root: Path) -> dict[str, GroupId]:
     """The process groups of the project's run record that still have members: the live run's,
     or what a killed run left behind."""
     state = runstate.read_state(root)
-    services = state.get("services") if state else None
-    groups: dict[str, GroupId] = {}
-    for name, info in (services or {}).items():
-        if not isinstance(info, dict):
-            continue
-        pgid, started = info.get("pgid"), info.get("started_at")
-        if isinstance(pgid, int) and isinstance(started, (int, float)):
-            group = GroupId(pgid, float(started))
-            if group_members(group):
-                groups[name] = group
-    return groups
+    recorded = runstate.recorded_groups(state) if state else []
+    return {name: group for name, group in recorded if group_members(group)}
 
 
 def release_ports(manifest: Manifest, names: list[str]) -> str:

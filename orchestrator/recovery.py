@@ -28,26 +28,11 @@ class Leftover:
     processes: int
 
 
-def recorded_groups(record: dict[str, Any]) -> list[tuple[str, process.GroupId]]:
-    """The (service, group) pairs a run record names; malformed entries are skipped."""
-    services = record.get("services")
-    if not isinstance(services, dict):
-        return []
-    groups = []
-    for name, entry in services.items():
-        if not isinstance(entry, dict):
-            continue
-        pgid, started_at = entry.get("pgid"), entry.get("started_at")
-        if isinstance(pgid, int) and pgid > 1 and isinstance(started_at, (int, float)):
-            groups.append((str(name), process.GroupId(pgid, float(started_at))))
-    return groups
-
-
 def find_leftovers(record: dict[str, Any]) -> list[Leftover]:
     """Recorded groups that still have members; a leader that died counts as long as one of
     its group (started after it) lives on."""
     found = []
-    for name, group in recorded_groups(record):
+    for name, group in runstate.recorded_groups(record):
         members = process.group_members(group)
         if members:
             found.append(Leftover(name, group, len(members)))

@@ -16,6 +16,7 @@ import psutil
 
 from orchestrator.errors import DevupError
 from orchestrator.paths import ensure_private_dir, project_state_dir, write_private_atomic
+from orchestrator.process import GroupId
 
 LOCK_NAME = "run.lock"
 STATE_NAME = "run.json"
@@ -96,3 +97,18 @@ def read_state(root: Path) -> dict[str, Any] | None:
 def clear_state(root: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         (project_state_dir(root) / STATE_NAME).unlink()
+
+
+def recorded_groups(record: dict[str, Any]) -> list[tuple[str, GroupId]]:
+    """The (service, group) pairs a run record names; malformed entries are skipped."""
+    services = record.get("services")
+    if not isinstance(services, dict):
+        return []
+    groups = []
+    for name, entry in services.items():
+        if not isinstance(entry, dict):
+            continue
+        pgid, started_at = entry.get("pgid"), entry.get("started_at")
+        if isinstance(pgid, int) and pgid > 1 and isinstance(started_at, (int, float)):
+            groups.append((str(name), GroupId(pgid, float(started_at))))
+    return groups

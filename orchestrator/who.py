@@ -144,13 +144,10 @@ def _read_run(root: str) -> Run | None:
     state = runstate.read_state(Path(root))
     if state is None or not isinstance(state.get("services"), dict):
         return None
-    groups: dict[str, tuple[int, float]] = {}
-    for service, info in state["services"].items():
-        if not isinstance(info, dict):
-            continue
-        pgid, started = info.get("pgid"), info.get("started_at")
-        if isinstance(pgid, int) and isinstance(started, (int, float)):
-            groups[service] = (pgid, float(started))
+    groups = {
+        service: (group.pgid, group.leader_started_at)
+        for service, group in runstate.recorded_groups(state)
+    }
     pid = state.get("pid")
     pid = pid if isinstance(pid, int) else None
     return Run(root, pid, _devup_alive(pid, state.get("started_at")), groups)

@@ -7,7 +7,8 @@ import pytest
 
 from orchestrator import process, runstate
 from orchestrator.manifest import load_manifest
-from orchestrator.recovery import find_leftovers, recorded_groups, stop_leftovers
+from orchestrator.recovery import find_leftovers, stop_leftovers
+from orchestrator.runstate import recorded_groups
 from tests.reliability.records import PROC
 
 
