@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any, Protocol
 
-from orchestrator import audit, process
+from orchestrator import audit, process, reaper
 from orchestrator.environ import service_url
 from orchestrator.events import (
     ChildrenChanged,
@@ -426,13 +426,7 @@ class Supervisor:
     def _reap_others(self) -> None:
         """Reap children that are not current leaders: orphans adopted as child subreaper
         (reaper.py). This thread is the only waiter, so a leader reaped here is dispatched."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaper.reap_exited():
             # Looked up afresh: handling one exit may have spawned another service.
             for svc in self.services.values():
                 if svc.child is not None and svc.child.pid == pid and svc.exit_status is None:
