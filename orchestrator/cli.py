@@ -64,7 +64,8 @@ class Context:
 
     def manifest(self) -> Manifest:
         # Imported here: `devup status` and friends should not pay for it before they need it.
-        from orchestrator.manifest import find_manifest, load_manifest
+        from orchestrator.locate import find_manifest
+        from orchestrator.manifest import load_manifest
 
         path = self.manifest_file or find_manifest(Path.cwd())
         return load_manifest(path)
@@ -98,7 +99,8 @@ def complete_services(
     for c in (click_ctx, *_parents(click_ctx)):
         path = path or c.params.get("manifest_file")
     try:
-        from orchestrator.manifest import find_manifest, load_manifest
+        from orchestrator.locate import find_manifest
+        from orchestrator.manifest import load_manifest
 
         manifest = load_manifest(path or find_manifest(Path.cwd()))
     except DevupError:
@@ -296,7 +298,7 @@ def init_command(
     """Write a starter devports.toml from the projects found here and below."""
     from orchestrator import init
     from orchestrator.errors import UsageError
-    from orchestrator.manifest import MANIFEST_NAME
+    from orchestrator.locate import MANIFEST_NAME
 
     ctx = _ctx(manifest_file, no_color, no_watch)
     path = (ctx.manifest_file or Path(MANIFEST_NAME)).absolute()
@@ -408,7 +410,7 @@ def status_command(
     """Ask the running devup for each service's state, pid, port, restarts and uptime."""
     from orchestrator.remote import status
 
-    click.echo(status(_ctx(manifest_file, no_color, no_watch).manifest(), as_json))
+    click.echo(status(_ctx(manifest_file, no_color, no_watch).manifest().root, as_json))
     return 0
 
 
@@ -486,9 +488,7 @@ def logs_command(
 
 
 def print_error(error: DevupError) -> None:
-    click.echo(f"devup: error: {error.message}", err=True)
-    if error.hint:
-        click.echo(f"hint: {error.hint}", err=True)
+    click.echo(error.report(), err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,10 @@ class DevupError(Exception):
         self.message = message
         self.hint = hint
 
+    def report(self) -> str:
+        """What the user sees on stderr: the error line and, if any, its hint line."""
+        return f"devup: error: {self.message}" + (f"\nhint: {self.hint}" if self.hint else "")
+
 
 class UsageError(DevupError):
     exit_code = 2

@@ -28,7 +28,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-MANIFEST_NAME = "devports.toml"
 MAX_MANIFEST_BYTES = 1024 * 1024
 
 RestartPolicy = Literal["on-failure", "always", "no"]
@@ -95,19 +94,6 @@ class Manifest:
     def root(self) -> Path:
         """The project folder: the manifest's directory."""
         return self.path.parent
-
-
-def find_manifest(start: Path) -> Path:
-    """devports.toml in `start` or its nearest parent; ManifestError-free UsageError if none."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        candidate = folder / MANIFEST_NAME
-        if candidate.exists():  # even a folder: load_manifest then says what is wrong with it
-            return candidate
-    raise UsageError(
-        f"no {MANIFEST_NAME} in {start} or any parent folder",
-        hint="create one with `devup init`, or pass -f PATH",
-    )
 
 
 def load_manifest(path: Path) -> Manifest:

@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 PRIVATE_DIR_MODE = 0o700
@@ -69,6 +68,8 @@ def write_private_atomic(path: Path, data: bytes, *, durable: bool = True) -> No
     one, even across a crash (and, when `durable`, a power loss); the file is 0600."""
     path = Path(path)
     # mkstemp creates the file 0600 and in the same folder, so os.replace stays one rename.
+    import tempfile  # here: its imports cost `devup status` ~10 ms, and only writers need it
+
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as tmp:

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import control
 from orchestrator.errors import DevupError
-from orchestrator.manifest import Manifest, service_names
+
+if TYPE_CHECKING:
+    from orchestrator.manifest import Manifest
 
 STOP_WAIT_EXTRA_S = 10.0  # beyond stop_timeout: the run's own teardown (logs, leases, lock)
 SETTLE_WAIT_EXTRA_S = 30.0  # beyond stop_timeout + ready_timeout: backoff, a busy port
 
 
-def status(manifest: Manifest, as_json: bool) -> str:
-    answer = control.check_answer(control.request(manifest.root, "status"))
+def status(root: Path, as_json: bool) -> str:
+    answer = control.check_answer(control.request(root, "status"))
     doc = {"pid": answer["pid"], "services": answer["services"]}
     return json.dumps(doc, indent=2) if as_json else format_status(doc)
 
@@ -59,6 +62,8 @@ def format_uptime(seconds: float | None) -> str:
 
 def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tuple[int, str]:
     """restart/stop/start of named services (stop of all with no names): exit code and text."""
+    from orchestrator.manifest import service_names
+
     targets = service_names(manifest, names) if names else []
     if verb == "stop" and not targets:
         return stop_all(manifest)

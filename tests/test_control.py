@@ -206,3 +206,16 @@ def test_a_request_is_posted_and_answered_from_another_thread(tmp_path: Path) ->
     finally:
         server.stop()
     wait_for(lambda: not server.path.exists(), 5, what="the socket removed")
+
+
+def test_status_fast_path_answers_as_the_full_cli_does(project: Project) -> None:
+    """`devup status [--json]` skips click and the manifest parser; same answers, same errors."""
+    project.write(f"""
+        [services.api]
+        cmd = "{SERVER}"
+    """)
+    fast = project.devup("status")  # entry.py's path
+    assert fast.returncode == 1
+    assert fast.stderr == "devup: error: devup is not running in this project\n"
+    full = project.devup("--no-color", "status")  # any other form goes through click
+    assert (full.returncode, full.stderr) == (fast.returncode, fast.stderr)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ManifestError, UsageError
+from orchestrator.locate import find_manifest
 from orchestrator.manifest import (
     MAX_MANIFEST_BYTES,
     Manifest,
     ServiceSpec,
     Settings,
     env_key,
-    find_manifest,
     load_manifest,
     start_order,
 )
