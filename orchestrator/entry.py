@@ -1,6 +1,7 @@
-"""The `devup` entry point. `devup status [--json]`, which editors, scripts and agents poll, is
-answered here without loading click or the manifest parser (their imports are most of its time);
-every other command line goes to the click CLI in cli.py.
+"""The `devup` entry point. `devup status [--json]` and `devup logs -n N [SERVICE...]`, which
+editors, scripts and agents poll, are answered here without loading click or the manifest parser
+(their imports are most of the time these take); any other command line, or any form with
+something to check or complain about, goes to the click CLI in cli.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ def main() -> None:
     args = sys.argv[1:]
     if args in (["status"], ["status", "--json"]):
         sys.exit(_status(as_json=len(args) == 2))
+    if args[:1] == ["logs"] and _logs(args[1:]):
+        sys.exit(0)
     from orchestrator.cli import main as cli_main
 
     cli_main()
@@ -30,3 +33,48 @@ def _status(as_json: bool) -> int:
         print(exc.report(), file=sys.stderr)
         return exc.exit_code
     return 0
+
+
+def _logs(args: list[str]) -> bool:
+    """`logs -n N [SERVICE...]` when every named service has a log file; False to use the CLI."""
+    count: int | None = None
+    names: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("-n", "--lines") and count is None:
+            value = next(rest, "")
+            if not value.isdigit():
+                return False
+            count = int(value)
+        elif arg.startswith("-"):
+            return False  # -f, --since, -h, ...: the CLI's job
+        else:
+            names.append(arg)
+    if count is None:
+        return False
+    from pathlib import Path
+
+    from orchestrator.errors import DevupError
+    from orchestrator.locate import find_manifest
+    from orchestrator.logs import show
+    from orchestrator.paths import project_state_dir
+
+    try:
+        folder = project_state_dir(find_manifest(Path.cwd()).parent) / "logs"
+    except DevupError:
+        return False
+    if not all((folder / f"{name}.log").is_file() for name in names):
+        return False  # an unknown name or a Procfile group: the CLI checks it and says so
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data)
+
+    try:
+        show(folder, names, write, count=count)
+        out.flush()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True

@@ -195,3 +195,25 @@ def test_a_log_past_the_cap_is_rotated_keeping_the_newest(
     assert 1000 < (tmp_path / "api.log.1").stat().st_size <= 1100
     assert int(older[-1].split()[4]) + 1 == int(newest[0].split()[4])  # nothing lost between
     assert oct((tmp_path / "api.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_logs_n_fast_path_matches_the_full_cli(project: Project) -> None:
+    """`logs -n N NAME` is answered without click when NAME has a log; the same bytes as the CLI
+    (reached here through an option the fast path leaves to it), and unknown names still get the
+    CLI's did-you-mean error."""
+    project.write(
+        """
+        [services.api]
+        cmd = "python3 -c 'print(1); print(2); print(3)'"
+        port = false
+        restart = "no"
+        """
+    )
+    assert project.devup("--no-watch").returncode == 0
+    fast = project.devup("logs", "-n", "2", "api")
+    full = project.devup("logs", "--no-color", "-n", "2", "api")
+    assert fast.returncode == full.returncode == 0
+    assert fast.stdout == full.stdout
+    assert [line.split(" | ")[1] for line in fast.stdout.splitlines()] == ["2", "3"]
+    wrong = project.devup("logs", "-n", "2", "apj")
+    assert wrong.returncode == 2 and 'did you mean "api"?' in wrong.stderr
