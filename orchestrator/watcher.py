@@ -118,12 +118,23 @@ class Watcher:
     def start(self) -> None:
         dirs = _outermost([d for s in self.services for d in s.dirs])
         file_parents = sorted({os.path.dirname(f) for s in self.services for f in s.files})
-        inotify = _PrunedInotifyObserver(self._prune)
-        inotify.start()
-        self._observers.append(inotify)
+        inotify: BaseObserver | None = None
+        try:
+            inotify = _PrunedInotifyObserver(self._prune)
+            inotify.start()
+            self._observers.append(inotify)
+        except OSError as exc:  # EMFILE: the user's inotify instances (max_user_instances) ran out
+            inotify = None
+            self._say(
+                f"cannot use inotify ({exc.strerror or exc}): polling every"
+                f" {POLL_INTERVAL_S:g}s instead; raise fs.inotify.max_user_instances to watch"
+                " instantly"
+            )
         polling: BaseObserver | None = None
         for path, recursive in [(d, True) for d in dirs] + [(p, False) for p in file_parents]:
             try:
+                if inotify is None:
+                    raise OSError(errno.ENOSPC, "no inotify instance")  # poll, as when full
                 inotify.schedule(
                     self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
                 )
@@ -141,7 +152,7 @@ class Watcher:
                     self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
                 )
                 self.polled.append(path)
-        if self.polled:
+        if self.polled and inotify is not None:
             names = [s.name for s in self.services if any(_covers(p, s) for p in self.polled)]
             self._say(
                 f"inotify watches ran out ({_max_user_watches()}): polling every"

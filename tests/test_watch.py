@@ -279,3 +279,32 @@ def test_when_inotify_watches_run_out_it_says_so_once_and_polls(
         assert seen == FilesChanged("b", "sub4/x.py")
     finally:
         watcher.stop()
+
+
+def test_when_no_inotify_instance_can_be_had_it_says_so_once_and_polls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inotify_init fails with EMFILE once the user's max_user_instances are taken."""
+    from watchdog.observers import inotify_c
+
+    from orchestrator.ignore import GitIgnores, Ignorer
+    from orchestrator.watcher import WatchedService, Watcher
+
+    def no_instances() -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(inotify_c.InotifyFD, "__init__", lambda self: no_instances())
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    service = WatchedService(
+        "a", str(tmp_path / "a"), (str(tmp_path / "a"),), (), Ignorer("/", (), GitIgnores())
+    )
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    said: list[str] = []
+    watcher = Watcher([service], events.put, said.append)
+    watcher.start()
+    try:
+        assert len(said) == 1 and "cannot use inotify" in said[0], said
+        (tmp_path / "a" / "sub" / "x.py").write_text("1")
+        assert events.get(timeout=10) == FilesChanged("a", "sub/x.py")
+    finally:
+        watcher.stop()
