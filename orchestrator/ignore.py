@@ -123,8 +123,8 @@ class Ignorer:
         root = self._git.root
         if root is not None and self._git.by_folder and _inside(path, root):
             folder = root
-            rel = os.path.relpath(os.path.dirname(path), root)
-            for part in ["", *([] if rel.startswith(".") else rel.split(os.sep))]:
+            rel = _relative(os.path.dirname(path), root) or ""  # relpath is slow, this is a walk
+            for part in ["", *(rel.split(os.sep) if rel else [])]:
                 folder = os.path.join(folder, part) if part else folder
                 found = self._git.by_folder.get(folder)
                 if found is not None:

@@ -13,6 +13,7 @@ import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,19 @@ class WatchedService:
     files: tuple[str, ...]  # watched by path: an editor replacing the file still counts
     ignorer: Ignorer
 
+    @cached_property
+    def _anchors(self) -> frozenset[str]:
+        """Every watched path and each folder above it: one set lookup per folder of a walk."""
+        anchors: set[str] = set()
+        for path in (*self.dirs, *self.files):
+            while path not in anchors:
+                anchors.add(path)
+                parent = os.path.dirname(path)
+                if parent == path:
+                    break
+                path = parent
+        return frozenset(anchors)
+
     def wants(self, path: str, is_dir: bool) -> bool:
         if path not in self.files and not any(_inside(path, d) for d in self.dirs):
             return False
@@ -74,7 +88,7 @@ class WatchedService:
 
     def needs_folder(self, folder: str) -> bool:
         """Whether changes at or below `folder` can matter to this service."""
-        if any(_inside(p, folder) for p in (*self.dirs, *self.files)):
+        if folder in self._anchors:
             return True  # a watched path lies at or below it
         return any(_inside(folder, d) for d in self.dirs) and not self.ignorer.ignored(folder, True)
 
