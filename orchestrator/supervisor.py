@@ -149,7 +149,6 @@ class Supervisor:
         self._shutdown_started = 0.0
         self._started_at = clock()
         self._summary_shown = False
-        self._watcher: Watcher | None = None
         self.self_triggers = SelfTriggerGuard()
         self._first_backoff_s = first_backoff_s()
         # Called when a service becomes ready, or at ready_timeout if it never does.
@@ -164,7 +163,6 @@ class Supervisor:
         """Start everything, supervise until the run ends, return devup's exit code."""
         previous = self._install_signal_handlers()
         try:
-            self._watcher = watcher
             self._start_ready_services()
             if watcher is not None and not self.shutting_down:
                 watcher.start()
