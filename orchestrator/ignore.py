@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
@@ -39,12 +38,46 @@ def spec(patterns: Iterable[str]) -> GitIgnoreSpec:
     return GitIgnoreSpec.from_lines(list(patterns))
 
 
-@dataclass(frozen=True)
 class GitIgnores:
-    """The .gitignore files that matter, by the folder their patterns are relative to."""
+    """The .gitignore files of a work tree, each read the first time a path below its folder is
+    asked about: reading them all up front meant a second walk of the whole tree at start-up.
 
-    root: str | None = None  # the git work tree (or the manifest folder outside git)
-    by_folder: dict[str, GitIgnoreSpec] = field(default_factory=dict)
+    `nested=False` (outside git): only the root folder's own file, read at once.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        root_spec: GitIgnoreSpec | None = None,
+        nested: bool = True,
+    ) -> None:
+        self.root = root  # the git work tree (or the manifest folder outside git)
+        self.by_folder: dict[str, GitIgnoreSpec] = {}  # the files read so far, by folder
+        self._nested = nested
+        self._chains: dict[str, tuple[tuple[str, GitIgnoreSpec], ...]] = {}
+        if root is not None and root_spec is not None:
+            self.by_folder[root] = root_spec
+
+    def chain(self, folder: str) -> tuple[tuple[str, GitIgnoreSpec], ...]:
+        """The layers bearing on the paths directly in `folder` (inside root), outermost first."""
+        found = self._chains.get(folder)
+        if found is None:
+            parent = os.path.dirname(folder)
+            above = () if folder == self.root or parent == folder else self.chain(parent)
+            own = self._read(folder)
+            found = (*above, (folder, own)) if own is not None else above
+            if len(self._chains) >= MEMO_MAX:
+                self._chains.clear()
+            self._chains[folder] = found
+        return found
+
+    def _read(self, folder: str) -> GitIgnoreSpec | None:
+        if folder == self.root or not self._nested:
+            return self.by_folder.get(folder) if folder == self.root else None
+        found = _read_one(folder)
+        if found is not None:
+            self.by_folder[folder] = found
+        return found
 
 
 class Ignorer:
@@ -121,14 +154,8 @@ class Ignorer:
     def _layers(self, path: str) -> Iterable[tuple[str, GitIgnoreSpec]]:
         yield self.cwd, self._defaults
         root = self._git.root
-        if root is not None and self._git.by_folder and _inside(path, root):
-            folder = root
-            rel = _relative(os.path.dirname(path), root) or ""  # relpath is slow, this is a walk
-            for part in ["", *(rel.split(os.sep) if rel else [])]:
-                folder = os.path.join(folder, part) if part else folder
-                found = self._git.by_folder.get(folder)
-                if found is not None:
-                    yield folder, found
+        if root is not None and path != root and _inside(path, root):
+            yield from self._git.chain(os.path.dirname(path))
         yield self.cwd, self._own
 
 
@@ -149,56 +176,19 @@ def find_git_root(start: Path) -> Path | None:
     return None
 
 
-def read_gitignores(manifest_dir: Path, watch_roots: Iterable[Path]) -> GitIgnores:
-    """The .gitignore files of the repository holding the manifest that bear on `watch_roots`:
-    those in the folders above each root up to the work tree, and those inside it (in folders
-    that are not themselves ignored). Outside git, only the manifest folder's .gitignore."""
+def read_gitignores(manifest_dir: Path) -> GitIgnores:
+    """The .gitignore files of the repository holding the manifest (git's info/exclude with the
+    work tree's own); outside git, only the manifest folder's .gitignore."""
     git_root = find_git_root(manifest_dir)
     if git_root is None:
-        found = _read_one(str(manifest_dir))
-        return GitIgnores(str(manifest_dir), {str(manifest_dir): found} if found else {})
+        return GitIgnores(str(manifest_dir), _read_one(str(manifest_dir)), nested=False)
     root = str(git_root)
-    by_folder: dict[str, GitIgnoreSpec] = {}
+    top = _read_one(root)
     exclude = _read_one(os.path.join(root, ".git", "info"), "exclude")
-    git = GitIgnores(root, by_folder)
-    for watch_root in watch_roots:
-        top = str(watch_root if watch_root.is_dir() else watch_root.parent)
-        if not _inside(top, root):
-            continue
-        folder = top
-        while True:  # the folders above the watched one, up to the work tree
-            if folder not in by_folder:
-                found = _read_one(folder)
-                if found is not None:
-                    by_folder[folder] = found
-            if folder == root:
-                break
-            folder = os.path.dirname(folder)
-        if watch_root.is_dir():
-            _read_nested(top, Ignorer(top, (), git), by_folder)
     if exclude is not None:
         # info/exclude ranks below the work tree's .gitignore in git; merging keeps it simple.
-        own = by_folder.get(root)
-        by_folder[root] = exclude + own if own is not None else exclude
-    return git
-
-
-def _read_nested(top: str, ignorer: Ignorer, by_folder: dict[str, GitIgnoreSpec]) -> None:
-    stack = [top]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name == ".gitignore" and folder not in by_folder:
-                found = _read_one(folder)
-                if found is not None:
-                    by_folder[folder] = found
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and not ignorer.ignored(entry.path, True):
-                stack.append(entry.path)
+        top = exclude + top if top is not None else exclude
+    return GitIgnores(root, top)
 
 
 def _read_one(folder: str, name: str = ".gitignore") -> GitIgnoreSpec | None:

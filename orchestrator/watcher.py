@@ -38,6 +38,7 @@ from watchdog.observers.polling import PollingObserverVFS
 from orchestrator.events import Event, FilesChanged
 from orchestrator.ignore import Ignorer, read_gitignores
 from orchestrator.manifest import Manifest
+from orchestrator.treewalk import walk_folders
 
 # Everything that changes a file's content, name or mode; never opened / closed-without-write.
 # Folder creation is left out (its files get events of their own); a folder deleted or moved
@@ -94,10 +95,9 @@ class WatchedService:
 
 
 def watched_services(manifest: Manifest, names: Sequence[str]) -> list[WatchedService]:
-    """Each named service with watching on, its ignores read from the disk once."""
+    """Each named service with watching on; they share the work tree's .gitignore files."""
     specs = [manifest.services[n] for n in names if manifest.services[n].watch is not None]
-    roots = [p for s in specs for p in s.watch or ()]
-    gitignores = read_gitignores(manifest.root, roots)
+    gitignores = read_gitignores(manifest.root)
     services = []
     for s in specs:
         paths = [str(p) for p in s.watch or ()]
@@ -235,16 +235,10 @@ class _PrunedWatchGroup(InotifyWatchGroup):
         self._add_callback(path)
         if not (self.is_recursive and os.path.isdir(path)):
             return
-        stack = [path]
-        while stack and not self.exhausted:
-            try:
-                entries = list(os.scandir(stack.pop()))
-            except OSError:
-                continue
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=self.follow_symlink) and not self.prune(entry.path):
-                    self._add_callback(entry.path)
-                    stack.append(entry.path)
+        for folder in walk_folders(path, self.prune, self.follow_symlink):
+            if self.exhausted:
+                return
+            self._add_callback(folder)
 
     def _add_callback(self, path: bytes) -> None:
         try:

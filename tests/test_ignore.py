@@ -80,7 +80,7 @@ def test_nested_gitignores_of_the_repo_apply_with_gits_precedence(tmp_path: Path
     (tmp_path / ".git" / "info").mkdir()
     (tmp_path / ".git" / "info" / "exclude").write_text("*.mine\n")
     api = tmp_path / "services" / "api"
-    gitignores = read_gitignores(tmp_path, [api])
+    gitignores = read_gitignores(tmp_path)
     ignorer = Ignorer(str(api), (), gitignores)
 
     def ignored(rel: str) -> bool:
@@ -101,7 +101,7 @@ def test_nested_gitignores_of_the_repo_apply_with_gits_precedence(tmp_path: Path
 
 def test_outside_git_the_manifest_folders_gitignore_applies(tmp_path: Path) -> None:
     write(tmp_path, {".gitignore": "*.gen\n", "api/.gitignore": "*.other\n"})
-    ignorer = Ignorer(str(tmp_path / "api"), (), read_gitignores(tmp_path, [tmp_path / "api"]))
+    ignorer = Ignorer(str(tmp_path / "api"), (), read_gitignores(tmp_path))
     assert ignorer.ignored(str(tmp_path / "api" / "x.gen"))
     assert not ignorer.ignored(str(tmp_path / "api" / "x.other"))
     assert not ignorer.ignored(str(tmp_path / "api" / "x.py"))
