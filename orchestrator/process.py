@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
+import shutil
 import signal
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +40,15 @@ class Child:
         return self.group.pgid
 
 
+# Shell syntax after which `exec` would change what a command does (lists, pipes, subshells,
+# groups, substitutions); quoting, variables and redirections are fine.
+NOT_ONE_PROGRAM = re.compile(r"[;&|\n()`{}]")
+
+
 def spawn(cmd: str, cwd: Path, env: dict[str, str]) -> Child:
     """Start `/bin/sh -c cmd` as the leader of a new session (and so of a new process group)."""
     popen = subprocess.Popen(
-        ["/bin/sh", "-c", cmd],
+        ["/bin/sh", "-c", shell_line(cmd, env)],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -55,6 +64,27 @@ def spawn(cmd: str, cwd: Path, env: dict[str, str]) -> Child:
     except psutil.Error:
         started_at = 0.0  # already gone and reaped is impossible (we have not waited): treat as 0
     return Child(GroupId(popen.pid, started_at), popen)
+
+
+def shell_line(cmd: str, env: Mapping[str, str]) -> str:
+    """`exec cmd` when cmd is one program and its arguments, else cmd as written.
+
+    The shell then becomes the program instead of forking it: the service starts a fork sooner,
+    its pid is the program's, and there is no idle shell per service. Assignments (`A=1 cmd`),
+    builtins and anything the PATH does not hold keep their meaning by running as written.
+    """
+    if NOT_ONE_PROGRAM.search(cmd):
+        return cmd
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return cmd  # unbalanced quotes: the shell's own error says it best
+    if not words or "=" in words[0]:
+        return cmd
+    program = words[0]
+    if "/" not in program and shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        return cmd
+    return f"exec {cmd}"
 
 
 def group_members(group: GroupId) -> list[psutil.Process]:

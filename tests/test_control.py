@@ -63,8 +63,8 @@ def test_status_restart_stop_start_and_stop_the_run(
         assert svc["restarts"] == 0 and svc["exit_code"] is None
     api = before["services"]["api"]
     assert api["url"] == f"http://127.0.0.1:{api['port']}"
-    # The server runs under sh -c; its answer names its own pid, a child of the one devup reports.
     old_api_pid = get_pid(api["url"])
+    assert old_api_pid == api["pid"]  # one program: the shell exec'd it, so status names it
 
     table = project.devup("status")
     assert table.returncode == 0

@@ -1,0 +1,69 @@
+"""How a service's command line is handed to the shell: one program is exec'd (the group's
+leader is the program itself), anything else runs as written."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import wait_for
+
+from orchestrator import process
+from orchestrator.process import shell_line
+
+ENV = {"PATH": os.environ.get("PATH", os.defpath)}
+
+
+@pytest.mark.parametrize(
+    ("cmd", "expected"),
+    [
+        ("sleep 5", "exec sleep 5"),
+        ("sleep $DELAY", "exec sleep $DELAY"),
+        ("./bin/server --port 1", "exec ./bin/server --port 1"),
+        ("A=1 sleep 5", "A=1 sleep 5"),  # an assignment: `exec A=1` would be a program named A=1
+        ("cd src && sleep 5", "cd src && sleep 5"),
+        ("sleep 5; echo done", "sleep 5; echo done"),
+        ("sleep 5 | cat", "sleep 5 | cat"),
+        ("sleep 5 &", "sleep 5 &"),
+        ("(sleep 5)", "(sleep 5)"),
+        ("exec sleep 5", "exec sleep 5"),
+        ("export A=1", "export A=1"),  # a builtin: no such program on the PATH
+        ("no-such-program-here x", "no-such-program-here x"),
+        ('sleep "5', 'sleep "5'),  # unbalanced quote: the shell reports it as written
+    ],
+)
+def test_only_one_program_with_its_arguments_is_execd(cmd: str, expected: str) -> None:
+    assert shell_line(cmd, ENV) == expected
+
+
+@pytest.mark.parametrize(
+    ("cmd", "leader", "below"), [("sleep 30", "sleep", []), ("sleep 30; true", "sh", ["sleep"])]
+)
+def test_the_group_leader_is_the_program_when_it_is_execd(
+    cmd: str, leader: str, below: list[str], tmp_path: Path
+) -> None:
+    child = process.spawn(cmd, tmp_path, dict(os.environ))
+    try:
+        proc = psutil.Process(child.pid)
+        # Once sleep runs (the leader itself, or a child of the shell), the shape is final.
+        wait_for(lambda: "sleep" in [p.name() for p in [proc, *proc.children()]], 10, what="sleep")
+        assert (proc.name(), [p.name() for p in proc.children()]) == (leader, below)
+        assert os.getpgid(child.pid) == child.pid
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.popen.wait(10)
+        assert child.popen.stdout is not None
+        child.popen.stdout.close()
+    assert not process.group_members(child.group)
+
+
+def test_a_missing_program_still_exits_127_as_the_shell_says(tmp_path: Path) -> None:
+    child = process.spawn("no-such-program-here x", tmp_path, dict(os.environ))
+    assert child.popen.stdout is not None
+    output = child.popen.stdout.read()
+    child.popen.stdout.close()
+    assert child.popen.wait(10) == 127
+    assert b"not found" in output
