@@ -37,6 +37,9 @@ class ChildrenChanged:
 class FilesChanged:
     name: str
     path: str  # relative to the service's cwd, for the message
+    # time.monotonic() when the watcher read it: the quiet time counts from the change itself,
+    # not from when the supervisor got round to it (it may be busy stopping the old process).
+    seen_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -670,13 +670,17 @@ class Supervisor:
         if svc is None or not self.watching or self.shutting_down:
             return
         debounce_s = self.manifest.settings.debounce_ms / 1000
+        now = self._clock()
+        # Quiet counts from when the watcher saw the change (never more than debounce_s back).
+        seen_at = now if event.seen_at is None else event.seen_at
+        changed_at = max(min(seen_at, now), now - debounce_s)
         if svc.state in (State.STOPPING, State.RESTARTING) and svc.restart_due is not None:
             # A burst: fold into the restart under way, just push its start past the quiet time.
             svc.burst_events += 1
             quiet_s = (
                 debounce_s if svc.burst_events < BURST_EVENTS else max(debounce_s, BURST_QUIET_S)
             )
-            due = self._clock() + quiet_s
+            due = changed_at + quiet_s
             if svc.state is State.RESTARTING and due < svc.restart_due:
                 # Waiting out a crash backoff: a change starts it sooner, as after a crash.
                 self.say(f"{svc.name}: {event.path} changed, restarting")
@@ -693,7 +697,7 @@ class Supervisor:
             return
         self.say(f"{svc.name}: {event.path} changed, restarting")
         svc.burst_events = 1
-        self.request_restart(svc, debounce_s)
+        self.request_restart(svc, changed_at + debounce_s - now)
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -201,13 +202,15 @@ class _Poster(FileSystemEventHandler):
         if not isinstance(event, WATCH_CLASSES):
             return  # the polling fallback reports folder mtimes too
         # A move counts by either end: vim moves app.py to app.py~ (ignored) before writing app.py.
+        seen_at = time.monotonic()
         paths = [os.fsdecode(event.src_path)]
         if event.dest_path:
             paths.append(os.fsdecode(event.dest_path))
         for service in self.services:
             for path in paths:
                 if service.wants(path, event.is_directory):
-                    self.post(FilesChanged(service.name, os.path.relpath(path, service.cwd)))
+                    rel = os.path.relpath(path, service.cwd)
+                    self.post(FilesChanged(service.name, rel, seen_at))
                     break
 
 

@@ -308,3 +308,25 @@ def test_when_no_inotify_instance_can_be_had_it_says_so_once_and_polls(
         assert events.get(timeout=10) == FilesChanged("a", "sub/x.py")
     finally:
         watcher.stop()
+
+
+def test_a_change_carries_when_the_watcher_saw_it(tmp_path: Path) -> None:
+    """The supervisor counts the quiet time from this moment, not from when it reads the event."""
+    from orchestrator.ignore import GitIgnores, Ignorer
+    from orchestrator.watcher import WatchedService, Watcher
+
+    (tmp_path / "a").mkdir()
+    service = WatchedService(
+        "a", str(tmp_path / "a"), (str(tmp_path / "a"),), (), Ignorer("/", (), GitIgnores())
+    )
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    watcher = Watcher([service], events.put, lambda _: None)
+    watcher.start()
+    try:
+        written_at = time.monotonic()
+        (tmp_path / "a" / "x.py").write_text("1")
+        seen = events.get(timeout=10)
+        assert isinstance(seen, FilesChanged) and seen.path == "x.py"
+        assert seen.seen_at is not None and written_at <= seen.seen_at <= time.monotonic()
+    finally:
+        watcher.stop()
