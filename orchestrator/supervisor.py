@@ -42,7 +42,10 @@ CHUNKS_IN_FLIGHT = 32  # per child: bounds memory when devup lags; the child's p
 # In a flood, after a short read the reader waits this long before the next one: the output then
 # arrives in chunks of many lines instead of one event per write(), for this much added latency.
 READ_COALESCE_S = 0.002
-READY_POLL_S = 0.05
+# A starting service's port is probed every tenth of the time it has been starting, within these
+# bounds: a fast start is seen within ~10 ms, a slow one costs 20 probes a second.
+READY_POLL_MIN_S = 0.01
+READY_POLL_MAX_S = 0.05
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
@@ -287,7 +290,7 @@ class Supervisor:
         ).start()
         generation = svc.generation
         if svc.port is not None and svc.ready_regex is None:
-            self.timers.call_later(READY_POLL_S, lambda: self._poll_ready(svc, generation))
+            self.timers.call_later(READY_POLL_MIN_S, lambda: self._poll_ready(svc, generation))
         elif svc.ready_regex is None and not svc.is_task:
             # Nothing to wait for: a worker without a port is up once it runs.
             self._set_state(svc, State.RUNNING)
@@ -306,7 +309,9 @@ class Supervisor:
         if not is_port_free(svc.port):
             self._became_ready(svc)
         else:
-            self.timers.call_later(READY_POLL_S, lambda: self._poll_ready(svc, generation))
+            starting_s = self._clock() - svc.started_at
+            interval = min(READY_POLL_MAX_S, max(READY_POLL_MIN_S, starting_s / 10))
+            self.timers.call_later(interval, lambda: self._poll_ready(svc, generation))
 
     def _became_ready(self, svc: ServiceRun) -> None:
         svc.ready_after_s = self._clock() - svc.started_at
