@@ -72,8 +72,10 @@ class GitIgnores:
         return found
 
     def _read(self, folder: str) -> GitIgnoreSpec | None:
-        if folder == self.root or not self._nested:
-            return self.by_folder.get(folder) if folder == self.root else None
+        if folder == self.root:
+            return self.by_folder.get(folder)  # read at once, with git's info/exclude
+        if not self._nested:
+            return None
         found = _read_one(folder)
         if found is not None:
             self.by_folder[folder] = found
