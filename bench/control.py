@@ -126,12 +126,12 @@ def main() -> None:
             threading.Thread(target=run.stdout.read, daemon=True).start()
 
             os.environ.update(DEVUP_HOME=env["DEVUP_HOME"], XDG_RUNTIME_DIR=env["XDG_RUNTIME_DIR"])
-            from orchestrator import control
+            from orchestrator import client
 
             raw = []
             for _ in range(args.runs * 4):
                 started = time.perf_counter()
-                control.check_answer(control.request(root, "status"))
+                client.check_answer(client.request(root, "status"))
                 raw.append((time.perf_counter() - started) * 1000)
             n = args.runs
             print(f"{args.services} services running; {n} runs each; CLI = a fresh python process")
@@ -160,7 +160,7 @@ def main() -> None:
             restarts = []
             for _ in range(n):
                 started = time.perf_counter()
-                control.check_answer(control.request(root, "restart", ["s07"], timeout_s=60))
+                client.check_answer(client.request(root, "restart", ["s07"], timeout_s=60))
                 restarts.append((time.perf_counter() - started) * 1000)
             report("restart s07 until ready, in-process", restarts)
             report(

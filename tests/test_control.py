@@ -16,7 +16,7 @@ import psutil
 import pytest
 from conftest import REPO, DevupProcess, Project, marked_processes, py, wait_for
 
-from orchestrator import control
+from orchestrator import client, control
 from orchestrator.errors import DevupError
 from orchestrator.paths import control_dir
 
@@ -117,7 +117,7 @@ def test_the_socket_is_private_and_devup_listens_on_no_tcp_port(
     running.append(run)
     run.expect_line(r"3 services up")
 
-    path = control.socket_path(project.root)
+    path = client.socket_path(project.root)
     assert path.parent == control_dir(project.root)
     assert str(path).startswith(os.environ["XDG_RUNTIME_DIR"])
     assert stat.S_ISSOCK(path.stat().st_mode)
@@ -158,7 +158,7 @@ def test_a_socket_left_by_a_killed_devup_does_not_block_the_next_start(
     for pgid in groups:  # what a killed devup left behind (the next run's cleanup is not ours)
         os.killpg(pgid, signal.SIGKILL)
 
-    path = control.socket_path(project.root)
+    path = client.socket_path(project.root)
     assert stat.S_ISSOCK(path.stat().st_mode)  # still there, nobody accepting
     gone = project.devup("status")
     assert (gone.returncode, gone.stderr) == (
@@ -183,7 +183,7 @@ def test_a_peer_of_another_user_is_refused(tmp_path: Path) -> None:
     server.start()
     try:
         with pytest.raises(DevupError, match="refused: the peer is another user"):
-            control.check_answer(control.request_path(path, "status", timeout_s=5))
+            client.check_answer(client.request_path(path, "status", timeout_s=5))
         assert posted == []
     finally:
         server.stop()
@@ -199,9 +199,9 @@ def test_a_request_is_posted_and_answered_from_another_thread(tmp_path: Path) ->
     server = control.ControlServer(tmp_path, answer, path=tmp_path / "d" / "c.sock")
     server.start()
     try:
-        got = control.request_path(server.path, "restart", ["api"], timeout_s=5)
+        got = client.request_path(server.path, "restart", ["api"], timeout_s=5)
         assert got == {"ok": True, "verb": "restart", "names": ["api"]}
-        bad = control.request_path(server.path, "exec", ["rm -rf /"], timeout_s=5)
+        bad = client.request_path(server.path, "exec", ["rm -rf /"], timeout_s=5)
         assert bad == {"ok": False, "error": "unknown verb 'exec'"}
     finally:
         server.stop()
