@@ -67,11 +67,19 @@ def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tupl
     from orchestrator.manifest import service_names
 
     targets = service_names(manifest, names) if names else []
+    stop_s = manifest.settings.stop_timeout_s
+    return send(manifest.root, verb, targets, wait, stop_s, settle_timeout(manifest))
+
+
+def send(
+    root: Path, verb: str, targets: list[str], wait: bool, stop_timeout_s: float, settle_s: float
+) -> tuple[int, str]:
+    """restart/stop/start of services the running devup knows by these names: exit code and
+    text; waits up to `settle_s` for its answer (stop_timeout_s for the run to end, with no
+    names to stop)."""
     if verb == "stop" and not targets:
-        return stop_all(manifest)
-    answer = client.request(
-        manifest.root, verb, targets, {"wait": wait}, timeout_s=_settle_timeout(manifest)
-    )
+        return stop_all(root, stop_timeout_s)
+    answer = client.request(root, verb, targets, {"wait": wait}, timeout_s=settle_s)
     if not answer.get("ok") and "unknown" in answer:
         missing = ", ".join(f'"{n}"' for n in answer["unknown"])
         raise DevupError(
@@ -90,21 +98,22 @@ def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tupl
     return (1 if failed else 0), "\n".join(lines)
 
 
-def stop_all(manifest: Manifest) -> tuple[int, str]:
+def stop_all(root: Path, stop_timeout_s: float) -> tuple[int, str]:
     """Ask the run to stop as Ctrl-C would, and return once it has ended."""
     from orchestrator import runstate
 
-    pid = client.check_answer(client.request(manifest.root, "status"))["pid"]
-    client.check_answer(client.request(manifest.root, "stop"))
-    deadline = time.monotonic() + manifest.settings.stop_timeout_s + STOP_WAIT_EXTRA_S
-    while runstate.running_pid(manifest.root) is not None:
+    pid = client.check_answer(client.request(root, "status"))["pid"]
+    client.check_answer(client.request(root, "stop"))
+    deadline = time.monotonic() + stop_timeout_s + STOP_WAIT_EXTRA_S
+    while runstate.running_pid(root) is not None:
         if time.monotonic() > deadline:
             raise DevupError(f"devup (pid {pid}) is still stopping")
         time.sleep(0.02)  # polling the run lock: the kernel drops it when devup exits
     return 0, f"devup (pid {pid}) stopped"
 
 
-def _settle_timeout(manifest: Manifest) -> float:
+def settle_timeout(manifest: Manifest) -> float:
+    """How long `restart/start/stop SERVICE` waits for devup's answer."""
     ready = max((s.ready_timeout_s for s in manifest.services.values()), default=0.0)
     return manifest.settings.stop_timeout_s + ready + SETTLE_WAIT_EXTRA_S
 
