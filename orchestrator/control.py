@@ -1,5 +1,6 @@
 """The control channel: a Unix socket (0600, in a 0700 folder, same user only) through which
-`devup status/restart/stop/start` talk to a running devup, one line of JSON each way.
+`devup status/restart/stop/start` talk to a running devup, one line of JSON each way. This is the
+server end; the client end is client.py.
 
 The server's threads only parse requests and post ControlRequested; the supervisor answers.
 """
@@ -18,19 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orchestrator.client import CONNECT_TIMEOUT_S, socket_path
 from orchestrator.errors import DevupError
-from orchestrator.paths import control_dir, ensure_private_dir
+from orchestrator.paths import ensure_private_dir
 
-SOCKET_NAME = "control.sock"
 VERBS = ("status", "restart", "stop", "start")
 MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_READ_TIMEOUT_S = 5.0
-CONNECT_TIMEOUT_S = 2.0
-NOT_RUNNING = "devup is not running in this project"
-
-
-def socket_path(root: Path) -> Path:
-    return control_dir(root) / SOCKET_NAME
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -184,66 +179,3 @@ def _remove_stale_socket(path: Path) -> None:
     finally:
         probe.close()
     raise DevupError(f"another devup answers on {path}", hint="stop it with `devup stop`")
-
-
-def request(
-    root: Path,
-    verb: str,
-    names: list[str] | None = None,
-    options: dict[str, Any] | None = None,
-    timeout_s: float | None = 10.0,
-) -> dict[str, Any]:
-    """Send one request to the project's running devup and return its answer."""
-    return request_path(socket_path(root), verb, names, options, timeout_s)
-
-
-def request_path(
-    path: Path,
-    verb: str,
-    names: list[str] | None = None,
-    options: dict[str, Any] | None = None,
-    timeout_s: float | None = 10.0,
-) -> dict[str, Any]:
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.settimeout(CONNECT_TIMEOUT_S)
-        try:
-            conn.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise DevupError(NOT_RUNNING) from None
-        except OSError as exc:
-            raise DevupError(f"cannot reach devup: {exc.strerror or exc}") from None
-        line = {"verb": verb, "names": names or [], "options": options or {}}
-        conn.sendall(json.dumps(line).encode() + b"\n")
-        conn.settimeout(timeout_s)
-        try:
-            data = _read_all(conn)
-        except TimeoutError:
-            raise DevupError(f"devup did not answer within {timeout_s:g}s") from None
-    finally:
-        conn.close()
-    if not data:
-        raise DevupError("devup ended before it answered")
-    answer = json.loads(data)
-    if not isinstance(answer, dict):
-        raise DevupError("devup sent an answer that is not a JSON object")
-    return answer
-
-
-def check_answer(answer: dict[str, Any]) -> dict[str, Any]:
-    """The answer, or a DevupError with devup's reason when it says no."""
-    if not answer.get("ok"):
-        raise DevupError(str(answer.get("error", "devup refused the request")))
-    return answer
-
-
-def _read_all(conn: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        if chunk.endswith(b"\n"):
-            break
-    return b"".join(chunks)

@@ -20,7 +20,7 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
         request.reply({"ok": False, "error": f"unknown verb {request.verb!r}"})
         return
     if request.verb == "status":
-        request.reply({"ok": True, **sup.status()})
+        request.reply({"ok": True, **sup.status(), "run": run_facts(sup)})
         return
     unknown = [n for n in request.names if n not in sup.services]
     if unknown:
@@ -50,6 +50,19 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
             sup.start_service(svc)
     if not wait:  # after acting, so the answer shows the states the request led to
         gather.arm()
+
+
+def run_facts(sup: Supervisor) -> dict[str, Any]:
+    """What `devup restart/start/stop` needs to skip loading the manifest (quickcontrol.py): the
+    file this devup read, as it was then, and its timeouts."""
+    from orchestrator.remote import settle_timeout
+
+    return {
+        "manifest": str(sup.manifest.path),
+        "manifest_mtime_ns": sup.manifest.mtime_ns,
+        "stop_timeout_s": sup.manifest.settings.stop_timeout_s,
+        "settle_timeout_s": settle_timeout(sup.manifest),
+    }
 
 
 class _Gather:

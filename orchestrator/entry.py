@@ -1,5 +1,6 @@
-"""The `devup` entry point. `devup status [--json]` and `devup logs -n N [SERVICE...]`, which
-editors, scripts and agents poll, are answered here without loading click or the manifest parser
+"""The `devup` entry point. `devup status [--json]`, `devup logs -n N [SERVICE...]` and
+`devup restart|start|stop SERVICE...` (quickcontrol.py), which editors, scripts and agents run
+often, are answered here without loading click or the manifest parser
 (their imports are most of the time these take); any other command line, or any form with
 something to check or complain about, goes to the click CLI in cli.py.
 """
@@ -15,6 +16,15 @@ def main() -> None:
         sys.exit(_status(as_json=len(args) == 2))
     if args[:1] == ["logs"] and _logs(args[1:]):
         sys.exit(0)
+    if args[:1] in (["restart"], ["start"], ["stop"]):
+        from orchestrator.quickcontrol import run
+
+        try:
+            code = run(args[0], args[1:])
+        except KeyboardInterrupt:
+            code = 130  # as the CLI does
+        if code is not None:
+            sys.exit(code)
     from orchestrator.cli import main as cli_main
 
     cli_main()

@@ -11,11 +11,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from orchestrator.errors import UsageError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every CLI start ~6 ms
+if TYPE_CHECKING:
+    from typing import IO
 
 DEVUP_LOG = "devup"
 FOLLOW_POLL_S = 0.1
@@ -90,13 +92,15 @@ def read_tail(file: IO[bytes], end: int, count: int | None) -> tuple[list[bytes]
     return lines, consumed_to
 
 
-@dataclass
 class _Followed:
-    path: Path
-    file: IO[bytes] | None = None
-    inode: int | None = None
-    offset: int = 0
-    partial: bytes = field(default=b"")
+    # A plain class, not a dataclass: importing dataclasses (inspect, ast, ...) costs `devup logs
+    # -n` ~20 ms.
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+        self.inode: int | None = None
+        self.offset = 0
+        self.partial = b""
 
     def open_at(self, file: IO[bytes], offset: int) -> None:
         self.file = file

@@ -89,6 +89,9 @@ class Manifest:
     path: Path  # absolute path of devports.toml
     settings: Settings
     services: dict[str, ServiceSpec] = field(default_factory=dict)  # in manifest order
+    # The file's mtime when it was read (stat before the read, so a later edit never matches):
+    # `devup restart` skips loading the file again while it is unchanged (quickcontrol.py).
+    mtime_ns: int | None = field(default=None, compare=False)
 
     @property
     def root(self) -> Path:
@@ -99,12 +102,17 @@ class Manifest:
 def load_manifest(path: Path) -> Manifest:
     """Read, parse and validate; raises ManifestError (exit 2) on any bad input."""
     path = path.resolve()
+    try:
+        mtime_ns: int | None = path.stat().st_mtime_ns
+    except OSError:
+        mtime_ns = None  # _read_source says what is wrong
     source = _read_source(path)
     try:
         data = tomllib.loads(source)
     except ValueError as e:  # TOMLDecodeError, or int()'s digit limit on a 5,000-digit number
         raise _syntax_error(path, source, str(e)) from None
-    return _Validator(path, key_positions(source)).manifest(data)
+    manifest = _Validator(path, key_positions(source)).manifest(data)
+    return dataclasses.replace(manifest, mtime_ns=mtime_ns)
 
 
 def env_key(service_name: str) -> str:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from orchestrator import control
+from orchestrator import client
 from orchestrator.errors import DevupError
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every CLI start ~6 ms
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from orchestrator.manifest import Manifest
 
 STOP_WAIT_EXTRA_S = 10.0  # beyond stop_timeout: the run's own teardown (logs, leases, lock)
@@ -20,7 +22,7 @@ SETTLE_WAIT_EXTRA_S = 30.0  # beyond stop_timeout + ready_timeout: backoff, a bu
 
 
 def status(root: Path, as_json: bool) -> str:
-    answer = control.check_answer(control.request(root, "status"))
+    answer = client.check_answer(client.request(root, "status"))
     doc = {"pid": answer["pid"], "services": answer["services"]}
     return json.dumps(doc, indent=2) if as_json else format_status(doc)
 
@@ -65,11 +67,19 @@ def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tupl
     from orchestrator.manifest import service_names
 
     targets = service_names(manifest, names) if names else []
+    stop_s = manifest.settings.stop_timeout_s
+    return send(manifest.root, verb, targets, wait, stop_s, settle_timeout(manifest))
+
+
+def send(
+    root: Path, verb: str, targets: list[str], wait: bool, stop_timeout_s: float, settle_s: float
+) -> tuple[int, str]:
+    """restart/stop/start of services the running devup knows by these names: exit code and
+    text; waits up to `settle_s` for its answer (stop_timeout_s for the run to end, with no
+    names to stop)."""
     if verb == "stop" and not targets:
-        return stop_all(manifest)
-    answer = control.request(
-        manifest.root, verb, targets, {"wait": wait}, timeout_s=_settle_timeout(manifest)
-    )
+        return stop_all(root, stop_timeout_s)
+    answer = client.request(root, verb, targets, {"wait": wait}, timeout_s=settle_s)
     if not answer.get("ok") and "unknown" in answer:
         missing = ", ".join(f'"{n}"' for n in answer["unknown"])
         raise DevupError(
@@ -77,7 +87,7 @@ def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tupl
             hint="it was started with only some services; restart it with them to control these",
         )
     if "services" not in answer:
-        control.check_answer(answer)
+        client.check_answer(answer)
     states: dict[str, str] = answer["services"]
     lines = [f"{name} {state}" for name, state in states.items()]
     if verb == "stop":
@@ -88,21 +98,22 @@ def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tupl
     return (1 if failed else 0), "\n".join(lines)
 
 
-def stop_all(manifest: Manifest) -> tuple[int, str]:
+def stop_all(root: Path, stop_timeout_s: float) -> tuple[int, str]:
     """Ask the run to stop as Ctrl-C would, and return once it has ended."""
     from orchestrator import runstate
 
-    pid = control.check_answer(control.request(manifest.root, "status"))["pid"]
-    control.check_answer(control.request(manifest.root, "stop"))
-    deadline = time.monotonic() + manifest.settings.stop_timeout_s + STOP_WAIT_EXTRA_S
-    while runstate.running_pid(manifest.root) is not None:
+    pid = client.check_answer(client.request(root, "status"))["pid"]
+    client.check_answer(client.request(root, "stop"))
+    deadline = time.monotonic() + stop_timeout_s + STOP_WAIT_EXTRA_S
+    while runstate.running_pid(root) is not None:
         if time.monotonic() > deadline:
             raise DevupError(f"devup (pid {pid}) is still stopping")
         time.sleep(0.02)  # polling the run lock: the kernel drops it when devup exits
     return 0, f"devup (pid {pid}) stopped"
 
 
-def _settle_timeout(manifest: Manifest) -> float:
+def settle_timeout(manifest: Manifest) -> float:
+    """How long `restart/start/stop SERVICE` waits for devup's answer."""
     ready = max((s.ready_timeout_s for s in manifest.services.values()), default=0.0)
     return manifest.settings.stop_timeout_s + ready + SETTLE_WAIT_EXTRA_S
 

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -16,7 +17,7 @@ import psutil
 import pytest
 from conftest import REPO, DevupProcess, Project, marked_processes, py, wait_for
 
-from orchestrator import control
+from orchestrator import client, control
 from orchestrator.errors import DevupError
 from orchestrator.paths import control_dir
 
@@ -117,7 +118,7 @@ def test_the_socket_is_private_and_devup_listens_on_no_tcp_port(
     running.append(run)
     run.expect_line(r"3 services up")
 
-    path = control.socket_path(project.root)
+    path = client.socket_path(project.root)
     assert path.parent == control_dir(project.root)
     assert str(path).startswith(os.environ["XDG_RUNTIME_DIR"])
     assert stat.S_ISSOCK(path.stat().st_mode)
@@ -158,7 +159,7 @@ def test_a_socket_left_by_a_killed_devup_does_not_block_the_next_start(
     for pgid in groups:  # what a killed devup left behind (the next run's cleanup is not ours)
         os.killpg(pgid, signal.SIGKILL)
 
-    path = control.socket_path(project.root)
+    path = client.socket_path(project.root)
     assert stat.S_ISSOCK(path.stat().st_mode)  # still there, nobody accepting
     gone = project.devup("status")
     assert (gone.returncode, gone.stderr) == (
@@ -183,7 +184,7 @@ def test_a_peer_of_another_user_is_refused(tmp_path: Path) -> None:
     server.start()
     try:
         with pytest.raises(DevupError, match="refused: the peer is another user"):
-            control.check_answer(control.request_path(path, "status", timeout_s=5))
+            client.check_answer(client.request_path(path, "status", timeout_s=5))
         assert posted == []
     finally:
         server.stop()
@@ -199,9 +200,9 @@ def test_a_request_is_posted_and_answered_from_another_thread(tmp_path: Path) ->
     server = control.ControlServer(tmp_path, answer, path=tmp_path / "d" / "c.sock")
     server.start()
     try:
-        got = control.request_path(server.path, "restart", ["api"], timeout_s=5)
+        got = client.request_path(server.path, "restart", ["api"], timeout_s=5)
         assert got == {"ok": True, "verb": "restart", "names": ["api"]}
-        bad = control.request_path(server.path, "exec", ["rm -rf /"], timeout_s=5)
+        bad = client.request_path(server.path, "exec", ["rm -rf /"], timeout_s=5)
         assert bad == {"ok": False, "error": "unknown verb 'exec'"}
     finally:
         server.stop()
@@ -219,3 +220,58 @@ def test_status_fast_path_answers_as_the_full_cli_does(project: Project) -> None
     assert fast.stderr == "devup: error: devup is not running in this project\n"
     full = project.devup("--no-color", "status")  # any other form goes through click
     assert (full.returncode, full.stderr) == (fast.returncode, fast.stderr)
+
+
+SLEEPER = py("import time; print('working', flush=True); time.sleep(600)")  # one Procfile line
+NO_CLICK = "import sys; sys.modules['click'] = None; from orchestrator.entry import main; main()"
+
+
+def test_restart_skips_click_only_when_the_running_devup_knows_the_names(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    """`devup restart NAME` goes straight to the running devup (here click cannot even be
+    imported); a typo, a Procfile group or a devports.toml edited since go through click."""
+    project.write(
+        f"""
+        [services.api]
+        cmd = '''{WORKER}'''
+        port = false
+        [services.jobs]
+        procfile = "Procfile"
+        port = false
+        """,
+        Procfile=f"a: {SLEEPER}\nb: {SLEEPER}\n",
+    )
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"3 services up")
+    before = status(project)["services"]
+
+    def no_click(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-c", NO_CLICK, *args]
+        return subprocess.run(cmd, cwd=project.root, capture_output=True, text=True, timeout=30)
+
+    fast = no_click("restart", "api")
+    assert (fast.returncode, fast.stdout, fast.stderr) == (0, "api running\n", "")
+    after = status(project)["services"]
+    assert after["api"]["pid"] != before["api"]["pid"]
+    assert [after[n]["pid"] for n in ("jobs.a", "jobs.b")] == [
+        before[n]["pid"] for n in ("jobs.a", "jobs.b")
+    ]
+    fast = no_click("restart", "--no-wait", "jobs.a")
+    assert (fast.returncode, fast.stdout) == (0, "jobs.a stopping\n"), fast.stderr
+
+    typo = project.devup("restart", "apj")
+    assert (typo.returncode, typo.stdout) == (2, "")
+    assert typo.stderr == 'devup: error: unknown service "apj"\nhint: did you mean "api"?\n'
+    group = project.devup("restart", "jobs")
+    assert group.returncode == 0, group.stderr
+    assert sorted(group.stdout.split("\n")) == ["", "jobs.a running", "jobs.b running"]
+    assert no_click("restart", "jobs").returncode == 1  # needs click: it took the CLI's path
+
+    manifest = project.root / "devports.toml"
+    os.utime(manifest, ns=(manifest.stat().st_atime_ns, manifest.stat().st_mtime_ns + 10**9))
+    assert no_click("restart", "api").returncode == 1  # edited since the run read it: the CLI
+    assert project.devup("restart", "api").returncode == 0
+    assert project.devup("stop").returncode == 0
+    assert run.wait() == 0

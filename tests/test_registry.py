@@ -3,6 +3,7 @@ file, pruning, release, and the lock held across processes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -67,6 +68,14 @@ def test_project_run_dir_is_short_and_per_project(home: Path, tmp_path: Path) ->
     assert project_run_dir(deep).parent == home / "run"
     assert len(project_run_dir(deep).name) == 16
     assert project_run_dir(deep) != project_run_dir(tmp_path)
+
+
+def test_project_run_dir_name_is_the_sha256_of_the_real_path(home: Path, tmp_path: Path) -> None:
+    # A running devup and the `devup status` of another devup version must agree on the name.
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "real", target_is_directory=True)
+    digest = hashlib.sha256(os.path.realpath(link).encode()).hexdigest()
+    assert project_run_dir(link).name == digest[:16]
 
 
 def test_ensure_private_dir_creates_and_tightens(tmp_path: Path) -> None:
