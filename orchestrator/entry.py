@@ -1,8 +1,8 @@
-"""The `devup` entry point. `devup status [--json]`, `devup logs -n N [SERVICE...]` and
-`devup restart|start|stop SERVICE...` (quickcontrol.py), which editors, scripts and agents run
-often, are answered here without loading click or the manifest parser
-(their imports are most of the time these take); any other command line, or any form with
-something to check or complain about, goes to the click CLI in cli.py.
+"""The `devup` entry point. `devup --version`, `devup status [--json]`, `devup logs -n N
+[SERVICE...]` and `devup restart|start|stop SERVICE...` (quickcontrol.py), which editors, scripts
+and agents run often, are answered here without loading click or the manifest parser (their
+imports are most of the time these take); any other command line, or any form with something to
+check or complain about, goes to the click CLI in cli.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ import sys
 
 def main() -> None:
     args = sys.argv[1:]
+    if args == ["--version"]:  # what editors and scripts run to find devup: click's own wording
+        from orchestrator import __version__
+
+        print(f"devup, version {__version__}")
+        sys.exit(0)
     if args in (["status"], ["status", "--json"]):
         sys.exit(_status(as_json=len(args) == 2))
     if args[:1] == ["logs"] and _logs(args[1:]):
