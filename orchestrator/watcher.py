@@ -1,22 +1,23 @@
 """The file watcher of a run: one watchdog observer for every service's `watch` paths; posts
 FilesChanged(service, path relative to its cwd) for each change that service does not ignore.
 
-Its threads only filter and post; the supervisor debounces and restarts. Ignored folders
-(node_modules and the like) get no inotify watch at all, and the inotify mask leaves out opened and
-closed-without-write events (with them, walking a tree of thousands of folders floods the kernel
-queue, and watchdog re-walks, overflows again and spins at 100% CPU).
+Its threads only filter and post; the supervisor debounces and restarts. On Linux, ignored
+folders (node_modules and the like) get no inotify watch at all (inotify_tree.py), and the mask
+leaves out opened and closed-without-write events (with them, walking a tree of thousands of
+folders floods the kernel queue, and watchdog re-walks, overflows again and spins at 100% CPU).
+On macOS, watchdog's FSEvents observer watches each tree as one stream.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from watchdog.events import (
     DirDeletedEvent,
@@ -31,15 +32,11 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-from watchdog.observers.inotify_c import InotifyFD
-from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 from watchdog.observers.polling import PollingObserverVFS
 
 from orchestrator.events import Event, FilesChanged
 from orchestrator.ignore import Ignorer, read_gitignores
 from orchestrator.manifest import Manifest
-from orchestrator.treewalk import walk_folders
 
 # Everything that changes a file's content, name or mode; never opened / closed-without-write.
 # Folder creation is left out (its files get events of their own); a folder deleted or moved
@@ -55,9 +52,6 @@ WATCH_EVENTS: list[type[FileSystemEvent]] = [
     DirMovedEvent,
 ]
 WATCH_CLASSES = tuple(WATCH_EVENTS)
-# A rename's two halves arrive together; watchdog holds a lone "moved from" 0.5 s for its pair,
-# which would delay every event queued behind it (an editor's atomic save).
-MOVE_PAIR_WAIT_S = 0.02
 POLL_INTERVAL_S = 1.0
 SYSCTL_FIX = "sudo sysctl fs.inotify.max_user_watches=524288"
 
@@ -133,26 +127,24 @@ class Watcher:
     def start(self) -> None:
         dirs = _outermost([d for s in self.services for d in s.dirs])
         file_parents = sorted({os.path.dirname(f) for s in self.services for f in s.files})
-        inotify: BaseObserver | None = None
+        native: BaseObserver | None = None
         try:
-            inotify = _PrunedInotifyObserver(self._prune)
-            inotify.start()
-            self._observers.append(inotify)
+            native = _native_observer(self._prune)
+            native.start()
+            self._observers.append(native)
         except OSError as exc:  # EMFILE: the user's inotify instances (max_user_instances) ran out
-            inotify = None
+            native = None
+            fix = "; raise fs.inotify.max_user_instances to watch instantly"
             self._say(
-                f"cannot use inotify ({exc.strerror or exc}): polling every"
-                f" {POLL_INTERVAL_S:g}s instead; raise fs.inotify.max_user_instances to watch"
-                " instantly"
+                f"cannot use {_NATIVE} ({exc.strerror or exc}): polling every"
+                f" {POLL_INTERVAL_S:g}s instead{fix if _NATIVE == 'inotify' else ''}"
             )
         polling: BaseObserver | None = None
         for path, recursive in [(d, True) for d in dirs] + [(p, False) for p in file_parents]:
             try:
-                if inotify is None:
+                if native is None:
                     raise OSError(errno.ENOSPC, "no inotify instance")  # poll, as when full
-                inotify.schedule(
-                    self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
-                )
+                native.schedule(self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS)
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     self._say(f"cannot watch {path}: {exc.strerror or exc}")
@@ -167,7 +159,7 @@ class Watcher:
                     self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
                 )
                 self.polled.append(path)
-        if self.polled and inotify is not None:
+        if self.polled and native is not None:
             names = [s.name for s in self.services if any(_covers(p, s) for p in self.polled)]
             self._say(
                 f"inotify watches ran out ({_max_user_watches()}): polling every"
@@ -214,83 +206,21 @@ class _Poster(FileSystemEventHandler):
                     break
 
 
-class _FastMoveGrouper(InotifyMoveEventGrouper):
-    delay = MOVE_PAIR_WAIT_S
+_NATIVE = "inotify" if sys.platform.startswith("linux") else "FSEvents"
 
 
-def _never(_path: bytes) -> bool:
-    return False
+def _native_observer(prune: Callable[[str], bool]) -> BaseObserver:
+    """Linux: one inotify instance whose recursive watches skip the folders `prune` names.
+    Elsewhere (macOS): watchdog's own observer (FSEvents), which watches a tree as one stream, so
+    an ignored folder costs nothing and its events are dropped as they come (`_Poster`)."""
+    if _NATIVE == "inotify":
+        from orchestrator.inotify_tree import PrunedInotifyObserver
 
+        return PrunedInotifyObserver(prune)
+    from watchdog.observers import Observer
 
-@dataclass
-class _PrunedWatchGroup(InotifyWatchGroup):
-    """watchdog's recursive inotify watch, minus the folders `prune` says nobody needs."""
-
-    prune: Callable[[bytes], bool] = _never
-    exhausted: bool = field(default=False, init=False)
-    _move_event_grouper: InotifyMoveEventGrouper = field(
-        default_factory=_FastMoveGrouper, init=False
-    )
-
-    def _add_all_callbacks(self, path: bytes) -> None:
-        if path != self.path and self.prune(path):
-            return
-        self._add_callback(path)
-        if not (self.is_recursive and os.path.isdir(path)):
-            return
-        for folder in walk_folders(path, self.prune, self.follow_symlink):
-            if self.exhausted:
-                return
-            self._add_callback(folder)
-
-    def _add_callback(self, path: bytes) -> None:
-        try:
-            super()._add_callback(path)
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            self.exhausted = True
-
-    def _recursive_simulate(self, src_path: bytes) -> list[Any]:
-        return [] if self.prune(src_path) else list(super()._recursive_simulate(src_path))
-
-
-class _PrunedEmitter(InotifyEmitter):
-    def __init__(self, *args: Any, prune: Callable[[bytes], bool], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._prune = prune
-
-    def on_thread_start(self) -> None:
-        group = _PrunedWatchGroup(
-            self._inotify_fd,
-            os.fsencode(self.watch.path),
-            event_mask=self.get_event_mask_from_filter(),
-            is_recursive=self.watch.is_recursive,
-            follow_symlink=self.watch.follow_symlink,
-            prune=self._prune,
-        )
-        if group.exhausted:
-            group.deactivate()
-            raise OSError(errno.ENOSPC, "inotify watch limit reached")
-        self._inotify = group
-
-
-class _PrunedInotifyObserver(BaseObserver):
-    """watchdog's InotifyObserver (one inotify instance for all watches) with pruned watches."""
-
-    def __init__(self, prune: Callable[[str], bool]) -> None:
-        self._inotify_fd = InotifyFD()
-        self._inotify_fd.start()
-        super().__init__(
-            _PrunedEmitter,
-            inotify_fd=self._inotify_fd,
-            prune=lambda path: prune(os.fsdecode(path)),
-        )
-
-    def on_thread_stop(self) -> None:
-        super().on_thread_stop()
-        self._inotify_fd.stop()
-        self._inotify_fd.join()
+    observer: BaseObserver = Observer()
+    return observer
 
 
 def _inside(path: str, folder: str) -> bool:

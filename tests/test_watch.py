@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import queue
+import subprocess
 import sys
 import time
 import urllib.request
@@ -328,5 +329,55 @@ def test_a_change_carries_when_the_watcher_saw_it(tmp_path: Path) -> None:
         seen = events.get(timeout=10)
         assert isinstance(seen, FilesChanged) and seen.path == "x.py"
         assert seen.seen_at is not None and written_at <= seen.seen_at <= time.monotonic()
+    finally:
+        watcher.stop()
+
+
+def test_the_watcher_imports_without_inotify_as_on_macos() -> None:
+    """watchdog's inotify_c raises UnsupportedLibcError on import where libc has no inotify
+    (macOS): nothing devup imports to run may need it at import time."""
+    code = """
+import sys
+from watchdog.utils import UnsupportedLibcError
+
+class NoInotify:
+    def find_spec(self, name, path=None, target=None):
+        if name == "watchdog.observers.inotify_c":
+            raise UnsupportedLibcError("Unsupported libc version found: libc.dylib")
+        return None
+
+sys.meta_path.insert(0, NoInotify())
+import orchestrator.watcher, orchestrator.up
+print(sorted(n for n in sys.modules if "inotify" in n))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+
+
+def test_the_observer_used_off_linux_sees_changes_and_drops_ignored_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off Linux the watcher schedules watchdog's own observer on the whole tree and filters each
+    event (here that observer is inotify, but the path through devup is the macOS one)."""
+    from orchestrator import watcher as watcher_module
+    from orchestrator.ignore import GitIgnores, Ignorer
+    from orchestrator.watcher import WatchedService, Watcher
+
+    monkeypatch.setattr(watcher_module, "_NATIVE", "FSEvents")
+    (tmp_path / "a" / "node_modules").mkdir(parents=True)
+    service = WatchedService(
+        "a", str(tmp_path / "a"), (str(tmp_path / "a"),), (), Ignorer("/", (), GitIgnores())
+    )
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    watcher = Watcher([service], events.put, lambda _: None)
+    watcher.start()
+    try:
+        assert not any(type(o).__module__.startswith("orchestrator") for o in watcher._observers), (
+            "the pruned inotify observer is Linux's; off Linux watchdog's own one is used"
+        )
+        (tmp_path / "a" / "node_modules" / "dep.js").write_text("1")  # ignored
+        (tmp_path / "a" / "app.py").write_text("1")
+        seen = events.get(timeout=10)
+        assert isinstance(seen, FilesChanged) and seen.path == "app.py", seen
     finally:
         watcher.stop()

@@ -1,0 +1,106 @@
+"""Linux only: watchdog's recursive inotify watch, minus the folders nobody needs.
+
+watchdog adds an inotify watch to every folder of a tree, node_modules and .git included, and with
+its default mask queues "opened" events while it walks; on a big tree the kernel queue overflows
+and it re-walks for ever. Here a `prune` callback keeps ignored folders out of the walk (and out of
+the inotify watch limit), and the folders are found by treewalk.walk_folders. It subclasses
+watchdog 7's InotifyWatchGroup/InotifyEmitter, whose internals it relies on (hence watchdog>=7).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+from watchdog.observers.inotify_c import InotifyFD
+from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+
+from orchestrator.treewalk import walk_folders
+
+# A rename's two halves arrive together; watchdog holds a lone "moved from" 0.5 s for its pair,
+# which would delay every event queued behind it (an editor's atomic save).
+MOVE_PAIR_WAIT_S = 0.02
+
+
+class _FastMoveGrouper(InotifyMoveEventGrouper):
+    delay = MOVE_PAIR_WAIT_S
+
+
+def _never(_path: bytes) -> bool:
+    return False
+
+
+@dataclass
+class _PrunedWatchGroup(InotifyWatchGroup):
+    """watchdog's recursive inotify watch, minus the folders `prune` says nobody needs."""
+
+    prune: Callable[[bytes], bool] = _never
+    exhausted: bool = field(default=False, init=False)
+    _move_event_grouper: InotifyMoveEventGrouper = field(
+        default_factory=_FastMoveGrouper, init=False
+    )
+
+    def _add_all_callbacks(self, path: bytes) -> None:
+        if path != self.path and self.prune(path):
+            return
+        self._add_callback(path)
+        if not (self.is_recursive and os.path.isdir(path)):
+            return
+        for folder in walk_folders(path, self.prune, self.follow_symlink):
+            if self.exhausted:
+                return
+            self._add_callback(folder)
+
+    def _add_callback(self, path: bytes) -> None:
+        try:
+            super()._add_callback(path)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            self.exhausted = True
+
+    def _recursive_simulate(self, src_path: bytes) -> list[Any]:
+        return [] if self.prune(src_path) else list(super()._recursive_simulate(src_path))
+
+
+class _PrunedEmitter(InotifyEmitter):
+    def __init__(self, *args: Any, prune: Callable[[bytes], bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prune = prune
+
+    def on_thread_start(self) -> None:
+        group = _PrunedWatchGroup(
+            self._inotify_fd,
+            os.fsencode(self.watch.path),
+            event_mask=self.get_event_mask_from_filter(),
+            is_recursive=self.watch.is_recursive,
+            follow_symlink=self.watch.follow_symlink,
+            prune=self._prune,
+        )
+        if group.exhausted:
+            group.deactivate()
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+        self._inotify = group
+
+
+class PrunedInotifyObserver(BaseObserver):
+    """watchdog's InotifyObserver (one inotify instance for all watches) with pruned watches."""
+
+    def __init__(self, prune: Callable[[str], bool]) -> None:
+        self._inotify_fd = InotifyFD()
+        self._inotify_fd.start()
+        super().__init__(
+            _PrunedEmitter,
+            inotify_fd=self._inotify_fd,
+            prune=lambda path: prune(os.fsdecode(path)),
+        )
+
+    def on_thread_stop(self) -> None:
+        super().on_thread_stop()
+        self._inotify_fd.stop()
+        self._inotify_fd.join()
