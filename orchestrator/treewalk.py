@@ -1,11 +1,6 @@
-"""Listing every folder of a tree for the watcher, without reading the folders that have none.
-
-Most folders of a source tree are leaves full of files; listing them is most of a walk's time.
-On file systems where a folder's link count is 2 + its number of subfolders (ext2/3/4, xfs,
-tmpfs), a folder with a count of 2 has no subfolder and is not listed at all: GNU find's "leaf
-optimisation". Anywhere else (btrfs reports 1, network and FUSE file systems may not count),
-every folder is listed.
-"""
+"""Listing every folder of a tree for the watcher without listing the leaf folders, where a folder's
+link count says it has no subfolder (ext2/3/4, xfs, tmpfs): GNU find's "leaf optimisation".
+Elsewhere (btrfs, overlayfs, network and FUSE file systems) every folder is listed."""
 
 from __future__ import annotations
 
@@ -25,13 +20,17 @@ def walk_folders(
     A folder is listed only after the caller has had it (and so watched it): a subfolder made
     after its link count was read shows up as a creation in the folder it was made in.
     """
-    counting = _CountingDevices()
-    stack = [top]
+    # (folder, whether its file system may count subfolders): below one that does not, no
+    # folder is stat'ed for its count (a mount point there is simply listed).
+    stack = [(top, not follow_symlinks)]
     while stack:
-        folder = stack.pop()
+        folder, may_count = stack.pop()
         try:
-            if not follow_symlinks and _is_leaf(folder, counting):
-                continue
+            if may_count:
+                info = os.lstat(folder)
+                may_count = counts_subfolders(info.st_dev)
+                if may_count and info.st_nlink == 2:
+                    continue  # no subfolder: nothing to list
             with os.scandir(folder) as entries:
                 found = [
                     entry.path
@@ -42,29 +41,22 @@ def walk_folders(
             continue  # gone or unreadable since its parent was listed
         for path in found:
             yield path
-            stack.append(path)
+            stack.append((path, may_count))
 
 
-def _is_leaf(folder: bytes, counting: _CountingDevices) -> bool:
-    info = os.lstat(folder)
-    return info.st_nlink == 2 and counting.counts(info.st_dev)
+# Devices (st_dev) seen so far -> whether their file system counts subfolders. Mounts seldom
+# change during a run; a device not seen yet makes mountinfo be read again.
+_counting: dict[int, bool] = {}
 
 
-class _CountingDevices:
-    """Which devices (by st_dev) hold a file system whose link counts count subfolders."""
-
-    def __init__(self) -> None:
-        self._known: dict[int, bool] = {}
-        self._types: dict[str, str] | None = None  # "major:minor" -> file system type
-
-    def counts(self, device: int) -> bool:
-        known = self._known.get(device)
-        if known is None:
-            if self._types is None:
-                self._types = _mount_types()
-            kind = self._types.get(f"{os.major(device)}:{os.minor(device)}", "")
-            known = self._known[device] = kind in COUNTING_FILE_SYSTEMS
-        return known
+def counts_subfolders(device: int) -> bool:
+    """Whether the file system on `device` counts subfolders in a folder's link count."""
+    known = _counting.get(device)
+    if known is None:
+        kinds = _mount_types()
+        known = kinds.get(f"{os.major(device)}:{os.minor(device)}", "") in COUNTING_FILE_SYSTEMS
+        _counting[device] = known
+    return known
 
 
 def _mount_types() -> dict[str, str]:

@@ -73,11 +73,30 @@ def test_on_other_file_systems_every_folder_is_listed(
 ) -> None:
     make_tree(tmp_path)
     monkeypatch.setattr(treewalk, "COUNTING_FILE_SYSTEMS", frozenset())
+    monkeypatch.setattr(treewalk, "_counting", {})
     expected = full_walk(tmp_path, "node_modules")
     listed = counted_scandir(monkeypatch)
+    stated: list[bytes] = []
+    real_lstat = os.lstat
+    monkeypatch.setattr(treewalk.os, "lstat", lambda p: stated.append(p) or real_lstat(p))
     found = set(walk_folders(os.fsencode(tmp_path), prune_node_modules))
     assert found == expected
     assert set(listed) == {os.fsencode(tmp_path), *found}
+    assert stated == [os.fsencode(tmp_path)]  # below a non-counting top, no folder is stat'ed
+
+
+def test_mountinfo_is_read_once_for_many_walks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher walks every folder made during a run: each walk must not re-read mounts."""
+    make_tree(tmp_path)
+    monkeypatch.setattr(treewalk, "_counting", {})
+    reads = []
+    real = treewalk._mount_types
+    monkeypatch.setattr(treewalk, "_mount_types", lambda: reads.append(1) or real())
+    for _ in range(50):
+        list(walk_folders(os.fsencode(tmp_path), prune_node_modules))
+    assert len(reads) == 1
 
 
 def test_a_folder_removed_after_it_was_found_is_skipped(tmp_path: Path) -> None:
