@@ -64,9 +64,17 @@ def format_uptime(seconds: float | None) -> str:
 
 def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tuple[int, str]:
     """restart/stop/start of named services (stop of all with no names): exit code and text."""
+    from orchestrator.errors import UsageError
     from orchestrator.manifest import service_names
 
-    targets = service_names(manifest, names) if names else []
+    try:
+        targets = service_names(manifest, names) if names else []
+    except UsageError:
+        # Not in devports.toml (or its Procfiles) as they are now; but if the running devup still
+        # runs every one of them (a Procfile line removed since it started), they are its to act on.
+        if not _all_running(manifest.root, names):
+            raise
+        targets = names
     stop_s = manifest.settings.stop_timeout_s
     return send(manifest.root, verb, targets, wait, stop_s, settle_timeout(manifest))
 
@@ -96,6 +104,14 @@ def send(
         # A task (port = false, restart = "no") that finished with 0 came up as it should.
         failed = wait and bool(answer.get("failed", []))
     return (1 if failed else 0), "\n".join(lines)
+
+
+def _all_running(root: Path, names: list[str]) -> bool:
+    try:
+        services = client.check_answer(client.request(root, "status"))["services"]
+    except DevupError:
+        return False  # not running: the name error is the one to show
+    return all(name in services for name in names)
 
 
 def stop_all(root: Path, stop_timeout_s: float) -> tuple[int, str]:
