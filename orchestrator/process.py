@@ -43,6 +43,16 @@ class Child:
 # Shell syntax after which `exec` would change what a command does (lists, pipes, subshells,
 # groups, substitutions); quoting, variables and redirections are fine.
 NOT_ONE_PROGRAM = re.compile(r"[;&|\n()`{}]")
+# Shell builtins and keywords: several also exist as programs (/bin/echo, /usr/bin/test, ...) that
+# behave differently (dash's echo expands \t, /bin/echo does not), so they are never exec'd.
+# fmt: off
+SHELL_WORDS = frozenset({
+    "!", ".", ":", "[", "[[", "alias", "bg", "break", "cd", "command", "continue", "echo", "eval",
+    "exec", "exit", "export", "false", "fc", "fg", "getopts", "hash", "jobs", "kill", "local",
+    "printf", "pwd", "read", "readonly", "return", "set", "shift", "test", "time", "times", "trap",
+    "true", "type", "ulimit", "umask", "unalias", "unset", "wait",
+})
+# fmt: on
 
 
 def spawn(cmd: str, cwd: Path, env: dict[str, str]) -> Child:
@@ -71,7 +81,7 @@ def shell_line(cmd: str, env: Mapping[str, str]) -> str:
 
     The shell then becomes the program instead of forking it: the service starts a fork sooner,
     its pid is the program's, and there is no idle shell per service. Assignments (`A=1 cmd`),
-    builtins and anything the PATH does not hold keep their meaning by running as written.
+    shell builtins and anything the PATH does not hold run as written.
     """
     if NOT_ONE_PROGRAM.search(cmd):
         return cmd
@@ -79,7 +89,7 @@ def shell_line(cmd: str, env: Mapping[str, str]) -> str:
         words = shlex.split(cmd)
     except ValueError:
         return cmd  # unbalanced quotes: the shell's own error says it best
-    if not words or "=" in words[0]:
+    if not words or "=" in words[0] or words[0] in SHELL_WORDS:
         return cmd
     program = words[0]
     if "/" not in program and shutil.which(program, path=env.get("PATH", os.defpath)) is None:

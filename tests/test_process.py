@@ -31,6 +31,8 @@ ENV = {"PATH": os.environ.get("PATH", os.defpath)}
         ("(sleep 5)", "(sleep 5)"),
         ("exec sleep 5", "exec sleep 5"),
         ("export A=1", "export A=1"),  # a builtin: no such program on the PATH
+        ('echo "a\\tb"', 'echo "a\\tb"'),  # a builtin that is also /bin/echo, which differs
+        ("kill -0 1", "kill -0 1"),
         ("no-such-program-here x", "no-such-program-here x"),
         ('sleep "5', 'sleep "5'),  # unbalanced quote: the shell reports it as written
     ],
@@ -60,8 +62,10 @@ def test_the_group_leader_is_the_program_when_it_is_execd(
     assert not process.group_members(child.group)
 
 
-def test_a_missing_program_still_exits_127_as_the_shell_says(tmp_path: Path) -> None:
-    child = process.spawn("no-such-program-here x", tmp_path, dict(os.environ))
+@pytest.mark.parametrize("cmd", ["no-such-program-here x", "./bin/no-such-program x"])
+def test_a_missing_program_still_exits_127_as_the_shell_says(cmd: str, tmp_path: Path) -> None:
+    """The second is exec'd (it names a path), the first is not (nothing on the PATH)."""
+    child = process.spawn(cmd, tmp_path, dict(os.environ))
     assert child.popen.stdout is not None
     output = child.popen.stdout.read()
     child.popen.stdout.close()
