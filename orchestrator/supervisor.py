@@ -29,6 +29,7 @@ from orchestrator.events import (
     SignalReceived,
 )
 from orchestrator.lines import LineSplitter
+from orchestrator.listening import is_listening
 from orchestrator.manifest import Manifest, ServiceSpec
 from orchestrator.policy import decide, first_backoff_s, format_delay
 from orchestrator.ports import is_port_free
@@ -306,7 +307,7 @@ class Supervisor:
         if svc.generation != generation or svc.state is not State.STARTING:
             return
         assert svc.port is not None
-        if not is_port_free(svc.port):
+        if is_listening(svc.port):
             self._became_ready(svc)
         else:
             starting_s = self._clock() - svc.started_at
