@@ -1,0 +1,110 @@
+"""The supervisor's timing decisions on a fake clock (no process is started): the quiet time of a
+file change counts from when the watcher saw it, and a starting service's port is probed more
+often the younger it is."""
+
+from __future__ import annotations
+
+import queue
+import socket
+from pathlib import Path
+
+import pytest
+
+from orchestrator.events import FilesChanged
+from orchestrator.manifest import load_manifest
+from orchestrator.printer import Printer
+from orchestrator.states import State
+from orchestrator.supervisor import Supervisor
+
+DEBOUNCE_S = 0.05
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def supervisor(tmp_path: Path, clock: Clock, port: int) -> Supervisor:
+    (tmp_path / "devports.toml").write_text(
+        f'[devup]\ndebounce_ms = {DEBOUNCE_S * 1000:g}\n[services.api]\ncmd = "true"\n'
+        f"port = {port}\n"
+    )
+    manifest = load_manifest(tmp_path / "devports.toml")
+
+    def no_spawn(*_: object) -> None:
+        raise AssertionError("these tests start no process")
+
+    return Supervisor(
+        manifest,
+        ["api"],
+        {"api": port},
+        {"api": {}},
+        Printer(["api"], lambda _b: None, color=False),
+        events=queue.SimpleQueue(),
+        clock=clock,
+        spawn=no_spawn,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("seen_ago_s", "due_in_s"),
+    [
+        (0.0, DEBOUNCE_S),  # read at once
+        (0.03, DEBOUNCE_S - 0.03),  # the supervisor was busy 30 ms: those count as quiet
+        (5.0, 0.0),  # never more than the debounce itself (another clock, a stalled loop)
+        (None, DEBOUNCE_S),  # no stamp: from now
+    ],
+)
+def test_the_quiet_time_counts_from_when_the_watcher_saw_the_change(
+    tmp_path: Path, port: int, seen_ago_s: float | None, due_in_s: float
+) -> None:
+    clock = Clock()
+    sup = supervisor(tmp_path, clock, port)
+    api = sup.services["api"]
+    api.state = State.STOPPED  # it exited: its next change starts it
+    seen_at = None if seen_ago_s is None else clock.now - seen_ago_s
+    sup._on_files_changed(FilesChanged("api", "app.py", seen_at))
+    assert api.state is State.RESTARTING
+    assert api.restart_due == pytest.approx(clock.now + due_in_s)
+    assert sup.timers.timeout(10.0) == pytest.approx(due_in_s)
+
+
+def test_a_change_folded_into_a_restart_pushes_it_from_when_it_was_seen(
+    tmp_path: Path, port: int
+) -> None:
+    clock = Clock()
+    sup = supervisor(tmp_path, clock, port)
+    api = sup.services["api"]
+    api.state = State.STOPPED
+    sup._on_files_changed(FilesChanged("api", "a.py", clock.now))
+    clock.now += 0.04
+    sup._on_files_changed(FilesChanged("api", "b.py", clock.now - 0.01))  # read 10 ms late
+    assert api.restart_due == pytest.approx(clock.now - 0.01 + DEBOUNCE_S)
+    assert api.burst_events == 2
+
+
+@pytest.mark.parametrize(
+    ("starting_for_s", "next_probe_in_s"),
+    [(0.02, 0.01), (0.3, 0.03), (5.0, 0.05)],  # a tenth of its age, within 10-50 ms
+)
+def test_a_starting_service_is_probed_more_often_the_younger_it_is(
+    tmp_path: Path, port: int, starting_for_s: float, next_probe_in_s: float
+) -> None:
+    clock = Clock()
+    sup = supervisor(tmp_path, clock, port)
+    api = sup.services["api"]
+    api.state = State.STARTING
+    api.started_at = clock.now - starting_for_s
+    sup._poll_ready(api, api.generation)  # nothing listens on the port: probe again later
+    assert api.state is State.STARTING
+    assert sup.timers.timeout(10.0) == pytest.approx(next_probe_in_s)
