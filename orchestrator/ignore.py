@@ -1,7 +1,8 @@
 """Which paths a service's watcher ignores: the SPEC's defaults, the repository's .gitignore files
 (git's rules, nested files included) and the service's own `ignore`, matched by pathspec.
 
-Matching is pure; `read_gitignores` is the one function here that reads the disk.
+The .gitignore files are read lazily, from the watcher's threads (GitIgnores); the rest is pure
+matching.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 MEMO_MAX = 100_000
+GITIGNORE = ".gitignore"
 DEFAULT_IGNORES = (
     ".git",
     "node_modules",
@@ -40,23 +42,20 @@ def spec(patterns: Iterable[str]) -> GitIgnoreSpec:
 
 class GitIgnores:
     """The .gitignore files of a work tree, each read the first time a path below its folder is
-    asked about: reading them all up front meant a second walk of the whole tree at start-up.
-
-    `nested=False` (outside git): only the root folder's own file, read at once.
+    asked about (reading them all up front meant a second walk of the whole tree at start-up),
+    and read again after `forget()`. Outside git (`in_git=False`) only the root's own file counts.
     """
 
-    def __init__(
-        self,
-        root: str | None = None,
-        root_spec: GitIgnoreSpec | None = None,
-        nested: bool = True,
-    ) -> None:
+    def __init__(self, root: str | None = None, in_git: bool = True) -> None:
         self.root = root  # the git work tree (or the manifest folder outside git)
-        self.by_folder: dict[str, GitIgnoreSpec] = {}  # the files read so far, by folder
-        self._nested = nested
+        self.by_folder: dict[str, GitIgnoreSpec] = {}  # the files read since the last forget()
+        self._in_git = in_git
         self._chains: dict[str, tuple[tuple[str, GitIgnoreSpec], ...]] = {}
-        if root is not None and root_spec is not None:
-            self.by_folder[root] = root_spec
+
+    def forget(self) -> None:
+        """A .gitignore changed: read them again as they are next asked about."""
+        self._chains.clear()
+        self.by_folder.clear()
 
     def chain(self, folder: str) -> tuple[tuple[str, GitIgnoreSpec], ...]:
         """The layers bearing on the paths directly in `folder` (inside root), outermost first."""
@@ -72,11 +71,15 @@ class GitIgnores:
         return found
 
     def _read(self, folder: str) -> GitIgnoreSpec | None:
-        if folder == self.root:
-            return self.by_folder.get(folder)  # read at once, with git's info/exclude
-        if not self._nested:
+        if folder != self.root and not self._in_git:
             return None
         found = _read_one(folder)
+        if folder == self.root and self._in_git:
+            exclude = _read_one(os.path.join(folder, ".git", "info"), "exclude")
+            if exclude is not None:
+                # info/exclude ranks below the work tree's .gitignore in git; merging keeps it
+                # simple.
+                found = exclude + found if found is not None else exclude
         if found is not None:
             self.by_folder[folder] = found
         return found
@@ -99,6 +102,12 @@ class Ignorer:
         self._folders: dict[str, bool] = {}
         self._files: dict[str, bool] = {}
         self._quick: dict[int, re.Pattern[str]] = {}
+
+    def forget(self) -> None:
+        """A .gitignore changed: drop every verdict and the files read."""
+        self._folders.clear()
+        self._files.clear()
+        self._git.forget()
 
     def ignored(self, path: str, is_dir: bool = False) -> bool:
         if is_dir:
@@ -179,21 +188,15 @@ def find_git_root(start: Path) -> Path | None:
 
 
 def read_gitignores(manifest_dir: Path) -> GitIgnores:
-    """The .gitignore files of the repository holding the manifest (git's info/exclude with the
-    work tree's own); outside git, only the manifest folder's .gitignore."""
+    """The .gitignore files of the repository holding the manifest (with git's info/exclude);
+    outside git, only the manifest folder's .gitignore."""
     git_root = find_git_root(manifest_dir)
     if git_root is None:
-        return GitIgnores(str(manifest_dir), _read_one(str(manifest_dir)), nested=False)
-    root = str(git_root)
-    top = _read_one(root)
-    exclude = _read_one(os.path.join(root, ".git", "info"), "exclude")
-    if exclude is not None:
-        # info/exclude ranks below the work tree's .gitignore in git; merging keeps it simple.
-        top = exclude + top if top is not None else exclude
-    return GitIgnores(root, top)
+        return GitIgnores(str(manifest_dir), in_git=False)
+    return GitIgnores(str(git_root))
 
 
-def _read_one(folder: str, name: str = ".gitignore") -> GitIgnoreSpec | None:
+def _read_one(folder: str, name: str = GITIGNORE) -> GitIgnoreSpec | None:
     try:
         with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
             return spec(f.read().splitlines())

@@ -35,7 +35,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
 from orchestrator.events import Event, FilesChanged
-from orchestrator.ignore import Ignorer, read_gitignores
+from orchestrator.ignore import GITIGNORE, Ignorer, read_gitignores
 from orchestrator.manifest import Manifest
 
 # Everything that changes a file's content, name or mode; never opened / closed-without-write.
@@ -198,6 +198,9 @@ class _Poster(FileSystemEventHandler):
         paths = [os.fsdecode(event.src_path)]
         if event.dest_path:
             paths.append(os.fsdecode(event.dest_path))
+        if any(os.path.basename(path) == GITIGNORE for path in paths):
+            for service in self.services:
+                service.ignorer.forget()  # as git would, from now on by the file as it is now
         for service in self.services:
             for path in paths:
                 if service.wants(path, event.is_directory):

@@ -381,3 +381,37 @@ def test_the_observer_used_off_linux_sees_changes_and_drops_ignored_ones(
         assert isinstance(seen, FilesChanged) and seen.path == "app.py", seen
     finally:
         watcher.stop()
+
+
+def test_a_gitignore_written_during_the_run_counts_from_then_on(tmp_path: Path) -> None:
+    """A generator writes gen/.gitignore, then its output: the output is ignored, whatever was
+    asked of that folder before (its .gitignore files are read lazily and kept)."""
+    from orchestrator.ignore import Ignorer, read_gitignores
+    from orchestrator.watcher import WatchedService, Watcher
+
+    (tmp_path / ".git").mkdir()
+    gen = tmp_path / "api" / "gen"
+    gen.mkdir(parents=True)
+    api = str(tmp_path / "api")
+    ignorer = Ignorer(api, (), read_gitignores(tmp_path))
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    watcher = Watcher([WatchedService("api", api, (api,), (), ignorer)], events.put, print)
+    watcher.start()
+
+    def next_path() -> str:
+        seen = events.get(timeout=10)
+        assert isinstance(seen, FilesChanged)
+        return seen.path
+
+    try:
+        (gen / "x.py").write_text("1")  # the folder is asked about before it has a .gitignore
+        assert next_path() == "gen/x.py"
+        (gen / ".gitignore").write_text("*.js\n")
+        while (path := next_path()) != "gen/.gitignore":
+            assert path == "gen/x.py", path  # x.py's close may come as a second event
+        (gen / "bundle.js").write_text("1")
+        (gen / "y.py").write_text("1")
+        while (path := next_path()) != "gen/y.py":
+            assert path != "gen/bundle.js"
+    finally:
+        watcher.stop()
