@@ -22,6 +22,8 @@ import pytest
 from conftest import REPO, DevupProcess, Project, py
 
 from orchestrator.events import Event, FilesChanged
+from orchestrator.ignore import GitIgnores, Ignorer, read_gitignores
+from orchestrator.watcher import WatchedService, Watcher
 
 SERVER = REPO / "tests" / "fixtures" / "server.py"
 APP = f"""\
@@ -42,6 +44,13 @@ cwd = "probe"
 cmd = '''{SLEEPER}'''
 port = false
 """
+
+
+def watching_all(folder: Path) -> WatchedService:
+    """A service named after `folder`, watching all of it, with no ignore beyond the defaults."""
+    return WatchedService(
+        folder.name, str(folder), (str(folder),), (), Ignorer("/", (), GitIgnores())
+    )
 
 
 def pid_at(port: int) -> int:
@@ -243,9 +252,6 @@ def test_when_inotify_watches_run_out_it_says_so_once_and_polls(
 
     from watchdog.observers import inotify_c
 
-    from orchestrator.ignore import GitIgnores, Ignorer
-    from orchestrator.watcher import WatchedService, Watcher
-
     real_add_watch = inotify_c.inotify_add_watch
     calls = []
 
@@ -260,12 +266,7 @@ def test_when_inotify_watches_run_out_it_says_so_once_and_polls(
     for name in ("a", "b"):
         for i in range(5):
             (tmp_path / name / f"sub{i}").mkdir(parents=True)
-    services = [
-        WatchedService(
-            n, str(tmp_path / n), (str(tmp_path / n),), (), Ignorer("/", (), GitIgnores())
-        )
-        for n in ("a", "b")
-    ]
+    services = [watching_all(tmp_path / n) for n in ("a", "b")]
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
     said: list[str] = []
     watcher = Watcher(services, events.put, said.append)
@@ -288,17 +289,12 @@ def test_when_no_inotify_instance_can_be_had_it_says_so_once_and_polls(
     """inotify_init fails with EMFILE once the user's max_user_instances are taken."""
     from watchdog.observers import inotify_c
 
-    from orchestrator.ignore import GitIgnores, Ignorer
-    from orchestrator.watcher import WatchedService, Watcher
-
     def no_instances() -> int:
         raise OSError(errno.EMFILE, "Too many open files")
 
     monkeypatch.setattr(inotify_c.InotifyFD, "__init__", lambda self: no_instances())
     (tmp_path / "a" / "sub").mkdir(parents=True)
-    service = WatchedService(
-        "a", str(tmp_path / "a"), (str(tmp_path / "a"),), (), Ignorer("/", (), GitIgnores())
-    )
+    service = watching_all(tmp_path / "a")
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
     said: list[str] = []
     watcher = Watcher([service], events.put, said.append)
@@ -313,13 +309,9 @@ def test_when_no_inotify_instance_can_be_had_it_says_so_once_and_polls(
 
 def test_a_change_carries_when_the_watcher_saw_it(tmp_path: Path) -> None:
     """The supervisor counts the quiet time from this moment, not from when it reads the event."""
-    from orchestrator.ignore import GitIgnores, Ignorer
-    from orchestrator.watcher import WatchedService, Watcher
 
     (tmp_path / "a").mkdir()
-    service = WatchedService(
-        "a", str(tmp_path / "a"), (str(tmp_path / "a"),), (), Ignorer("/", (), GitIgnores())
-    )
+    service = watching_all(tmp_path / "a")
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
     watcher = Watcher([service], events.put, lambda _: None)
     watcher.start()
@@ -360,14 +352,10 @@ def test_the_observer_used_off_linux_sees_changes_and_drops_ignored_ones(
     """Off Linux the watcher schedules watchdog's own observer on the whole tree and filters each
     event (here that observer is inotify, but the path through devup is the macOS one)."""
     from orchestrator import watcher as watcher_module
-    from orchestrator.ignore import GitIgnores, Ignorer
-    from orchestrator.watcher import WatchedService, Watcher
 
     monkeypatch.setattr(watcher_module, "_NATIVE", "FSEvents")
     (tmp_path / "a" / "node_modules").mkdir(parents=True)
-    service = WatchedService(
-        "a", str(tmp_path / "a"), (str(tmp_path / "a"),), (), Ignorer("/", (), GitIgnores())
-    )
+    service = watching_all(tmp_path / "a")
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
     watcher = Watcher([service], events.put, lambda _: None)
     watcher.start()
@@ -386,8 +374,6 @@ def test_the_observer_used_off_linux_sees_changes_and_drops_ignored_ones(
 def test_a_gitignore_written_during_the_run_counts_from_then_on(tmp_path: Path) -> None:
     """A generator writes gen/.gitignore, then its output: the output is ignored, whatever was
     asked of that folder before (its .gitignore files are read lazily and kept)."""
-    from orchestrator.ignore import Ignorer, read_gitignores
-    from orchestrator.watcher import WatchedService, Watcher
 
     (tmp_path / ".git").mkdir()
     gen = tmp_path / "api" / "gen"
