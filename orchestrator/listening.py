@@ -24,6 +24,7 @@ NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, seq, pid
 DIAG_REQUEST = struct.Struct("=BBBBI48x")  # family, protocol, ext, pad, states, an empty sockid
 SPORT_OFFSET = NLMSG_HEADER.size + 4  # inet_diag_msg: family, state, timer, retrans, then sport
 ANSWER_TIMEOUT_S = 1.0
+_NO_FAMILY = frozenset({errno.ENOENT, errno.EAFNOSUPPORT, errno.EINVAL})  # no IPv6 here
 
 
 def is_listening(port: int) -> bool:
@@ -73,6 +74,3 @@ def _dump_listeners(sock: socket.socket, family: int, port: int) -> bool | None:
             if struct.unpack_from("!H", data, offset + SPORT_OFFSET)[0] == port:
                 return True
             offset += (length + 3) & ~3
-
-
-_NO_FAMILY = frozenset({errno.ENOENT, errno.EAFNOSUPPORT, errno.EINVAL})

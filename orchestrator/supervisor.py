@@ -695,8 +695,8 @@ class Supervisor:
             return
         if svc.state is State.WAITING:
             return
-        up_for_s = self._clock() - svc.started_at if svc.state.is_up else None
-        told = self.self_triggers.check(svc.name, event.path, self._clock(), up_for_s)
+        up_for_s = now - svc.started_at if svc.state.is_up else None
+        told = self.self_triggers.check(svc.name, event.path, now, up_for_s)
         if told is not None:  # it keeps restarting itself: watching it is suspended
             if told:
                 self.say(told)
