@@ -126,8 +126,20 @@ def group_members(group: GroupId) -> list[psutil.Process]:
     return members
 
 
-def signal_group(group: GroupId, sig: int) -> bool:
-    """Send `sig` to the group if it is still the group devup started; False if it is gone."""
+def signal_group(group: GroupId, sig: int, *, leader_unreaped: bool = False) -> bool:
+    """Send `sig` to the group if it is still the group devup started; False if it is gone.
+
+    With `leader_unreaped` (its leader is our child, not yet waited for) no other group can have
+    its id, so the signal goes out without listing every process of the machine first.
+    """
+    if leader_unreaped:
+        try:
+            os.killpg(group.pgid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # a member we may not signal: signal the others one by one, below
     members = group_members(group)
     if not members:
         return False

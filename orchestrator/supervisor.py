@@ -52,7 +52,7 @@ PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
 # A restart that has folded in this many file events is a burst (a checkout, a build, a formatter
 # run): it waits for BURST_QUIET_S of quiet, not debounce_ms, since a loaded machine can pause a
-# burst longer than 50 ms midway. A single save still restarts after debounce_ms.
+# burst for longer than debounce_ms midway. A single save still restarts after debounce_ms.
 BURST_EVENTS = 20
 BURST_QUIET_S = 0.3
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
@@ -548,15 +548,17 @@ class Supervisor:
                 self._set_state(svc, State.STOPPED)
             self._answer_waiters(svc)
             return
-        self._set_state(svc, State.STOPPING)
+        # The signal first: a restart waits on the old group's exit, not on devup's bookkeeping.
         self._signal_group(svc, svc.spec.stop_signal)
+        self._set_state(svc, State.STOPPING)
         svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
         generation = svc.generation
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_stopped(svc, generation))
 
     def _signal_group(self, svc: ServiceRun, sig: int) -> None:
         if svc.group is not None:
-            process.signal_group(svc.group, sig)
+            unreaped = svc.child is not None and svc.exit_status is None
+            process.signal_group(svc.group, sig, leader_unreaped=unreaped)
 
     def _poll_stopped(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STOPPING:

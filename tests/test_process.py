@@ -71,3 +71,28 @@ def test_a_missing_program_still_exits_127_as_the_shell_says(cmd: str, tmp_path:
     child.popen.stdout.close()
     assert child.popen.wait(10) == 127
     assert b"not found" in output
+
+
+def test_a_group_whose_leader_is_unreaped_is_signalled_without_listing_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop of a restart goes out at once: while the leader is devup's unreaped child, its
+    group id cannot belong to anyone else, so the machine's processes are not listed first."""
+    child = process.spawn("sleep 30; true", tmp_path, dict(os.environ))
+    proc = psutil.Process(child.pid)
+    wait_for(lambda: [p.name() for p in proc.children()] == ["sleep"], 10, what="sleep")
+    members = process.group_members(child.group)
+
+    def no_listing() -> list[int]:
+        raise AssertionError("listed every process to signal a group it knows is its own")
+
+    with monkeypatch.context() as m:
+        m.setattr(psutil, "pids", no_listing)
+        assert process.signal_group(child.group, signal.SIGKILL, leader_unreaped=True)
+    assert child.popen.wait(10) == -signal.SIGKILL
+    assert child.popen.stdout is not None
+    child.popen.stdout.close()
+    psutil.wait_procs(members, timeout=10)
+    assert not process.group_members(child.group)  # the sleep below the shell got it too
+    # Reaped, the leader's id may be reused: only the listing can say the group is still ours.
+    assert not process.signal_group(child.group, signal.SIGKILL)
