@@ -54,7 +54,10 @@ class Settings:
     port_range: tuple[int, int] = (3000, 3999)
     host: str = "127.0.0.1"
     stop_timeout_s: float = 5.0
-    debounce_ms: int = 50
+    # 20, not the SPEC's first 50: nodemon does not wait at all, and at 50 every restart trailed it
+    # by ~20 ms (bench/restart). webpack 5 aggregates changes for the same 20 ms. Bursts are safe
+    # either way: one that reaches BURST_EVENTS waits for 300 ms of quiet (supervisor.py).
+    debounce_ms: int = 20
     env_file: Path | None = None  # absolute; a missing file is not an error
     expose: bool = False
 
