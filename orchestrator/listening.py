@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 
 from orchestrator.ports import is_port_free
@@ -51,15 +51,16 @@ def is_listening(port: int) -> bool:
     return listed if listed is not None else not is_port_free(port)
 
 
-def listen_sockets() -> list[ListenSocket] | None:
-    """Every listening TCP socket (IPv4, then IPv6) of this network namespace; None if netlink
-    cannot be asked (not Linux, or refused)."""
+def listen_sockets(inodes: Container[int] | None = None) -> list[ListenSocket] | None:
+    """The listening TCP sockets (IPv4, then IPv6) of this network namespace, only those with
+    one of `inodes` if given; None if netlink cannot be asked (not Linux, or refused)."""
     try:
         with _diag_socket() as sock:
             return [
                 ListenSocket(family, socket.inet_ntop(family, src[:width]), port, inode)
                 for family, width in ((socket.AF_INET, 4), (socket.AF_INET6, 16))
                 for port, src, inode in _dump_listeners(sock, family)
+                if inodes is None or inode in inodes
             ]
     except (_NotAnswered, OSError):
         return None
