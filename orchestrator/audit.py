@@ -1,10 +1,15 @@
 """The listen audit: what a service's process group really listens on once it is up (public
 addresses without `expose`, a port other than its PORT), and who holds a port a service could
-not bind. Runs on the supervisor's thread; a group's sockets cost well under a millisecond.
+not bind. Runs on the supervisor's thread. On Linux a group's sockets are the members' socket
+fds (/proc/PID/fd) that the kernel lists as listening (netlink, listening.py): ~0.5 ms a check on
+an idle machine, most of it finding the members; ~2 ms with 1,000 listening sockets on the
+machine. Where netlink is refused, and on macOS, psutil's net_connections answers; on Linux
+that reads /proc/net/tcp and tcp6, which walks every socket bucket: ~12 ms a check.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,6 +18,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from orchestrator.holders import describe_all, find_holders, format_address
+from orchestrator.listening import listen_sockets
 from orchestrator.manifest import Manifest, ServiceSpec
 from orchestrator.process import GroupId, group_members
 from orchestrator.states import State
@@ -61,8 +67,54 @@ class Findings:
 
 def group_listeners(group: GroupId) -> list[Listener]:
     """The LISTEN sockets of the processes in `group` (started no earlier than its leader)."""
+    members = group_members(group)
+    if not members:
+        return []
+    found = _listeners_by_kernel(members)
+    return found if found is not None else _listeners_by_psutil(members)
+
+
+def _listeners_by_kernel(members: Iterable[psutil.Process]) -> list[Listener] | None:
+    """The members' sockets that the kernel lists as listening (netlink), matched by inode;
+    None where netlink cannot be asked."""
+    held: list[tuple[int, list[int]]] = []
+    for proc in members:
+        try:
+            held.append((proc.pid, _socket_inodes(proc.pid)))
+        except OSError:
+            continue  # gone, not ours to look at, or no /proc (macOS: netlink answers None)
+    sockets = listen_sockets({inode for _pid, inodes in held for inode in inodes})
+    if sockets is None:
+        return None
+    by_inode = {sock.inode: sock for sock in sockets}
     found: list[Listener] = []
-    for proc in group_members(group):
+    for pid, inodes in held:
+        for inode in inodes:
+            sock = by_inode.get(inode)
+            if sock is not None:
+                listener = Listener(pid, sock.ip, sock.port)
+                if listener not in found:
+                    found.append(listener)
+    return found
+
+
+def _socket_inodes(pid: int) -> list[int]:
+    """The inodes of the sockets `pid` holds (/proc/PID/fd/N -> "socket:[INODE]")."""
+    inodes: list[int] = []
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        try:
+            target = os.readlink(f"{fds}/{fd}")
+        except FileNotFoundError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.append(int(target[8:-1]))
+    return inodes
+
+
+def _listeners_by_psutil(members: Iterable[psutil.Process]) -> list[Listener]:
+    found: list[Listener] = []
+    for proc in members:
         try:
             conns = proc.net_connections(kind="tcp")
         except (OSError, psutil.Error):

@@ -1,20 +1,26 @@
 """The listen audit with real servers: a public address without expose is warned about, a
 loopback one is not, a late public socket is caught by the re-check, a server that ignores PORT
-is reported with the port it took, and a failed bind names the port's holder."""
+is reported with the port it took, a failed bind names the port's holder, and a group's sockets
+found through the kernel (netlink) are the ones psutil finds."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from conftest import REPO, DevupProcess, Project, py, wait_for
 
+from orchestrator import audit, process
 from orchestrator.audit import Listener, assess, framework_hint
+from orchestrator.listening import listen_sockets
 from orchestrator.manifest import Manifest, ServiceSpec, Settings
 from orchestrator.ports import is_port_free
 
@@ -180,3 +186,89 @@ def test_framework_hints_come_from_the_command_line() -> None:
     )
     assert framework_hint("node_modules/.bin/vite --host") is not None
     assert framework_hint("node server.js") is None
+
+
+# Listens on each address given, holds sockets that must not count (bound only, a connected
+# client, a dup of a listener), then forks: both processes hold every socket. (Its shell, the
+# group's leader, holds none.)
+LISTENERS = py("""
+    import json, os, socket, sys, time
+    socks = []
+    for host in sys.argv[1:]:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.bind((host, 0))
+        sock.listen()
+        socks.append(sock)
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", 0))
+    client = socket.create_connection(socks[0].getsockname()[:2])
+    os.dup(socks[0].fileno())
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    ports = [sock.getsockname()[1] for sock in socks]
+    print(json.dumps({"pids": [os.getpid(), child], "ports": ports}), flush=True)
+    time.sleep(60)
+""")
+
+
+def ordered(listeners: list[Listener]) -> list[Listener]:
+    return sorted(listeners, key=lambda lst: (lst.pid, lst.ip, lst.port))
+
+
+def ipv6_here() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="netlink: Linux")
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        ["127.0.0.1", "0.0.0.0"],
+        pytest.param(
+            ["::", "::1", "::ffff:127.0.0.1"],
+            marks=pytest.mark.skipif(not ipv6_here(), reason="no IPv6 here"),
+        ),
+    ],
+    ids=["ipv4", "ipv6"],
+)
+def test_the_kernels_sockets_of_a_group_are_those_psutil_finds(
+    hosts: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as outside:  # this process is not in the group: its socket is not
+        outside.bind(("127.0.0.1", 0))
+        outside.listen()
+        cmd = f"{LISTENERS} {' '.join(shlex.quote(h) for h in hosts)}"
+        child = process.spawn(cmd, tmp_path, dict(os.environ))
+        try:
+            assert child.popen.stdout is not None
+            started = json.loads(child.popen.stdout.readline())
+            expected = ordered(
+                [
+                    Listener(pid, host, port)
+                    for pid in started["pids"]
+                    for host, port in zip(hosts, started["ports"], strict=True)
+                ]
+            )
+            members = process.group_members(child.group)
+            every = listen_sockets()
+            assert every is not None, "netlink sock_diag refused here"
+            assert outside.getsockname()[1] in [sock.port for sock in every]
+
+            by_kernel = audit._listeners_by_kernel(members)
+            assert by_kernel is not None and ordered(by_kernel) == expected
+            assert ordered(audit._listeners_by_psutil(members)) == expected
+            assert audit.group_listeners(child.group) == by_kernel
+            monkeypatch.setattr(audit, "listen_sockets", lambda inodes: None)  # netlink refused
+            assert ordered(audit.group_listeners(child.group)) == expected
+        finally:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.popen.wait(10)
+            if child.popen.stdout is not None:
+                child.popen.stdout.close()

@@ -1,7 +1,9 @@
-"""Readiness probes ask the kernel which sockets listen, without binding the port themselves."""
+"""Readiness probes ask the kernel which sockets listen, without binding the port themselves;
+the kernel's list carries each listening socket's address and inode."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -49,3 +51,25 @@ def test_on_linux_the_kernel_is_asked() -> None:
     with free_port() as sock:
         sock.listen()
         assert listening._listening_by_netlink(sock.getsockname()[1]) is True
+
+
+@linux_only
+@pytest.mark.parametrize(
+    ("family", "host"),
+    [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::"), (socket.AF_INET6, "::1")],
+    ids=["127.0.0.1", "::", "::1"],
+)
+def test_the_kernel_lists_each_listening_socket_with_its_address_and_inode(
+    family: int, host: str
+) -> None:
+    try:
+        sock = free_port(family, host)
+    except OSError:
+        pytest.skip(f"no {host} here")
+    with sock, free_port() as bound:  # bound only: not listed
+        sock.listen()
+        port = sock.getsockname()[1]
+        listed = listening.listen_sockets()
+        assert listed is not None
+        mine = [s for s in listed if s.port in (port, bound.getsockname()[1])]
+        assert mine == [listening.ListenSocket(family, host, port, os.fstat(sock.fileno()).st_ino)]
