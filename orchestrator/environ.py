@@ -15,6 +15,7 @@ from pathlib import Path
 from orchestrator.errors import DevupError
 from orchestrator.manifest import Manifest, env_key
 
+MAX_ENV_FILE_BYTES = 1024 * 1024
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -31,7 +32,11 @@ def read_env_file(path: Path) -> dict[str, str]:
     from honcho.environ import parse
 
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_ENV_FILE_BYTES + 1)
+        if len(raw) > MAX_ENV_FILE_BYTES:  # env_file = "/dev/zero" would read until out of memory
+            raise DevupError(f"env file {path} is larger than {MAX_ENV_FILE_BYTES // 2**20} MiB")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         return {}
     except OSError as exc:
