@@ -550,7 +550,11 @@ class _Validator:
     def procfile(self, t: _Table, procfile: Path) -> dict[str, str]:
         shown = _show(t.data["procfile"])
         try:
-            text = procfile.read_text(encoding="utf-8")
+            with procfile.open("rb") as f:
+                raw = f.read(MAX_MANIFEST_BYTES + 1)  # procfile = "/dev/zero" never ends
+            if len(raw) > MAX_MANIFEST_BYTES:
+                t.fail("procfile", f"procfile {shown} is larger than 1 MiB")
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             t.fail("procfile", f"procfile {shown} not found ({procfile})")
         except (OSError, UnicodeDecodeError) as e:
