@@ -84,7 +84,7 @@ def _logs(args: list[str]) -> bool:
     for arg in rest:
         if arg in ("-n", "--lines") and count is None:
             value = next(rest, "")
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 18:  # int() refuses 4,300 digits; click says why
                 return False
             count = int(value)
         elif arg.startswith("-"):
