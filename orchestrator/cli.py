@@ -303,6 +303,7 @@ def init_command(
     ctx = _ctx(manifest_file, no_color, no_watch)
     path = (ctx.manifest_file or Path(MANIFEST_NAME)).absolute()
     root = path.parent
+    init.check_port_pool(ports)
     found = init.scan(root)
     if not found:
         raise UsageError(

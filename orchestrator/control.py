@@ -63,9 +63,16 @@ class ControlServer:
         self._stopped = False  # set by stop(), under _lock
 
     def start(self) -> None:
-        ensure_private_dir(self.path.parent.parent)
-        ensure_private_dir(self.path.parent)
-        _remove_stale_socket(self.path)
+        try:
+            ensure_private_dir(self.path.parent.parent)
+            ensure_private_dir(self.path.parent)
+            _remove_stale_socket(self.path)
+        except OSError as exc:  # XDG_RUNTIME_DIR or DEVUP_HOME is a file, read-only, ...
+            raise DevupError(
+                f"cannot create the control socket's folder {self.path.parent}: "
+                f"{exc.strerror or exc}",
+                hint="set XDG_RUNTIME_DIR (or DEVUP_HOME) to a folder you can write",
+            ) from None
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(self.path))

@@ -11,6 +11,14 @@ import sys
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C while the CLI loads, before it handles one itself
+        sys.exit(130)
+
+
+def _main() -> None:
+    _reopen_closed_std_fds()
     args = sys.argv[1:]
     if args == ["--version"]:  # what editors and scripts run to find devup: click's own wording
         from orchestrator import __version__
@@ -33,6 +41,24 @@ def main() -> None:
     from orchestrator.cli import main as cli_main
 
     cli_main()
+
+
+def _reopen_closed_std_fds() -> None:
+    """`devup >&-`: a closed stdin, stdout or stderr becomes /dev/null. Left closed, Python has no
+    sys.stdout, and the next file devup opens (its run lock, a log) would take the number 1 and
+    be written to as the terminal, or be handed to every service as its output."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (kept open)
 
 
 def _status(as_json: bool) -> int:
@@ -58,7 +84,7 @@ def _logs(args: list[str]) -> bool:
     for arg in rest:
         if arg in ("-n", "--lines") and count is None:
             value = next(rest, "")
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 18:  # int() refuses 4,300 digits; click says why
                 return False
             count = int(value)
         elif arg.startswith("-"):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import DevupError
 from orchestrator.manifest import Manifest, env_key
 
+MAX_ENV_FILE_BYTES = 1024 * 1024
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -31,12 +32,35 @@ def read_env_file(path: Path) -> dict[str, str]:
     from honcho.environ import parse
 
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_ENV_FILE_BYTES + 1)
+        if len(raw) > MAX_ENV_FILE_BYTES:  # env_file = "/dev/zero" would read until out of memory
+            raise DevupError(f"env file {path} is larger than {MAX_ENV_FILE_BYTES // 2**20} MiB")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DevupError(f"cannot read env file {path}: {exc.__class__.__name__}") from None
-    return dict(parse(text))
+    except OSError as exc:
+        raise DevupError(f"cannot read env file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise DevupError(f"env file {path}:{line}: not valid UTF-8") from None
+    lines = text.splitlines()
+    if "\0" in text:  # no process environment can hold it
+        line = next(n for n, t in enumerate(lines, 1) if "\0" in t)
+        raise DevupError(f"env file {path}:{line}: a NUL character (\\0)")
+    try:
+        return dict(parse(text))
+    except ValueError as exc:  # honcho's shlex: an unclosed quote, a trailing backslash
+        line = next((n for n, t in enumerate(lines, 1) if not _parses(parse, t)), len(lines))
+        raise DevupError(f"env file {path}:{line}: {exc}") from None
+
+
+def _parses(parse: Callable[[str], object], line: str) -> bool:
+    try:
+        parse(line)
+    except ValueError:
+        return False
+    return True
 
 
 def service_url(host: str, port: int) -> str:

@@ -59,8 +59,12 @@ def export(
             f'unknown export format "{fmt}"', hint=f"formats: {', '.join(sorted(FORMATS))}"
         )
     services = collect(manifest, say)
-    out.mkdir(parents=True, exist_ok=True)
-    return writer(manifest, services, out, options)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return writer(manifest, services, out, options)
+    except OSError as exc:  # a read-only or missing place, a file where a folder goes, ...
+        where = exc.filename or out
+        raise DevupError(f"cannot write the export to {where}: {exc.strerror or exc}") from None
 
 
 def collect(manifest: Manifest, say: Callable[[str], None] = print) -> list[ServiceExport]:

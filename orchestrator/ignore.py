@@ -40,6 +40,16 @@ def spec(patterns: Iterable[str]) -> GitIgnoreSpec:
     return GitIgnoreSpec.from_lines(list(patterns))
 
 
+def invalid_pattern(patterns: Iterable[str]) -> str | None:
+    """The first pattern pathspec rejects (a trailing backslash, a lone "!"), or None."""
+    for pattern in patterns:
+        try:
+            spec([pattern])
+        except ValueError:  # pathspec's GitIgnorePatternError
+            return pattern
+    return None
+
+
 class GitIgnores:
     """The .gitignore files of a work tree, each read the first time a path below its folder is
     asked about (reading them all up front meant a second walk of the whole tree at start-up),
@@ -199,6 +209,10 @@ def read_gitignores(manifest_dir: Path) -> GitIgnores:
 def _read_one(folder: str, name: str = GITIGNORE) -> GitIgnoreSpec | None:
     try:
         with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
-            return spec(f.read().splitlines())
+            lines = f.read().splitlines()
     except OSError:
         return None
+    try:
+        return spec(lines)
+    except ValueError:  # git skips an invalid line (a trailing backslash); pathspec raises
+        return spec([line for line in lines if invalid_pattern([line]) is None])

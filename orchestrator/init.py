@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import DevupError
-from orchestrator.manifest import env_key
+from orchestrator.errors import DevupError, UsageError
+from orchestrator.manifest import MAX_PORT, MIN_PORT, env_key
 
 # Never a project of its own: dependencies, VCS data, build output, caches, devup's own state.
 SKIP_DIRS = frozenset(
@@ -177,6 +177,17 @@ def service_names(found: list[Found], root: Path) -> list[str]:
 
 def _clean(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")
+
+
+def check_port_pool(ports: str) -> None:
+    """`--ports` as `devup check` will read it, so init never writes a manifest that fails it."""
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", ports)
+    low, high = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not MIN_PORT <= low <= high <= MAX_PORT:
+        raise UsageError(
+            f'--ports must be a range low-high within {MIN_PORT}-{MAX_PORT}, got "{ports}"',
+            hint="for example --ports 3000-3999",
+        )
 
 
 def render(found: list[Found], root: Path, ports: str = "3000-3999") -> str:

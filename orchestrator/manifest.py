@@ -45,6 +45,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PORT_RANGE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
 _TOML_ERROR_AT = re.compile(r"(.*) \(at line (\d+), column (\d+)\)", re.DOTALL)
 _NO_SERVICES_HINT = 'add one, e.g. [services.web] with cmd = "npm run dev"'
+# A path, a command line or an environment value cannot hold a NUL byte (the OS reads C strings).
+_NUL_MESSAGE = "{} must not contain a NUL character (\\u0000)"
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ def load_manifest(path: Path) -> Manifest:
         data = tomllib.loads(source)
     except ValueError as e:  # TOMLDecodeError, or int()'s digit limit on a 5,000-digit number
         raise _syntax_error(path, source, str(e)) from None
+    except RecursionError:  # tomllib recurses once per level of `a = [[[[...` or `{b = {b = ...`
+        raise ManifestError(path, "invalid TOML: arrays or tables nested too deeply") from None
     manifest = _Validator(path, key_positions(source)).manifest(data)
     return dataclasses.replace(manifest, mtime_ns=mtime_ns)
 
@@ -288,6 +292,8 @@ class _Table:
         value = self.data.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             self.fail(key, f'"{key}" must be a non-empty string, got {_show(value)}')
+        if value is not None and "\0" in value:
+            self.fail(key, _NUL_MESSAGE.format(f'"{key}"'))
         return value
 
     def seconds(self, key: str, default: float) -> float:
@@ -303,6 +309,8 @@ class _Table:
             return None if value is None else [cast(str, self.string(key))]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             self.fail(key, f'"{key}" must be a list of strings, got {_show(value)}')
+        if any("\0" in v for v in value):
+            self.fail(key, _NUL_MESSAGE.format(f'"{key}"'))
         return value
 
     def path_in(self, key: str, base: Path) -> Path | None:
@@ -403,8 +411,8 @@ class _Validator:
         cwd = self.root
         if "cwd" in raw:
             cwd = cast(Path, t.path_in("cwd", self.root))
-            if not cwd.is_dir():
-                problem = "is not a folder" if cwd.exists() else "does not exist"
+            problem = _folder_problem(cwd)
+            if problem is not None:
                 t.fail("cwd", f"cwd {_show(raw['cwd'])} {problem} ({cwd})")
         cmd, procfile = t.string("cmd"), t.string("procfile")
         if cmd is not None and procfile is not None:
@@ -423,7 +431,7 @@ class _Validator:
             env=self.env(t),
             env_file=t.path_in("env_file", cwd),
             watch=watch,
-            ignore=tuple(t.strings("ignore") or ()),
+            ignore=self.ignore(t),
             restart=self.restart(t),
             depends_on=tuple(dict.fromkeys(t.strings("depends_on") or ())),
             ready_log=self.ready_log(t),
@@ -479,6 +487,8 @@ class _Validator:
                 where.fail(
                     key, f'env "{key}" must be a string, number or boolean, got {_show(item)}'
                 )
+            elif "\0" in item:
+                where.fail(key, _NUL_MESSAGE.format(f'env "{key}"'))
             env.append((key, item))
         return tuple(env)
 
@@ -490,6 +500,19 @@ class _Validator:
             return None
         paths = cast(list[str], t.strings("watch"))
         return tuple((cwd / p).resolve() for p in paths) or None  # watching nothing: disabled
+
+    def ignore(self, t: _Table) -> tuple[str, ...]:
+        patterns = t.strings("ignore") or []
+        if patterns:
+            from orchestrator.ignore import invalid_pattern  # pathspec: only when there are some
+
+            bad = invalid_pattern(patterns)
+            if bad is not None:
+                hint = 'a trailing "\\" or a lone "!" matches nothing; write "\\\\" for a backslash'
+                t.fail(
+                    "ignore", f"ignore pattern {_show(bad)} is not a valid gitignore pattern", hint
+                )
+        return tuple(patterns)
 
     def restart(self, t: _Table) -> RestartPolicy:
         value = t.data.get("restart", "on-failure")
@@ -507,7 +530,7 @@ class _Validator:
         if pattern is not None:
             try:
                 re.compile(pattern)
-            except re.error as e:
+            except (re.error, OverflowError, RecursionError) as e:  # a{99999999999}, ((((...
                 t.fail("ready_log", f'"ready_log" is not a valid regex: {e}')
         return pattern
 
@@ -527,7 +550,11 @@ class _Validator:
     def procfile(self, t: _Table, procfile: Path) -> dict[str, str]:
         shown = _show(t.data["procfile"])
         try:
-            text = procfile.read_text(encoding="utf-8")
+            with procfile.open("rb") as f:
+                raw = f.read(MAX_MANIFEST_BYTES + 1)  # procfile = "/dev/zero" never ends
+            if len(raw) > MAX_MANIFEST_BYTES:
+                t.fail("procfile", f"procfile {shown} is larger than 1 MiB")
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             t.fail("procfile", f"procfile {shown} not found ({procfile})")
         except (OSError, UnicodeDecodeError) as e:
@@ -596,6 +623,16 @@ class _Validator:
                 line = self.tables[self.owner[name]].line
                 raise ManifestError(self.path, message, line=line, hint="rename one of them")
             seen[key] = name
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be a service's folder, or None."""
+    try:
+        if path.is_dir():
+            return None
+        return "is not a folder" if path.exists() else "does not exist"
+    except OSError as e:  # a name over NAME_MAX, ...
+        return f"cannot be used: {e.strerror or e}"
 
 
 def _is_loopback(host: str) -> bool:

@@ -30,8 +30,14 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        ensure_private_dir(self._dir)
-        fd = os.open(self._dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            ensure_private_dir(self._dir)
+            fd = os.open(self._dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # .devup is a file, the folder is read-only, ...
+            raise DevupError(
+                f"cannot create {exc.filename or self._dir}: {exc.strerror or exc}",
+                hint="devup keeps its run state and logs in .devup/ in the project folder",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -36,7 +36,7 @@ class UpOptions:
 
 def use_color(no_color: bool, stream: IO[str] | None = None) -> bool:
     stream = stream or sys.stdout
-    return not no_color and "NO_COLOR" not in os.environ and stream.isatty()
+    return not no_color and "NO_COLOR" not in os.environ and stream is not None and stream.isatty()
 
 
 def open_log(folder: Path, name: str) -> IO[bytes]:

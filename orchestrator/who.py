@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 
 from orchestrator import runstate
-from orchestrator.errors import DevupError
+from orchestrator.errors import DevupError, UsageError
 from orchestrator.holders import Holder, find_holders
 from orchestrator.paths import project_key
 from orchestrator.registry import Registry
@@ -34,7 +34,7 @@ class Run:
 def who(port: int, project_root: Path | None) -> dict[str, Any]:
     """The listeners on `port`, one entry per process, with their owner (the --json shape)."""
     if not 1 <= port <= 65535:
-        raise DevupError(f"port must be 1-65535, got {port}")
+        raise UsageError(f"port must be 1-65535, got {port}")
     holders = find_holders(port)
     runs = _known_runs(project_root)
     here = project_key(project_root) if project_root is not None else None

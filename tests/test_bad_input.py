@@ -1,0 +1,205 @@
+"""Hostile input never gets a traceback: one `devup: error:` line (and a hint), the right exit
+code, and nothing lost. Each case here once ended in a Python traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import DEVUP, Project
+
+from orchestrator.ignore import Ignorer, read_gitignores
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of a failed run (a hint line may follow; nothing else may)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and lines[0].startswith("devup: error: "), result.stderr
+    assert all(line.startswith("hint: ") for line in lines[1:]), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("service", "key"),
+    [
+        ('cmd = "echo a\\u0000b"', '"cmd"'),
+        ('cmd = "true"\ncwd = "a\\u0000b"', '"cwd"'),
+        ('cmd = "true"\nwatch = ["src", "a\\u0000b"]', '"watch"'),
+        ('cmd = "true"\nenv = { A = "x\\u0000" }', 'env "A"'),
+    ],
+)
+def test_a_nul_character_is_a_manifest_error(project: Project, service: str, key: str) -> None:
+    # The OS takes C strings: at `devup up` these were "ValueError: embedded null byte".
+    project.write(f"[services.a]\n{service}\n")
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert error_line(result).endswith(
+        f'service "a": {key} must not contain a NUL character (\\u0000)'
+    )
+
+
+def test_a_regex_with_a_huge_repeat_is_a_manifest_error(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\nready_log = "a{99999999999}"\n')
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert error_line(result) == (
+        'devup: error: devports.toml:6: service "a": "ready_log" is not a valid regex: '
+        "the repetition number is too large"
+    )
+
+
+def test_a_cwd_name_too_long_for_the_os_is_a_manifest_error(project: Project) -> None:
+    project.write(f'[services.a]\ncmd = "true"\ncwd = "{"a" * 300}"\n')
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert "cannot be used: File name too long" in error_line(result)
+
+
+def test_toml_nested_too_deeply_is_a_manifest_error(project: Project) -> None:
+    (project.root / "devports.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert error_line(result) == (
+        "devup: error: devports.toml: invalid TOML: arrays or tables nested too deeply"
+    )
+
+
+def test_an_invalid_ignore_pattern_is_a_manifest_error(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\nignore = ["*.log", "tmp\\\\"]\n')
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert error_line(result) == (
+        'devup: error: devports.toml:6: service "a": ignore pattern "tmp\\\\" is not a valid '
+        "gitignore pattern"
+    )
+
+
+def test_an_invalid_gitignore_line_is_skipped_as_git_does(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("*.log\ntmp\\\n!\n")
+    ignorer = Ignorer(str(tmp_path), [], read_gitignores(tmp_path))
+    assert ignorer.ignored(str(tmp_path / "x.log"))
+    assert not ignorer.ignored(str(tmp_path / "x.py"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("A=1\nB='unclosed\n", ".env:2: No closing quotation"),
+        ("A=1\nB=x\0y\n", ".env:2: a NUL character (\\0)"),
+        ("A=1\nB=\xff\n", ".env:2: not valid UTF-8"),
+    ],
+)
+def test_a_broken_env_file_is_one_line_naming_its_line(
+    project: Project, text: str, message: str
+) -> None:
+    project.write('[services.a]\ncmd = "true"\nenv_file = ".env"\n')
+    (project.root / ".env").write_bytes(text.encode("latin-1"))
+    result = project.devup("env", "a")
+    assert result.returncode == 1
+    assert error_line(result).endswith(message)
+
+
+def test_a_file_named_dot_devup_is_an_error_not_a_traceback(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\nport = false\n')
+    (project.root / ".devup").write_text("not a folder")
+    result = project.devup("up", "--no-watch")
+    assert result.returncode == 1
+    assert (
+        error_line(result) == f"devup: error: cannot create {project.root / '.devup'}: File exists"
+    )
+
+
+def test_xdg_runtime_dir_naming_a_file_is_an_error(project: Project, tmp_path: Path) -> None:
+    project.write('[services.a]\ncmd = "true"\nport = false\n')
+    runtime = tmp_path / "runtime-file"
+    runtime.write_text("")
+    result = project.devup("up", "--no-watch", env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    assert result.returncode == 1
+    assert "cannot create the control socket's folder" in error_line(result)
+    assert result.stderr.endswith("Not a directory\nhint: set XDG_RUNTIME_DIR (or DEVUP_HOME) "
+                                  "to a folder you can write\n")  # fmt: skip
+
+
+def test_closed_stdout_runs_and_keeps_the_log(project: Project) -> None:
+    project.write('[services.a]\ncmd = "echo hello"\nport = false\nrestart = "no"\n')
+    closed = ["sh", "-c", 'exec "$@" >&-', "sh", *DEVUP]
+    up = subprocess.run([*closed, "up", "--no-watch"], cwd=project.root, capture_output=True,
+                        text=True, timeout=30)  # fmt: skip
+    assert (up.returncode, up.stderr) == (0, "")
+    assert "hello" in (project.root / ".devup" / "logs" / "a.log").read_text()
+    for logs in (["logs"], ["logs", "-n", "1", "a"]):
+        result = subprocess.run([*closed, *logs], cwd=project.root, capture_output=True,
+                                text=True, timeout=30)  # fmt: skip
+        assert (result.returncode, result.stderr) == (0, ""), logs
+
+
+def test_export_into_a_place_that_cannot_be_a_folder_is_an_error(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\n')
+    result = project.devup("export", "procfile", "-o", "devports.toml/out")
+    assert result.returncode == 1
+    assert error_line(result) == (
+        f"devup: error: cannot write the export to {Path('devports.toml/out')}: Not a directory"
+    )
+
+
+def test_init_refuses_a_port_pool_check_would_reject(project: Project) -> None:
+    (project.root / "Procfile").write_text("web: npm start\n")
+    result = project.devup("init", "--ports", "abc", "--no-gitignore")
+    assert result.returncode == 2
+    assert error_line(result) == (
+        'devup: error: --ports must be a range low-high within 1024-65535, got "abc"'
+    )
+    assert not (project.root / "devports.toml").exists()
+
+
+def test_ctrl_c_while_the_cli_loads_exits_130_without_a_traceback(project: Project) -> None:
+    # Deterministic stand-in for a Ctrl-C in the ~100 ms `import orchestrator.cli` takes.
+    interrupted_import = """
+        import sys
+
+        class CtrlC:
+            def find_spec(self, name, path=None, target=None):
+                if name == "orchestrator.cli":
+                    raise KeyboardInterrupt
+
+        sys.meta_path.insert(0, CtrlC())
+        sys.argv[1:] = ["check"]
+        from orchestrator.entry import main
+
+        main()
+    """
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(interrupted_import)],
+                            cwd=project.root, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert (result.returncode, result.stderr) == (130, "")
+
+
+def test_who_with_a_port_out_of_range_is_a_usage_error(project: Project) -> None:
+    result = project.devup("who", "70000")
+    assert result.returncode == 2  # SPEC: 2 for a usage error
+    assert error_line(result) == "devup: error: port must be 1-65535, got 70000"
+
+
+def test_an_endless_env_file_is_refused_not_read_until_memory_runs_out(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\nenv_file = "/dev/zero"\n')
+    result = project.devup("env", "a", timeout=20)
+    assert result.returncode == 1
+    assert error_line(result) == "devup: error: env file /dev/zero is larger than 1 MiB"
+
+
+def test_an_endless_procfile_is_refused(project: Project) -> None:
+    project.write('[services.shop]\nprocfile = "/dev/zero"\n')
+    result = project.devup("check", timeout=20)
+    assert result.returncode == 2
+    assert error_line(result).endswith('service "shop": procfile "/dev/zero" is larger than 1 MiB')
+
+
+def test_logs_with_a_5000_digit_count_is_a_usage_error(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\n')
+    result = project.devup("logs", "-n", "9" * 5000)
+    assert result.returncode == 2
+    assert "is not a valid integer" in error_line(result)
