@@ -267,6 +267,7 @@ class Supervisor:
         svc.port_wait_since = None
         svc.ready_after_s = None
         svc.ready_regex = re.compile(svc.spec.ready_log) if svc.spec.ready_log else None
+        spawned_at = self._clock()  # before the fork: a change seen earlier is in what it reads
         try:
             child = self._spawn(svc.spec, svc.env)
         except OSError as exc:
@@ -278,7 +279,7 @@ class Supervisor:
             return
         svc.child = child
         svc.group = child.group
-        svc.started_at = self._clock()
+        svc.started_at = spawned_at
         svc.output_open = True
         port_note = f", PORT={svc.port}" if svc.port is not None else ""
         self.say(f"{svc.name} started (pid {child.pid}{port_note})")
@@ -696,6 +697,10 @@ class Supervisor:
             svc.restart_due = due
             return
         if svc.state is State.WAITING:
+            return
+        if event.seen_at is not None and event.seen_at < svc.started_at:
+            # Seen before this process was spawned (the watcher's thread was slow to post it, a
+            # busy machine): the process reads the files as they are after the change already.
             return
         up_for_s = now - svc.started_at if svc.state.is_up else None
         told = self.self_triggers.check(svc.name, event.path, now, up_for_s)

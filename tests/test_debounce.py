@@ -93,6 +93,28 @@ def test_a_change_folded_into_a_restart_pushes_it_from_when_it_was_seen(
     assert api.burst_events == 2
 
 
+@pytest.mark.parametrize("state", [State.READY, State.STARTING, State.STOPPED, State.CRASHED])
+@pytest.mark.parametrize(
+    ("seen_after_spawn_s", "restarts"),
+    [
+        (-0.005, False),  # posted late by a busy watcher thread: the process read the new files
+        (0.001, True),  # after the spawn: it may have read the old ones
+    ],
+)
+def test_a_change_seen_before_the_process_was_spawned_does_not_restart_it(
+    tmp_path: Path, port: int, state: State, seen_after_spawn_s: float, restarts: bool
+) -> None:
+    clock = Clock()
+    sup = supervisor(tmp_path, clock, port)
+    api = sup.services["api"]
+    api.state = state
+    api.started_at = clock.now - 0.03
+    seen_at = api.started_at + seen_after_spawn_s
+    sup._on_files_changed(FilesChanged("api", "app.py", seen_at))
+    assert (api.state is not state) is restarts
+    assert (api.restart_due is not None) is restarts
+
+
 @pytest.mark.parametrize(
     ("starting_for_s", "next_probe_in_s"),
     [(0.02, 0.01), (0.3, 0.03), (5.0, 0.05)],  # a tenth of its age, within 10-50 ms
