@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyFD
 from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+from watchdog.utils.delayed_queue import DelayedQueue
 
 from orchestrator.treewalk import walk_folders
 
@@ -27,8 +29,32 @@ from orchestrator.treewalk import walk_folders
 MOVE_PAIR_WAIT_S = 0.02
 
 
+class _WakeableDelayedQueue(DelayedQueue[Any]):
+    """watchdog's DelayedQueue, except that a reader holding a "moved from" wakes when its pair
+    comes. watchdog's get() sleeps out the whole hold: when the reader takes the first half before
+    the second is queued (they are queued one by one), every event waits MOVE_PAIR_WAIT_S."""
+
+    def get(self) -> Any:
+        with self._not_empty:
+            while True:
+                while not self._queue and not self._closed:
+                    self._not_empty.wait()
+                if self._closed:
+                    return None
+                head, queued_at, held = self._queue[0]
+                left_s = queued_at + self.delay - time.monotonic() if held else 0.0
+                if left_s <= 0:
+                    self._queue.popleft()
+                    return head
+                self._not_empty.wait(left_s)  # put() notifies: the pair may have replaced it
+
+
 class _FastMoveGrouper(InotifyMoveEventGrouper):
     delay = MOVE_PAIR_WAIT_S
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue = _WakeableDelayedQueue(self.delay)
 
 
 def _never(_path: bytes) -> bool:
