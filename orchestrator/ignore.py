@@ -33,6 +33,7 @@ DEFAULT_IGNORES = (
     "4913",
     ".#*",
     "*___jb_tmp___",
+    "*___jb_old___",  # JetBrains' safe write moves the old file there before it deletes it
 )
 
 

@@ -35,6 +35,7 @@ def write(root: Path, files: dict[str, str]) -> None:
         ("4913", False),
         ("src/.#app.py", False),
         ("app.py___jb_tmp___", False),
+        ("app.py___jb_old___", False),
     ],
 )
 def test_defaults_ignore_tooling_folders_and_editor_temporaries(rel: str, is_dir: bool) -> None:
