@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator import runstate
 from orchestrator.environ import service_url
-from orchestrator.manifest import Manifest, start_order
+from orchestrator.manifest import Manifest, service_names, start_order
 from orchestrator.process import GroupId, group_members
 
 
@@ -98,6 +98,7 @@ def _live_groups(root: Path) -> dict[str, GroupId]:
 def release_ports(manifest: Manifest, names: list[str]) -> str:
     from orchestrator.registry import Registry
 
+    names = service_names(manifest, names)  # a typo is an unknown service, not "no leases"
     released = Registry().release(manifest.root, names or None)
     if not released:
         return "no leases to release"

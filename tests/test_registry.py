@@ -436,3 +436,14 @@ def test_devup_ports_release_forgets_this_projects_leases(
     assert devup("ports", "--release") == "released the leases of api\n"
     assert devup("ports", "--release") == "no leases to release\n"
     assert Registry().read() == {project_key(other): {"api": lo + 150}}  # others' untouched
+    typo = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "ports", "--release", "wbe"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (typo.returncode, typo.stderr.splitlines()[0]) == (
+        2,
+        'devup: error: unknown service "wbe"',
+    )
