@@ -84,7 +84,8 @@ def _logs(args: list[str]) -> bool:
     for arg in rest:
         if arg in ("-n", "--lines") and count is None:
             value = next(rest, "")
-            if not value.isdigit() or len(value) > 18:  # int() refuses 4,300 digits; click says why
+            # ASCII digits (isdigit() takes "²", which int() refuses), few enough for int().
+            if not (value.isascii() and value.isdigit()) or len(value) > 18:
                 return False
             count = int(value)
         elif arg.startswith("-"):

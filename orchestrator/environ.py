@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orchestrator.errors import DevupError
 from orchestrator.manifest import Manifest, env_key
+from orchestrator.smallfile import read_capped
 
 MAX_ENV_FILE_BYTES = 1024 * 1024
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -32,8 +33,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     from honcho.environ import parse
 
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_ENV_FILE_BYTES + 1)
+        raw = read_capped(path, MAX_ENV_FILE_BYTES)
         if len(raw) > MAX_ENV_FILE_BYTES:  # env_file = "/dev/zero" would read until out of memory
             raise DevupError(f"env file {path} is larger than {MAX_ENV_FILE_BYTES // 2**20} MiB")
         text = raw.decode("utf-8")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import DevupError, UsageError
-from orchestrator.manifest import MAX_PORT, MIN_PORT, env_key
+from orchestrator.manifest import MAX_PORT, MIN_PORT, env_key, parse_port_range
 
 # Never a project of its own: dependencies, VCS data, build output, caches, devup's own state.
 SKIP_DIRS = frozenset(
@@ -181,8 +181,7 @@ def _clean(name: str) -> str:
 
 def check_port_pool(ports: str) -> None:
     """`--ports` as `devup check` will read it, so init never writes a manifest that fails it."""
-    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", ports)
-    low, high = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    low, high = parse_port_range(ports) or (0, 0)
     if not MIN_PORT <= low <= high <= MAX_PORT:
         raise UsageError(
             f'--ports must be a range low-high within {MIN_PORT}-{MAX_PORT}, got "{ports}"',

@@ -21,6 +21,7 @@ from typing import Any, Literal, NoReturn, cast
 from honcho.environ import parse_procfile
 
 from orchestrator.errors import ManifestError, UsageError
+from orchestrator.smallfile import read_capped
 from orchestrator.tomlpos import KeyPath, KeyPositions, key_positions
 
 if sys.version_info >= (3, 11):
@@ -42,7 +43,8 @@ SERVICE_KEYS = (
 MIN_PORT, MAX_PORT = 1024, 65535
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # "." is reserved for Procfile lines (shop.web)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PORT_RANGE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
+# ASCII digits only (\d also takes full-width ones), few enough that int() never refuses them.
+_PORT_RANGE = re.compile(r"\s*([0-9]{1,9})\s*-\s*([0-9]{1,9})\s*")
 _TOML_ERROR_AT = re.compile(r"(.*) \(at line (\d+), column (\d+)\)", re.DOTALL)
 _NO_SERVICES_HINT = 'add one, e.g. [services.web] with cmd = "npm run dev"'
 # A path, a command line or an environment value cannot hold a NUL byte (the OS reads C strings).
@@ -382,10 +384,10 @@ class _Validator:
 
     def port_range(self, t: _Table) -> tuple[int, int]:
         value = t.data["ports"]
-        match = _PORT_RANGE.fullmatch(value) if isinstance(value, str) else None
-        if match is None:
+        numbers = parse_port_range(value) if isinstance(value, str) else None
+        if numbers is None:
             t.fail("ports", f'"ports" must be a range like "3000-3999", got {_show(value)}')
-        low, high = int(match.group(1)), int(match.group(2))
+        low, high = numbers
         if not MIN_PORT <= low <= MAX_PORT or not MIN_PORT <= high <= MAX_PORT:
             t.fail("ports", f'"ports" must lie within {MIN_PORT}-{MAX_PORT}, got {_show(value)}')
         if low > high:
@@ -550,8 +552,7 @@ class _Validator:
     def procfile(self, t: _Table, procfile: Path) -> dict[str, str]:
         shown = _show(t.data["procfile"])
         try:
-            with procfile.open("rb") as f:
-                raw = f.read(MAX_MANIFEST_BYTES + 1)  # procfile = "/dev/zero" never ends
+            raw = read_capped(procfile, MAX_MANIFEST_BYTES)
             if len(raw) > MAX_MANIFEST_BYTES:
                 t.fail("procfile", f"procfile {shown} is larger than 1 MiB")
             text = raw.decode("utf-8")
@@ -559,6 +560,9 @@ class _Validator:
             t.fail("procfile", f"procfile {shown} not found ({procfile})")
         except (OSError, UnicodeDecodeError) as e:
             t.fail("procfile", f"cannot read procfile {shown}: {getattr(e, 'strerror', None) or e}")
+        if "\0" in text:  # no command line can hold it
+            line = text.count("\n", 0, text.index("\0")) + 1
+            t.fail("procfile", f"procfile {shown}:{line}: a NUL character (\\0)")
         try:
             processes = dict(parse_procfile(text).processes)
         except AssertionError:  # honcho asserts that a process name appears once
@@ -623,6 +627,12 @@ class _Validator:
                 line = self.tables[self.owner[name]].line
                 raise ManifestError(self.path, message, line=line, hint="rename one of them")
             seen[key] = name
+
+
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """ "3000-3999" -> (3000, 3999), unchecked against the allowed ports; None if not a range."""
+    match = _PORT_RANGE.fullmatch(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _folder_problem(path: Path) -> str | None:

@@ -184,22 +184,83 @@ def test_who_with_a_port_out_of_range_is_a_usage_error(project: Project) -> None
     assert error_line(result) == "devup: error: port must be 1-65535, got 70000"
 
 
-def test_an_endless_env_file_is_refused_not_read_until_memory_runs_out(project: Project) -> None:
-    project.write('[services.a]\ncmd = "true"\nenv_file = "/dev/zero"\n')
+def not_a_file(project: Project, kind: str) -> str:
+    """A path in the project that is `kind`: an endless device, a FIFO nobody writes, or a regular
+    file over the 1 MiB cap."""
+    if kind == "device":
+        return "/dev/zero"  # read() never ends
+    path = project.root / kind
+    if kind == "fifo":
+        os.mkfifo(path)  # open() blocks until a writer comes
+    else:
+        path.write_bytes(b"# a comment line\n" * 70_000)
+    return str(path)
+
+
+ENDLESS = [
+    ("device", "not a regular file"),
+    ("fifo", "not a regular file"),
+    ("big", "is larger than 1 MiB"),
+]
+
+
+@pytest.mark.parametrize(("kind", "problem"), ENDLESS)
+def test_an_env_file_that_is_no_small_file_is_refused(
+    project: Project, kind: str, problem: str
+) -> None:
+    path = not_a_file(project, kind)
+    project.write(f'[services.a]\ncmd = "true"\nenv_file = "{path}"\n')
     result = project.devup("env", "a", timeout=20)
     assert result.returncode == 1
-    assert error_line(result) == "devup: error: env file /dev/zero is larger than 1 MiB"
+    assert problem in error_line(result)
 
 
-def test_an_endless_procfile_is_refused(project: Project) -> None:
-    project.write('[services.shop]\nprocfile = "/dev/zero"\n')
+@pytest.mark.parametrize(("kind", "problem"), ENDLESS)
+def test_a_procfile_that_is_no_small_file_is_refused(
+    project: Project, kind: str, problem: str
+) -> None:
+    path = not_a_file(project, kind)
+    project.write(f'[services.shop]\nprocfile = "{path}"\n')
     result = project.devup("check", timeout=20)
     assert result.returncode == 2
-    assert error_line(result).endswith('service "shop": procfile "/dev/zero" is larger than 1 MiB')
+    assert 'service "shop": ' in error_line(result)
+    assert problem in error_line(result)
+
+
+def test_a_nul_character_in_a_procfile_is_a_manifest_error(project: Project) -> None:
+    # `devup check` said ok, then `devup up` died with "ValueError: embedded null byte".
+    project.write('[services.shop]\nprocfile = "Procfile"\n')
+    (project.root / "Procfile").write_bytes(b"api: true\nweb: echo a\0b\n")
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert error_line(result).endswith('procfile "Procfile":2: a NUL character (\\0)')
+
+
+@pytest.mark.parametrize("ports", ["1" + "0" * 5000 + "-3999", "\uff13\uff10\uff10\uff10-3999"])
+def test_a_port_pool_of_huge_or_non_ascii_numbers_is_an_error(project: Project, ports: str) -> None:
+    (project.root / "devports.toml").write_text(
+        f'[devup]\nports = "{ports}"\n[services.a]\ncmd = "true"\n'
+    )
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert '"ports" must be a range like "3000-3999"' in error_line(result)
+    (project.root / "devports.toml").unlink()
+    (project.root / "Procfile").write_text("web: npm start\n")
+    result = project.devup("init", "--ports", ports, "--no-gitignore")
+    assert result.returncode == 2
+    assert error_line(result).startswith("devup: error: --ports must be a range low-high")
+    assert not (project.root / "devports.toml").exists()
 
 
 def test_logs_with_a_5000_digit_count_is_a_usage_error(project: Project) -> None:
     project.write('[services.a]\ncmd = "true"\n')
     result = project.devup("logs", "-n", "9" * 5000)
+    assert result.returncode == 2
+    assert "is not a valid integer" in error_line(result)
+
+
+def test_logs_with_a_count_in_non_ascii_digits_is_a_usage_error(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\n')
+    result = project.devup("logs", "-n", "\u00b2")  # "2".isdigit() is true; int() refuses it
     assert result.returncode == 2
     assert "is not a valid integer" in error_line(result)
