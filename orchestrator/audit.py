@@ -1,11 +1,7 @@
 """The listen audit: what a service's process group really listens on once it is up (public
 addresses without `expose`, a port other than its PORT), and who holds a port a service could
-not bind. Runs on the supervisor's thread. On Linux a group's sockets are the members' socket
-fds (/proc/PID/fd) that the kernel lists as listening (netlink, listening.py): ~0.5 ms a check on
-an idle machine, most of it finding the members; ~2 ms with 1,000 listening sockets on the
-machine. Where netlink is refused, and on macOS, psutil's net_connections answers; on Linux
-that reads /proc/net/tcp and tcp6, which walks every socket bucket: ~12 ms a check.
-"""
+not bind. Runs on the supervisor's thread: on Linux it asks the kernel over netlink (~0.5 ms;
+listening.py); psutil, which reads all of /proc/net/tcp (~12 ms), answers elsewhere."""
 
 from __future__ import annotations
 

@@ -130,7 +130,8 @@ def signal_group(group: GroupId, sig: int, *, leader_unreaped: bool = False) -> 
     """Send `sig` to the group if it is still the group devup started; False if it is gone.
 
     With `leader_unreaped` (its leader is our child, not yet waited for) no other group can have
-    its id, so the signal goes out without listing every process of the machine first.
+    its id, so the signal goes out without listing every process of the machine first (and True
+    may then mean a group of only the zombie leader).
     """
     if leader_unreaped:
         try:
@@ -139,7 +140,7 @@ def signal_group(group: GroupId, sig: int, *, leader_unreaped: bool = False) -> 
         except ProcessLookupError:
             return False
         except PermissionError:
-            pass  # a member we may not signal: signal the others one by one, below
+            pass  # none we may signal (macOS: only the zombie leader is left): the listing says
     members = group_members(group)
     if not members:
         return False
