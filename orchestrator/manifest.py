@@ -180,7 +180,7 @@ def _expand_names(manifest: Manifest, names: list[str]) -> list[str]:
         else:
             choices = [*manifest.services, *{n.split(".")[0] for n in manifest.services}]
             hint = _did_you_mean(name, choices) or f"services: {', '.join(manifest.services)}"
-            raise UsageError(f'unknown service "{name}"', hint=hint)
+            raise UsageError(f"unknown service {_quote(name)}", hint=hint)
     return expanded
 
 
@@ -224,6 +224,11 @@ def _syntax_error(path: Path, source: str, message: str) -> ManifestError:
 def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f'did you mean "{close[0]}"?' if close else None
+
+
+def _quote(name: str) -> str:
+    """A name the user wrote, in double quotes, with control characters escaped (\\u0001)."""
+    return json.dumps(name, ensure_ascii=False)
 
 
 def _show(value: object) -> str:
@@ -278,7 +283,7 @@ class _Table:
         for key in self.data:
             if key not in allowed:
                 hint = _did_you_mean(key, allowed) or f"valid keys: {', '.join(allowed)}"
-                self.fail(key, f'unknown key "{key}"', hint)
+                self.fail(key, f"unknown key {_quote(key)}", hint)
 
     def child(self, key: str, data: dict[str, Any]) -> _Table:
         """The sub-table `key` (a service's `env`), so its errors name the line of its own keys."""
@@ -396,7 +401,7 @@ class _Validator:
 
     def service(self, name: str, raw: object) -> list[ServiceSpec]:
         """The spec of one [services.NAME] table: one per Procfile line for a procfile service."""
-        t = self.table(("services", name), {}, f'service "{name}": ')
+        t = self.table(("services", name), {}, f"service {_quote(name)}: ")
         if not name:
             t.fail(None, "a service name must not be empty")
         if "." in name:
@@ -480,7 +485,7 @@ class _Validator:
             if key == "PORT":
                 where.fail(key, "env may not set PORT", hint='choose the port with "port" instead')
             if not _ENV_NAME.fullmatch(key):
-                where.fail(key, f'env name "{key}" is not a valid variable name')
+                where.fail(key, f"env name {_quote(key)} is not a valid variable name")
             if isinstance(item, bool):
                 item = "true" if item else "false"
             elif _is_number(item):
@@ -583,7 +588,7 @@ class _Validator:
             lines = [dep] if dep in services else _procfile_lines(services, dep)
             if not lines:
                 hint = _did_you_mean(dep, [*self.tables, *services])
-                t.fail("depends_on", f'depends_on names unknown service "{dep}"', hint)
+                t.fail("depends_on", f"depends_on names unknown service {_quote(dep)}", hint)
             resolved.extend(line for line in lines if line not in resolved)
         return dataclasses.replace(spec, depends_on=tuple(resolved))
 

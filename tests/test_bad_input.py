@@ -264,3 +264,20 @@ def test_logs_with_a_count_in_non_ascii_digits_is_a_usage_error(project: Project
     result = project.devup("logs", "-n", "\u00b2")  # "2".isdigit() is true; int() refuses it
     assert result.returncode == 2
     assert "is not a valid integer" in error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "shown"),
+    [
+        ('[services."a\\u0001b"]\ncmd = "true"\n', 'service "a\\u0001b": a service name'),
+        ('[services.x]\ncmd = "true"\nenv = { "A\\u0000B" = "x" }\n', 'env name "A\\u0000B"'),
+    ],
+)
+def test_a_name_with_control_characters_is_shown_escaped(
+    project: Project, manifest: str, shown: str
+) -> None:
+    (project.root / "devports.toml").write_text(manifest)
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert shown in error_line(result)
+    assert not any(ord(c) < 32 for c in result.stderr.replace("\n", ""))
