@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import signal
 import socket
@@ -248,7 +249,9 @@ def test_the_kernels_sockets_of_a_group_are_those_psutil_finds(
         child = process.spawn(cmd, tmp_path, dict(os.environ))
         try:
             assert child.popen.stdout is not None
-            started = json.loads(child.popen.stdout.readline())
+            ready, _, _ = select.select([child.popen.stdout], [], [], 10)
+            assert ready, "the listeners never said where they listen"
+            started = json.loads(child.popen.stdout.readline())  # one line, written at once
             expected = ordered(
                 [
                     Listener(pid, host, port)
