@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestrator.errors import DevupError
 from orchestrator.manifest import Manifest, env_key
-from orchestrator.smallfile import read_capped
+from orchestrator.smallfile import nul_line, read_capped
 
 MAX_ENV_FILE_BYTES = 1024 * 1024
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -44,13 +44,13 @@ def read_env_file(path: Path) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         line = exc.object.count(b"\n", 0, exc.start) + 1
         raise DevupError(f"env file {path}:{line}: not valid UTF-8") from None
-    lines = text.splitlines()
-    if "\0" in text:  # no process environment can hold it
-        line = next(n for n, t in enumerate(lines, 1) if "\0" in t)
-        raise DevupError(f"env file {path}:{line}: a NUL character (\\0)")
+    nul_at = nul_line(text)
+    if nul_at is not None:
+        raise DevupError(f"env file {path}:{nul_at}: a NUL character (\\0)")
     try:
         return dict(parse(text))
     except ValueError as exc:  # honcho's shlex: an unclosed quote, a trailing backslash
+        lines = text.splitlines()
         line = next((n for n, t in enumerate(lines, 1) if not _parses(parse, t)), len(lines))
         raise DevupError(f"env file {path}:{line}: {exc}") from None
 

@@ -21,7 +21,7 @@ from typing import Any, Literal, NoReturn, cast
 from honcho.environ import parse_procfile
 
 from orchestrator.errors import ManifestError, UsageError
-from orchestrator.smallfile import read_capped
+from orchestrator.smallfile import nul_line, read_capped
 from orchestrator.tomlpos import KeyPath, KeyPositions, key_positions
 
 if sys.version_info >= (3, 11):
@@ -565,8 +565,8 @@ class _Validator:
             t.fail("procfile", f"procfile {shown} not found ({procfile})")
         except (OSError, UnicodeDecodeError) as e:
             t.fail("procfile", f"cannot read procfile {shown}: {getattr(e, 'strerror', None) or e}")
-        if "\0" in text:  # no command line can hold it
-            line = text.count("\n", 0, text.index("\0")) + 1
+        line = nul_line(text)
+        if line is not None:
             t.fail("procfile", f"procfile {shown}:{line}: a NUL character (\\0)")
         try:
             processes = dict(parse_procfile(text).processes)

@@ -34,3 +34,10 @@ def read_capped(path: Path, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def nul_line(text: str) -> int | None:
+    """The line (from 1) of the first NUL character in `text`, or None. No command line or
+    environment value can hold one: the OS reads C strings."""
+    at = text.find("\0")
+    return None if at < 0 else text.count("\n", 0, at) + 1
