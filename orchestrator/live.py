@@ -87,8 +87,16 @@ class ManifestObserver:
         self._handler.files = {os.path.abspath(f) for f in files}
         folders = sorted({os.path.dirname(f) for f in self._handler.files})
         if self._observer is None:
-            self._observer = Observer()
-            self._observer.start()
+            try:
+                self._observer = Observer()
+                self._observer.start()
+            except OSError as exc:  # EMFILE: the user's inotify instances ran out
+                self._observer = None
+                self._say(
+                    f"cannot watch devports.toml for changes ({exc.strerror or exc}); "
+                    "`devup reload` applies them"
+                )
+                return
         self._observer.unschedule_all()
         for folder in folders:
             if not os.path.isdir(folder):
@@ -194,6 +202,8 @@ class Live:
 
     def reload(self, quiet_if_unchanged: bool = False) -> tuple[bool, str]:
         """Read the files and apply what changed: (True, summary) or (False, the error)."""
+        if self.sup.shutting_down:
+            return False, "devup is stopping"
         on_disk = version(self._files)
         if quiet_if_unchanged and on_disk == self.applied:
             return True, ""

@@ -178,6 +178,10 @@ def test_devup_reload_applies_on_demand(project: Project, running: list[DevupPro
     assert reload.stdout == (
         "devports.toml changed: api restarted (port), web restarted (API_PORT, API_URL)\n"
     )
+    # In dependency order: web, which needs api, starts once the new api is ready.
+    run.expect_line(rf"api started \(pid \d+, PORT={port}\)")
+    run.expect_line(r"api ready on")
+    run.expect_line(r"web started")
     wait_for(lambda: all_ready(project), 15, what="api and web ready again")
     doc = status(project)["services"]
     assert doc["api"]["port"] == port
