@@ -67,8 +67,8 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
 
 
 def run_facts(sup: Supervisor) -> dict[str, Any]:
-    """What `devup restart/start/stop` needs to skip loading the manifest (quickcontrol.py): the
-    file this devup read, as it was then, and its timeouts."""
+    """What `devup restart/start/stop` needs without loading the manifest (remote.control): the
+    timeouts of the version of devports.toml this devup runs (and the file it read)."""
     from orchestrator.remote import settle_timeout
 
     return {

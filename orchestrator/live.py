@@ -197,7 +197,10 @@ class Live:
         self.sup.timers.call_later(quiet_s, lambda: self._quiet(seq))
 
     def _quiet(self, seq: int) -> None:
-        if seq == self._quiet_seq and not self.sup.shutting_down:
+        # A missing devports.toml is an editor between moving the old file away and writing the
+        # new one (vim's backup): its next event brings the reload. `status` shows it pending.
+        manifest = self.plan.manifest.path
+        if seq == self._quiet_seq and not self.sup.shutting_down and manifest.exists():
             self.reload(quiet_if_unchanged=True)
 
     def reload(self, quiet_if_unchanged: bool = False) -> tuple[bool, str]:
@@ -219,7 +222,8 @@ class Live:
         for message in messages:
             self.sup.say(message)
         for name in diff.added:
-            self._add_output(name)
+            if name not in self.sup.services:  # not one removed and back before it was gone
+                self._add_output(name)
         old, self.plan = self.plan, new
         self.sup.apply_plan(
             new.manifest,
