@@ -212,3 +212,20 @@ def test_control_finds_the_run_from_the_folder_alone(
     assert elsewhere.devup(*args, "logs", "-n", "3", "web").returncode == 0
     assert elsewhere.devup(*args, "stop").returncode == 0
     assert run.wait() == 0
+
+
+def test_restart_reads_the_manifest_first(project: Project, running: list[DevupProcess]) -> None:
+    manifest = project.write(services(c=False))
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"2 services up")
+    web = pids(project)["web"]
+    manifest.write_text(manifest.read_text().replace('"hello"', '"again"'))
+    restart = project.devup("restart", "api")
+    assert (restart.returncode, restart.stdout, restart.stderr) == (0, "api ready\n", "")
+    run.expect_line(r"devports\.toml changed: api restarted \(env\)$")
+    now = pids(project)
+    assert environ(now["api"] or 0)["GREETING"] == "again" and now["web"] == web
+    assert status(project)["services"]["api"]["restarts"] == 1  # one restart, not two
+    assert project.devup("stop").returncode == 0
+    assert run.wait() == 0
