@@ -450,7 +450,7 @@ _control_command("start", "Start stopped services (and what they need); returns 
 _control_command("stop", "Stop services of the running devup; with no names, stop the run.", False)
 
 
-@cli.command("reload")
+@cli.command("reload", short_help="Apply devports.toml to the running devup.")
 @_common
 def reload_command(manifest_file: Path | None, no_color: bool | None, no_watch: bool | None) -> int:
     """Apply devports.toml and its env files to the running devup now (it also follows them)."""

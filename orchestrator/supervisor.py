@@ -769,14 +769,15 @@ class Supervisor:
     def _restart_changed(self, svc: ServiceRun, after_deps: bool) -> None:
         if svc.state is State.WAITING or (svc.state is State.STOPPED and svc.held_by_request):
             return  # starts, or stays stopped, with the new spec
+        if svc.state in (State.STOPPED, State.CRASHED) and svc.group is None:
+            svc.restarts += 1
+            self.start_service(svc)  # through WAITING: a failed task it needs still holds it
+            return
         if not after_deps or svc.state is State.RESTARTING:
             self.request_restart(svc)
             return
         # A dependency restarts too: stop now, start once it is ready again (WAITING).
         svc.restarts += 1
-        if svc.state in (State.STOPPED, State.CRASHED) and svc.group is None:
-            self.start_service(svc)
-            return
         svc.waiters.append(lambda _answer: self.start_service(svc))
         self._stop(svc)
 
