@@ -24,10 +24,12 @@ from orchestrator.errors import DevupError
 from orchestrator.events import Event, ManifestChanged
 from orchestrator.manifest import Manifest, load_manifest, start_order
 from orchestrator.manifest_diff import Plan, PlanDiff, compare, ports_to_choose, summary
+from orchestrator.smallfile import read_capped
 from orchestrator.supervisor import Supervisor, Watcher
 
 RESTARTING_WATCH = ("watch", "ignore", "cwd")  # a change of these needs a new file watcher
 VERSION_CHARS = 16
+VERSION_READ_CAP_BYTES = 2 * 1024 * 1024  # above the manifest's and env files' own 1 MiB caps
 
 
 def own_files(manifest: Manifest, names: Sequence[str]) -> list[Path]:
@@ -46,9 +48,11 @@ def version(files: Sequence[Path]) -> str:
     for path in files:
         digest.update(os.fsencode(path) + b"\0")
         try:
-            digest.update(path.read_bytes())
-        except OSError:
-            digest.update(b"\0missing\0")
+            # Capped, regular files only: a FIFO or /dev/zero named as an env file never hangs
+            # the supervisor's thread (reading it for the plan says what is wrong with it).
+            digest.update(read_capped(path, VERSION_READ_CAP_BYTES))
+        except OSError as exc:
+            digest.update(f"\0unreadable {exc.errno}\0".encode())
     return digest.hexdigest()[:VERSION_CHARS]
 
 
@@ -224,6 +228,7 @@ class Live:
         for name in diff.added:
             if name not in self.sup.services:  # not one removed and back before it was gone
                 self._add_output(name)
+        idle = [n for n, svc in self.sup.services.items() if not svc.will_restart_for_changes]
         old, self.plan = self.plan, new
         self.sup.apply_plan(
             new.manifest,
@@ -242,7 +247,7 @@ class Live:
                 self._observer.watch(files)
         self.applied = version(files) if files_changed else on_disk
         self._error = None
-        text = summary(diff, new.manifest.path.name)
+        text = summary(diff, new.manifest.path.name, idle)
         self.sup.say(text)
         if "ports" in diff.settings:
             self.sup.say(_pool_note(old, new))

@@ -7,7 +7,7 @@ Pure: two plans in, a PlanDiff out; live.py reads the files and the supervisor a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from orchestrator.manifest import Manifest, env_key
@@ -131,11 +131,12 @@ def _key(field_name: str) -> str:
     return {"port_range": "ports"}.get(field_name, field_name.removesuffix("_s"))
 
 
-def summary(diff: PlanDiff, file_name: str) -> str:
-    """`devports.toml changed: api restarted (env), worker added, old-admin stopped`."""
+def summary(diff: PlanDiff, file_name: str, idle: Collection[str] = ()) -> str:
+    """`devports.toml changed: api restarted (env), worker added, old-admin stopped`; services
+    in `idle` (stopped by the user, or waiting to start) are only updated."""
     parts = []
     for change in diff.changed:
-        verb = "restarted" if change.restart else "updated"
+        verb = "restarted" if change.restart and change.name not in idle else "updated"
         parts.append(f"{change.name} {verb} ({', '.join(change.reasons)})")
     parts += [f"{name} added" for name in diff.added]
     parts += [f"{name} stopped" for name in diff.removed]

@@ -125,6 +125,13 @@ class ServiceRun:
         return self.state in (State.READY, State.RUNNING)
 
     @property
+    def will_restart_for_changes(self) -> bool:
+        """False while it waits to start, or stays stopped by `devup stop`: an edit of its spec
+        then needs no restart (apply_plan)."""
+        held = self.state is State.STOPPED and self.held_by_request
+        return not (held or self.state is State.WAITING)
+
+    @property
     def settled(self) -> bool:
         """Done starting: ready, or given up on, or finished."""
         return self.state not in (State.WAITING, State.STARTING)
@@ -767,7 +774,7 @@ class Supervisor:
         self._start_ready_services()
 
     def _restart_changed(self, svc: ServiceRun, after_deps: bool) -> None:
-        if svc.state is State.WAITING or (svc.state is State.STOPPED and svc.held_by_request):
+        if not svc.will_restart_for_changes:
             return  # starts, or stays stopped, with the new spec
         if svc.state in (State.STOPPED, State.CRASHED) and svc.group is None:
             svc.restarts += 1

@@ -139,15 +139,20 @@ def test_a_broken_manifest_keeps_the_run_and_control_works(
     assert "restarted with the previous version" in restart.stderr
     assert pids(project)["api"] != before["api"]
 
-    stop = project.devup("stop", "web")
-    assert (stop.returncode, stop.stdout) == (0, "web stopped\n"), stop.stderr
+    stop = project.devup("stop", "api")
+    assert (stop.returncode, stop.stdout) == (0, "api stopped\n"), stop.stderr
     # One error line for the broken file, however often it was read.
     assert sum("invalid TOML" in line for line in run.lines) == 1
 
     manifest.write_text(good.replace('"hello"', '"fixed"'))
-    run.expect_line(r"devports\.toml changed: api restarted \(env\)$")
+    # api stays stopped (as the user left it), with the new environment for its next start.
+    run.expect_line(r"devports\.toml changed: api updated \(env\)$")
     doc = status(project)
     assert doc["manifest"]["pending"] is False and doc["manifest"]["error"] is None
+    assert doc["services"]["api"]["state"] == "stopped"
+    start = project.devup("start", "api")
+    assert (start.returncode, start.stdout) == (0, "api ready\n"), start.stderr
+    assert environ(pids(project)["api"] or 0)["GREETING"] == "fixed"
 
     assert project.devup("stop").returncode == 0
     assert run.wait() == 0
