@@ -679,7 +679,8 @@ class Supervisor:
     def start_service(self, svc: ServiceRun) -> None:
         """Start a stopped service and whatever it depends on that is not up."""
         if svc.state.is_up:
-            self._answer_waiters(svc)
+            if svc.state is not State.STARTING:  # a starting one answers once it is ready
+                self._answer_waiters(svc)
             return
         if svc.state in (State.STOPPING, State.RESTARTING):
             svc.restart_due = svc.restart_due or self._clock()

@@ -193,6 +193,11 @@ def test_devup_reload_applies_on_demand(project: Project, running: list[DevupPro
     assert environ(doc["web"]["pid"])["API_URL"] == f"http://127.0.0.1:{port}"
     assert status(project)["manifest"]["pending"] is False
 
+    # A service named in the file but not applied yet: `devup start` applies the file first.
+    manifest.write_text(manifest.read_text() + f'[services.extra]\ncmd = "{SERVER}"\n')
+    start = project.devup("start", "extra")
+    assert (start.returncode, start.stdout) == (0, "extra ready\n"), start.stderr
+
     assert project.devup("stop").returncode == 0
     assert run.wait() == 0
 

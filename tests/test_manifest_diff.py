@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.environ import build_env
-from orchestrator.live import without_own_files
+from orchestrator.live import _pool_note, without_own_files
 from orchestrator.manifest import load_manifest, start_order
 from orchestrator.manifest_diff import Plan, compare, ports_to_choose, summary
 
@@ -101,3 +101,15 @@ def test_the_services_watchers_leave_the_runs_own_files_to_the_reload(tmp_path: 
     files = [manifest.path, tmp_path / "[odd]*.env", tmp_path.parent / "outside.env"]
     ignoring = without_own_files(manifest, files)
     assert ignoring.services["api"].ignore[-2:] == ("/devports.toml", "/\\[odd]\\*.env")
+
+
+def test_a_new_pool_does_not_move_running_services_and_says_so(tmp_path: Path) -> None:
+    old = plan(tmp_path, BASE, PORTS)
+    new = plan(tmp_path, '[devup]\nports = "4000-4999"\n' + BASE, PORTS)
+    diff = compare(old, new)
+    assert diff.settings == ("ports",) and not diff.changed
+    assert ports_to_choose(old, new.manifest) == []
+    assert _pool_note(old, new) == (
+        "[devup] ports is now 4000-4999: new ports come from it; "
+        "api (3001), web (3002) keep their ports until the next run"
+    )
