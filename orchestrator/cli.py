@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from orchestrator import __version__
-from orchestrator.errors import DevupError, UsageError
+from orchestrator.errors import DevupError, ManifestError, UsageError
 
 if TYPE_CHECKING:
     from orchestrator.manifest import Manifest
@@ -69,6 +69,13 @@ class Context:
 
         path = self.manifest_file or find_manifest(Path.cwd())
         return load_manifest(path)
+
+    def manifest_path(self) -> Path:
+        """devports.toml as -f names it or as found upwards, without parsing it: what commands
+        that talk to the running devup need (the project folder is its parent)."""
+        from orchestrator.locate import find_manifest
+
+        return (self.manifest_file or find_manifest(Path.cwd())).absolute()
 
 
 class DevupGroup(click.Group):
@@ -411,7 +418,7 @@ def status_command(
     """Ask the running devup for each service's state, pid, port, restarts and uptime."""
     from orchestrator.remote import status
 
-    click.echo(status(_ctx(manifest_file, no_color, no_watch).manifest().root, as_json))
+    click.echo(status(_ctx(manifest_file, no_color, no_watch).manifest_path().parent, as_json))
     return 0
 
 
@@ -427,10 +434,10 @@ def _control_command(verb: str, help_text: str, names_required: bool) -> None:
         no_color: bool | None,
         no_watch: bool | None,
     ) -> int:
-        from orchestrator.remote import command as run
+        from orchestrator.remote import control
 
-        manifest = _ctx(manifest_file, no_color, no_watch).manifest()
-        code, text = run(manifest, verb, list(services), wait=not no_wait)
+        path = _ctx(manifest_file, no_color, no_watch).manifest_path()
+        code, text = control(path.parent, verb, list(services), not no_wait, manifest_path=path)
         if text:
             click.echo(text)
         return code
@@ -441,6 +448,19 @@ _control_command(
 )
 _control_command("start", "Start stopped services (and what they need); returns once ready.", True)
 _control_command("stop", "Stop services of the running devup; with no names, stop the run.", False)
+
+
+@cli.command("reload", short_help="Apply devports.toml to the running devup.")
+@_common
+def reload_command(manifest_file: Path | None, no_color: bool | None, no_watch: bool | None) -> int:
+    """Apply devports.toml and its env files to the running devup now (it also follows them)."""
+    from orchestrator.remote import control
+
+    path = _ctx(manifest_file, no_color, no_watch).manifest_path()
+    code, text = control(path.parent, "reload", [], True)
+    if text:
+        click.echo(text)
+    return code
 
 
 @cli.command("logs")
@@ -463,10 +483,15 @@ def logs_command(
     from orchestrator.manifest import service_names
     from orchestrator.paths import project_state_dir
 
-    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    ctx = _ctx(manifest_file, no_color, no_watch)
+    root = ctx.manifest_path().parent
     since_s = parse_duration(since) if since is not None else None
     own = [n for n in services if n != DEVUP_LOG]
-    names = service_names(manifest, own) + ([DEVUP_LOG] if DEVUP_LOG in services else [])
+    try:
+        names = service_names(ctx.manifest(), own)
+    except ManifestError:  # a broken devports.toml: the logs are still there to read
+        names = _logged_names(project_state_dir(root) / "logs", own)
+    names += [DEVUP_LOG] if DEVUP_LOG in services else []
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
@@ -475,7 +500,7 @@ def logs_command(
 
     try:
         show(
-            project_state_dir(manifest.root) / "logs",
+            project_state_dir(root) / "logs",
             names,
             write,
             count=count,
@@ -486,6 +511,17 @@ def logs_command(
         # The reader (`| head`) is gone: not an error; keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _logged_names(folder: Path, names: list[str]) -> list[str]:
+    """The services named that have a log file (a Procfile group names its lines' logs)."""
+    from orchestrator.remote import expand_running
+
+    logged = sorted(p.name[: -len(".log")] for p in folder.glob("*.log"))
+    found, unknown = expand_running(logged, names)
+    if unknown:
+        raise UsageError(f'no logs of "{unknown[0]}"', hint=f"logs: {', '.join(logged)}")
+    return found
 
 
 def print_error(error: DevupError) -> None:

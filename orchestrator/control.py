@@ -23,7 +23,7 @@ from orchestrator.client import CONNECT_TIMEOUT_S, socket_path
 from orchestrator.errors import DevupError
 from orchestrator.paths import ensure_private_dir
 
-VERBS = ("status", "restart", "stop", "start")
+VERBS = ("status", "restart", "stop", "start", "reload")
 MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_READ_TIMEOUT_S = 5.0
 

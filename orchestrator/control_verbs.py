@@ -1,4 +1,5 @@
-"""What each control-channel verb does to the running supervisor: status, restart, stop, start.
+"""What each control-channel verb does to the running supervisor: status, restart, stop, start,
+reload.
 
 A small fixed set; runs on the supervisor's thread, answers through the request's reply callback.
 """
@@ -20,9 +21,22 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
         request.reply({"ok": False, "error": f"unknown verb {request.verb!r}"})
         return
     if request.verb == "status":
-        request.reply({"ok": True, **sup.status(), "run": run_facts(sup)})
+        live = {"manifest": sup.live.state()} if sup.live is not None else {}
+        request.reply({"ok": True, **sup.status(), "run": run_facts(sup), **live})
         return
-    unknown = [n for n in request.names if n not in sup.services]
+    if request.verb == "reload":
+        if sup.live is None:
+            request.reply({"ok": False, "error": "this devup does not follow its manifest"})
+            return
+        ok, text = sup.live.reload()
+        request.reply({"ok": True, "summary": text} if ok else {"ok": False, "error": text})
+        return
+    manifest_error = None
+    if request.verb in ("restart", "start") and sup.live is not None:
+        # `devup restart NAME` restarts with devports.toml as it is now.
+        ok, text = sup.live.reload(quiet_if_unchanged=True)
+        manifest_error = None if ok else text
+    unknown = [n for n in request.names if n not in sup.services or n in sup.retiring]
     if unknown:
         request.reply({"ok": False, "error": f"unknown service {unknown[0]!r}", "unknown": unknown})
         return
@@ -33,7 +47,7 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
         return
     targets = [sup.services[n] for n in request.names]
     wait = bool(request.options.get("wait", True))
-    gather = _Gather(request, targets, wait)
+    gather = _Gather(request, targets, wait, manifest_error)
     if wait:  # before acting: a target may settle at once (start of a service that is up)
         gather.arm()
     for svc in targets:
@@ -53,8 +67,8 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
 
 
 def run_facts(sup: Supervisor) -> dict[str, Any]:
-    """What `devup restart/start/stop` needs to skip loading the manifest (quickcontrol.py): the
-    file this devup read, as it was then, and its timeouts."""
+    """What `devup restart/start/stop` needs without loading the manifest (remote.control): the
+    timeouts of the version of devports.toml this devup runs (and the file it read)."""
     from orchestrator.remote import settle_timeout
 
     return {
@@ -68,8 +82,16 @@ def run_facts(sup: Supervisor) -> dict[str, Any]:
 class _Gather:
     """Answers once every target has settled (ready, running, stopped or crashed)."""
 
-    def __init__(self, request: ControlRequested, targets: list[ServiceRun], wait: bool) -> None:
+    def __init__(
+        self,
+        request: ControlRequested,
+        targets: list[ServiceRun],
+        wait: bool,
+        manifest_error: str | None = None,
+    ) -> None:
         self._request = request
+        # devports.toml did not parse: the services restart with the version the run has.
+        self._extra = {"manifest_error": manifest_error} if manifest_error else {}
         self._pending = {svc.name for svc in targets}
         self._results: dict[str, str] = {}
         self._failed: list[str] = []  # restart/start targets that did not come up
@@ -79,7 +101,11 @@ class _Gather:
     def arm(self) -> None:
         if not self._wait:
             self._request.reply(
-                {"ok": True, "services": {s.name: s.state.value for s in self._targets}}
+                {
+                    "ok": True,
+                    "services": {s.name: s.state.value for s in self._targets},
+                    **self._extra,
+                }
             )
             return
         for svc in self._targets:
@@ -93,6 +119,8 @@ class _Gather:
             self._pending.discard(name)
             if not self._pending:
                 ok = all(s not in (State.CRASHED.value,) for s in self._results.values())
-                self._request.reply({"ok": ok, "services": self._results, "failed": self._failed})
+                self._request.reply(
+                    {"ok": ok, "services": self._results, "failed": self._failed, **self._extra}
+                )
 
         return done

@@ -1,8 +1,8 @@
 """The `devup` entry point. `devup --version`, `devup status [--json]`, `devup logs -n N
-[SERVICE...]` and `devup restart|start|stop SERVICE...` (quickcontrol.py), which editors, scripts
-and agents run often, are answered here without loading click or the manifest parser (their
-imports are most of the time these take); any other command line, or any form with something to
-check or complain about, goes to the click CLI in cli.py.
+[SERVICE...]`, `devup restart|start|stop SERVICE...` and `devup reload` (quickcontrol.py), which
+editors, scripts and agents run often, are answered here without loading click or the manifest
+parser (their imports are most of the time these take, and a running devup must stay reachable
+while devports.toml does not parse); any other command line goes to the click CLI in cli.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _main() -> None:
         sys.exit(_status(as_json=len(args) == 2))
     if args[:1] == ["logs"] and _logs(args[1:]):
         sys.exit(0)
-    if args[:1] in (["restart"], ["start"], ["stop"]):
+    if args[:1] in (["restart"], ["start"], ["stop"], ["reload"]):
         from orchestrator.quickcontrol import run
 
         try:

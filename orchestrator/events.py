@@ -52,6 +52,18 @@ class ControlRequested:
     reply: Callable[[dict[str, Any]], None] = field(default=lambda answer: None)
 
 
+@dataclass(frozen=True)
+class ManifestChanged:
+    """devports.toml or an env file it names was written; the supervisor waits for quiet, then
+    reads them again (live.py)."""
+
+
 Event = (
-    OutputRead | OutputClosed | SignalReceived | ChildrenChanged | FilesChanged | ControlRequested
+    OutputRead
+    | OutputClosed
+    | SignalReceived
+    | ChildrenChanged
+    | FilesChanged
+    | ControlRequested
+    | ManifestChanged
 )

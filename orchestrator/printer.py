@@ -50,6 +50,11 @@ class Printer:
         if reopen is not None:
             self._log_reopen[name] = reopen
 
+    def add_name(self, name: str) -> None:
+        """A service added while running (devports.toml edited): its own colour; the name column
+        keeps its width, so a longer name only shifts its own lines."""
+        self._colors.setdefault(name, COLORS[len(self._colors) % len(COLORS)])
+
     def lines(self, name: str, lines: list[str], *, urgent: bool = False) -> None:
         """Print one service's (or devup's) lines, in order, as one write."""
         if lines:

@@ -1,17 +1,16 @@
-"""`devup restart|start|stop SERVICE... [--no-wait]` and `devup stop` without click or the manifest
-parser: the names go straight to the running devup, with the timeouts it reports. Any doubt (an
-option, a name the run does not know, a devports.toml changed since the run read it, no run) gives
-None, and the click CLI answers as always, with its messages and exit codes.
+"""`devup restart|start|stop SERVICE... [--no-wait]`, `devup stop` and `devup reload` without click:
+the project folder is the one holding devports.toml (found, never parsed), the names go to the
+running devup, which checks them (remote.control). Any option (`-f FILE`, `--help`, ...) gives
+None, and the click CLI answers.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 from orchestrator.errors import DevupError
 
-VERBS = ("restart", "start", "stop")
+VERBS = ("restart", "start", "stop", "reload")
 
 
 def run(verb: str, args: list[str]) -> int | None:
@@ -19,38 +18,24 @@ def run(verb: str, args: list[str]) -> int | None:
     wait = True
     names: list[str] = []
     for arg in args:
-        if arg == "--no-wait" and wait:
+        if arg == "--no-wait" and wait and verb != "reload":
             wait = False
         elif arg.startswith("-"):
             return None  # --help, -f FILE, ...: the CLI's job
         else:
             names.append(arg)
-    if verb not in VERBS or (not names and verb != "stop"):
+    if verb not in VERBS or (not names and verb in ("restart", "start")):
         return None
+    if verb == "reload" and names:
+        return None  # the CLI says reload takes no names
     from pathlib import Path
 
-    from orchestrator import client
     from orchestrator.locate import find_manifest
+    from orchestrator.remote import control
 
     try:
         manifest = find_manifest(Path.cwd())
-        facts = client.check_answer(client.request(manifest.parent, "status"))
-        loaded = facts["run"]
-        if (loaded["manifest"], loaded["manifest_mtime_ns"]) != (
-            str(manifest),
-            os.stat(manifest).st_mtime_ns,
-        ):
-            return None  # edited since: the CLI checks the names against the file as it is now
-    except (DevupError, OSError, KeyError, TypeError):
-        return None  # no manifest, no run, a devup without "run" facts: the CLI says what is wrong
-    if not all(name in facts["services"] for name in names):
-        return None  # a typo, a Procfile group (web for web.1, web.2), a service not started
-    from orchestrator.remote import send
-
-    try:
-        code, text = send(
-            manifest.parent, verb, names, wait, loaded["stop_timeout_s"], loaded["settle_timeout_s"]
-        )
+        code, text = control(manifest.parent, verb, names, wait, manifest_path=manifest)
     except DevupError as exc:
         print(exc.report(), file=sys.stderr)
         return exc.exit_code

@@ -1,14 +1,16 @@
-"""What `devup status/restart/stop/start` do from another terminal: check the names against the
-manifest, ask the running devup over the control channel, and turn its answer into text.
+"""What `devup status/restart/stop/start/reload` do from another terminal: find the running devup
+from the project folder alone, check the names against its own list (never against devports.toml,
+which may not parse), ask it over the control channel, and turn its answer into text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
 from orchestrator import client
-from orchestrator.errors import DevupError
+from orchestrator.errors import DevupError, UsageError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every CLI start ~6 ms
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ SETTLE_WAIT_EXTRA_S = 30.0  # beyond stop_timeout + ready_timeout: backoff, a bu
 def status(root: Path, as_json: bool) -> str:
     answer = client.check_answer(client.request(root, "status"))
     doc = {"pid": answer["pid"], "services": answer["services"]}
+    if "manifest" in answer:  # a devup that follows its manifest (live.py)
+        doc["manifest"] = answer["manifest"]
     return json.dumps(doc, indent=2) if as_json else format_status(doc)
 
 
@@ -48,7 +52,13 @@ def format_status(doc: dict[str, Any]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    return f"devup pid {doc['pid']}\n" + "\n".join(lines)
+    text = f"devup pid {doc['pid']}\n" + "\n".join(lines)
+    manifest = doc.get("manifest") or {}
+    if manifest.get("error"):
+        text += f"\n{manifest['error']}; still running the previous version"
+    elif manifest.get("pending"):
+        text += "\ndevports.toml changed since it was applied: `devup reload` applies it"
+    return text
 
 
 def format_uptime(seconds: float | None) -> str:
@@ -62,21 +72,74 @@ def format_uptime(seconds: float | None) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-def command(manifest: Manifest, verb: str, names: list[str], wait: bool) -> tuple[int, str]:
-    """restart/stop/start of named services (stop of all with no names): exit code and text."""
-    from orchestrator.errors import UsageError
-    from orchestrator.manifest import service_names
+def control(
+    root: Path, verb: str, names: list[str], wait: bool, manifest_path: Path | None = None
+) -> tuple[int, str]:
+    """restart/stop/start/reload for the project folder `root`, never parsing devports.toml while
+    devup runs: names are checked against the running devup's own list (a Procfile group names its
+    lines), timeouts come from its answer. Only when nothing runs is the manifest read, to give a
+    typo its did-you-mean before saying devup is not running."""
+    try:
+        facts = client.check_answer(client.request(root, "status"))
+    except DevupError as exc:
+        if str(exc) == client.NOT_RUNNING and names and manifest_path is not None:
+            _check_names_in_file(manifest_path, names)
+        raise
+    run = facts.get("run", {})
+    stop_s = float(run.get("stop_timeout_s", 5.0))
+    settle_s = float(run.get("settle_timeout_s", stop_s + SETTLE_WAIT_EXTRA_S))
+    if verb == "reload":
+        return reload(root, settle_s)
+    running = list(facts["services"])
+    targets, unknown = expand_running(running, names)
+    if unknown and verb in ("restart", "start"):
+        # Named in devports.toml since the run read it? Apply the file, then look again.
+        with contextlib.suppress(DevupError):
+            client.request(root, "reload", timeout_s=settle_s)
+            running = list(client.check_answer(client.request(root, "status"))["services"])
+            targets, unknown = expand_running(running, names)
+    if unknown:
+        import difflib
+
+        choices = [*running, *{n.split(".")[0] for n in running if "." in n}]
+        close = difflib.get_close_matches(unknown[0], choices, n=1)
+        hint = f'did you mean "{close[0]}"?' if close else f"services: {', '.join(running)}"
+        raise UsageError(f'unknown service "{unknown[0]}"', hint=hint)
+    return send(root, verb, targets, wait, stop_s, settle_s)
+
+
+def expand_running(running: list[str], names: list[str]) -> tuple[list[str], list[str]]:
+    """The running services the user named (a Procfile service names all its lines), and the
+    names that match none."""
+    targets: list[str] = []
+    unknown: list[str] = []
+    for name in names:
+        lines = [n for n in running if n.startswith(name + ".")]
+        if name in running:
+            targets.append(name)
+        elif lines:
+            targets.extend(lines)
+        else:
+            unknown.append(name)
+    return targets, unknown
+
+
+def reload(root: Path, timeout_s: float) -> tuple[int, str]:
+    """`devup reload`: the running devup applies devports.toml (and its env files) as they are."""
+    answer = client.request(root, "reload", timeout_s=timeout_s)
+    if not answer.get("ok"):
+        raise DevupError(str(answer.get("error", "devup refused the request")))
+    return 0, str(answer.get("summary", ""))
+
+
+def _check_names_in_file(manifest_path: Path, names: list[str]) -> None:
+    from orchestrator.manifest import load_manifest, service_names
 
     try:
-        targets = service_names(manifest, names) if names else []
-    except UsageError:
-        # Not in devports.toml (or its Procfiles) as they are now; but if the running devup still
-        # runs every one of them (a Procfile line removed since it started), they are its to act on.
-        if not _all_running(manifest.root, names):
-            raise
-        targets = names
-    stop_s = manifest.settings.stop_timeout_s
-    return send(manifest.root, verb, targets, wait, stop_s, settle_timeout(manifest))
+        manifest = load_manifest(manifest_path)
+    except DevupError:
+        return  # a broken file: "not running" is the answer that matters
+    service_names(manifest, names)
 
 
 def send(
@@ -96,6 +159,12 @@ def send(
         )
     if "services" not in answer:
         client.check_answer(answer)
+    if answer.get("manifest_error"):
+        import sys
+
+        what = "restarted" if verb == "restart" else "started"
+        error = answer["manifest_error"]
+        print(f"devup: {error}; {what} with the previous version", file=sys.stderr)
     states: dict[str, str] = answer["services"]
     lines = [f"{name} {state}" for name, state in states.items()]
     if verb == "stop":
@@ -104,14 +173,6 @@ def send(
         # A task (port = false, restart = "no") that finished with 0 came up as it should.
         failed = wait and bool(answer.get("failed", []))
     return (1 if failed else 0), "\n".join(lines)
-
-
-def _all_running(root: Path, names: list[str]) -> bool:
-    try:
-        services = client.check_answer(client.request(root, "status"))["services"]
-    except DevupError:
-        return False  # not running: the name error is the one to show
-    return all(name in services for name in names)
 
 
 def stop_all(root: Path, stop_timeout_s: float) -> tuple[int, str]:

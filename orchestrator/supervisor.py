@@ -24,6 +24,7 @@ from orchestrator.events import (
     ControlRequested,
     Event,
     FilesChanged,
+    ManifestChanged,
     OutputClosed,
     OutputRead,
     SignalReceived,
@@ -31,6 +32,7 @@ from orchestrator.events import (
 from orchestrator.lines import LineSplitter
 from orchestrator.listening import is_listening
 from orchestrator.manifest import Manifest, ServiceSpec
+from orchestrator.manifest_diff import PlanDiff
 from orchestrator.policy import decide, first_backoff_s, format_delay
 from orchestrator.ports import is_port_free
 from orchestrator.printer import Printer
@@ -63,6 +65,14 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 class Watcher(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
+
+
+class LiveManifest(Protocol):
+    """What follows devports.toml for the run (live.py); called on the supervisor's thread."""
+
+    def changed(self) -> None: ...
+    def reload(self, quiet_if_unchanged: bool = False) -> tuple[bool, str]: ...
+    def state(self) -> dict[str, Any]: ...
 
 
 Spawn = Callable[[ServiceSpec, dict[str, str]], process.Child]
@@ -115,6 +125,13 @@ class ServiceRun:
         return self.state in (State.READY, State.RUNNING)
 
     @property
+    def will_restart_for_changes(self) -> bool:
+        """False while it waits to start, or stays stopped by `devup stop`: an edit of its spec
+        then needs no restart (apply_plan)."""
+        held = self.state is State.STOPPED and self.held_by_request
+        return not (held or self.state is State.WAITING)
+
+    @property
     def settled(self) -> bool:
         """Done starting: ready, or given up on, or finished."""
         return self.state not in (State.WAITING, State.STARTING)
@@ -160,6 +177,8 @@ class Supervisor:
         # The listen audit's findings per service (audit.py), shown by status.
         self.findings: dict[str, audit.Findings] = {}
         self._bind_failures_said: set[tuple[str, int]] = set()
+        self.live: LiveManifest | None = None
+        self.retiring: set[str] = set()  # removed from devports.toml, stopping (apply_plan)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -224,6 +243,8 @@ class Supervisor:
             self._on_files_changed(event)
         elif isinstance(event, ControlRequested):
             self._on_control(event)
+        elif isinstance(event, ManifestChanged) and self.live is not None:
+            self.live.changed()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -658,7 +679,8 @@ class Supervisor:
     def start_service(self, svc: ServiceRun) -> None:
         """Start a stopped service and whatever it depends on that is not up."""
         if svc.state.is_up:
-            self._answer_waiters(svc)
+            if svc.state is not State.STARTING:  # a starting one answers once it is ready
+                self._answer_waiters(svc)
             return
         if svc.state in (State.STOPPING, State.RESTARTING):
             svc.restart_due = svc.restart_due or self._clock()
@@ -711,6 +733,82 @@ class Supervisor:
         self.say(f"{svc.name}: {event.path} changed, restarting")
         svc.burst_events = 1
         self.request_restart(svc, changed_at + debounce_s - now)
+
+    # -- a changed manifest ----------------------------------------------------------------------
+
+    def apply_plan(
+        self,
+        manifest: Manifest,
+        order: list[str],
+        ports: dict[str, int | None],
+        envs: dict[str, dict[str, str]],
+        diff: PlanDiff,
+    ) -> None:
+        """Follow an edited devports.toml (live.py worked out `diff`): removed services stop and
+        leave, added ones start once their dependencies are up, changed ones restart, in
+        dependency order, or only take their new settings; the rest are not touched."""
+        self.manifest = manifest
+        for name in diff.removed:
+            if name in self.services:
+                self._retire(self.services[name])
+        restarting = {c.name for c in diff.changed if c.restart}
+        for name in order:
+            spec, port, env = manifest.services[name], ports.get(name), envs[name]
+            svc = self.services.get(name)
+            if svc is None:
+                self.services[name] = ServiceRun(spec, port, env)  # WAITING: started below
+                continue
+            if name in self.retiring:  # removed, and back before it was gone: a restart
+                self.retiring.discard(name)
+                svc.held_by_request = False
+                svc.spec, svc.port, svc.env = spec, port, env
+                self.start_service(svc)
+                continue
+            if name in restarting:
+                after_deps = any(d in restarting for d in _needs(manifest, name))
+                self._restart_changed(svc, after_deps)  # signals with the old spec's stop_signal
+            svc.spec, svc.port, svc.env = spec, port, env
+        self.order = [*order, *(n for n in self.order if n in self.retiring and n not in order)]
+        self.services = {n: self.services[n] for n in self.order}
+        if self._on_change is not None:
+            self._on_change(self)
+        self._start_ready_services()
+
+    def _restart_changed(self, svc: ServiceRun, after_deps: bool) -> None:
+        if not svc.will_restart_for_changes:
+            return  # starts, or stays stopped, with the new spec
+        if svc.state in (State.STOPPED, State.CRASHED) and svc.group is None:
+            svc.restarts += 1
+            self.start_service(svc)  # through WAITING: a failed task it needs still holds it
+            return
+        if not after_deps or svc.state is State.RESTARTING:
+            self.request_restart(svc)
+            return
+        # A dependency restarts too: stop now, start once it is ready again (WAITING).
+        svc.restarts += 1
+        svc.waiters.append(lambda _answer: self.start_service(svc))
+        self._stop(svc)
+
+    def _retire(self, svc: ServiceRun) -> None:
+        self.retiring.add(svc.name)
+        self.stop_service(svc)
+        self._drop_retired(svc.name)
+
+    def _drop_retired(self, name: str) -> None:
+        """Forget a removed service once its group is gone and its output read to the end."""
+        svc = self.services.get(name)
+        if svc is None or name not in self.retiring:
+            return
+        gone = svc.child is None and svc.group is None and not svc.output_open
+        if not (gone and svc.state in (State.STOPPED, State.CRASHED)):
+            self.timers.call_later(STOP_POLL_S, lambda: self._drop_retired(name))
+            return
+        self.retiring.discard(name)
+        del self.services[name]
+        self.order.remove(name)
+        if self._on_change is not None:
+            self._on_change(self)
+        self._maybe_exit()
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -834,6 +932,18 @@ def _read_output(
     finally:
         pipe.close()
     post(OutputClosed(name, generation))
+
+
+def _needs(manifest: Manifest, name: str) -> set[str]:
+    """Everything `name` depends on, directly or not."""
+    found: set[str] = set()
+    pending = list(manifest.services[name].depends_on)
+    while pending:
+        dep = pending.pop()
+        if dep not in found and dep in manifest.services:
+            found.add(dep)
+            pending.extend(manifest.services[dep].depends_on)
+    return found
 
 
 def _count(n: int, noun: str) -> str:

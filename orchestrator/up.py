@@ -18,7 +18,9 @@ from orchestrator import audit, reaper, recovery, runstate
 from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
 from orchestrator.envview import env_file_warnings
+from orchestrator.live import Live, SwappableWatcher, own_files, without_own_files
 from orchestrator.manifest import Manifest, start_order
+from orchestrator.manifest_diff import Plan
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
 from orchestrator.supervisor import Supervisor
@@ -87,11 +89,28 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         )
         audit.install(supervisor, on_audit=lambda: record(supervisor))
         _report_drops(supervisor, writer)
-        watcher = None
-        if options.watching:
+
+        def new_watcher(current: Manifest, names: list[str]) -> Any:
+            if not options.watching:
+                return None
             from orchestrator.watcher import make_watcher
 
-            watcher = make_watcher(manifest, order, supervisor.events.put, printer.say)
+            current = without_own_files(current, own_files(current, names))
+            return make_watcher(current, names, supervisor.events.put, printer.say)
+
+        watcher = SwappableWatcher(new_watcher(manifest, order))
+        live = Live(
+            supervisor,
+            Plan(manifest, tuple(order), dict(plan.ports), envs),
+            names=options.names,
+            color=options.color,
+            add_output=partial(_add_output, printer, logs),
+            make_watcher=new_watcher,
+            watcher=watcher,
+            observe=options.watching,
+        )
+        supervisor.live = live
+        live.start()
         control = ControlServer(manifest.root, supervisor.events.put)
         control.start()
         try:
@@ -103,6 +122,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             raise
         finally:
             control.stop()
+            live.stop()
         reaper.stop_adopted(manifest.settings.stop_timeout_s, printer.say)
         runstate.clear_state(manifest.root)
         return code
@@ -111,6 +131,12 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         writer.close()
         _report_final_drops(writer)
         lock.release()
+
+
+def _add_output(printer: Printer, logs: Path, name: str) -> None:
+    """A service added while running gets its colour and log file."""
+    printer.add_name(name)
+    printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
 
 
 def _record_run(root: Path) -> Any:
