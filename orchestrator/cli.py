@@ -208,7 +208,8 @@ def ports_command(
     no_watch: bool | None,
 ) -> int:
     """The port plan: service, port, URL, and who holds a busy port."""
-    from orchestrator.plan import format_ports, port_plan, release_ports
+    from orchestrator.plan import port_plan, release_ports
+    from orchestrator.runports import format_ports
 
     manifest = _ctx(manifest_file, no_color, no_watch).manifest()
     if release:

@@ -27,6 +27,8 @@ def _main() -> None:
         sys.exit(0)
     if args in (["status"], ["status", "--json"]):
         sys.exit(_status(as_json=len(args) == 2))
+    if args in (["ports"], ["ports", "--json"]) and _ports(as_json=len(args) == 2):
+        sys.exit(0)
     if args[:1] == ["logs"] and _logs(args[1:]):
         sys.exit(0)
     if args[:1] in (["restart"], ["start"], ["stop"]):
@@ -74,6 +76,37 @@ def _status(as_json: bool) -> int:
         print(exc.report(), file=sys.stderr)
         return exc.exit_code
     return 0
+
+
+def _ports(as_json: bool) -> bool:
+    """`devup ports` while the project's devup runs, from its answer; False to use the CLI (no
+    run, or a devports.toml changed since the run read it: the CLI reads the file as it is)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from orchestrator import client
+    from orchestrator.errors import DevupError
+    from orchestrator.locate import find_manifest
+    from orchestrator.paths import project_key
+    from orchestrator.registry import Registry
+    from orchestrator.runports import format_ports, live_ports
+
+    try:
+        manifest = find_manifest(Path.cwd())
+        answer = client.check_answer(client.request(manifest.parent, "status"))
+        run = answer["run"]
+        if "ports" not in run or (run["manifest"], run["manifest_mtime_ns"]) != (
+            str(manifest),
+            os.stat(manifest).st_mtime_ns,
+        ):
+            return False
+        leases = Registry().read().get(project_key(manifest.parent), {})
+    except (DevupError, OSError, KeyError, TypeError):
+        return False
+    doc = live_ports(answer, leases)
+    print(json.dumps(doc, indent=2) if as_json else format_ports(doc))
+    return True
 
 
 def _logs(args: list[str]) -> bool:

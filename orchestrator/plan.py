@@ -50,8 +50,12 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
 
     order = start_order(manifest, names)
     running = runstate.running_pid(manifest.root) is not None
+    if running:
+        live = _ask_the_run(manifest.root, order)
+        if live is not None:
+            return live
     groups = _live_groups(manifest.root)
-    plan = allocate_ports(manifest, order, move_busy=not (running or groups))
+    plan = allocate_ports(manifest, order, mode="running" if running or groups else "plan")
     services: dict[str, Any] = {}
     for name in order:
         port = plan.ports.get(name)
@@ -60,6 +64,7 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
             "port": port,
             "url": service_url("127.0.0.1", port) if port is not None else None,
             "holder": describe(holder) if holder is not None else None,
+            "lease": plan.leases.get(name),
             "listening": None,
             "warnings": [],
         }
@@ -73,18 +78,25 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
     return {"services": services, "running": running, "messages": list(plan.messages)}
 
 
-def format_ports(plan: dict[str, Any]) -> str:
-    services = plan["services"]
-    width = max([len(n) for n in services] or [0])
-    rows = list(plan["messages"])
-    for name, svc in services.items():
-        if svc["port"] is None:
-            rows.append(f"{name.ljust(width)}  -      (no port)")
-            continue
-        held = f"  held by {svc['holder']}" if svc["holder"] else ""
-        rows.append(f"{name.ljust(width)}  {svc['port']:<5}  {svc['url']}{held}")
-        rows.extend(f"  warning: {warning}" for warning in svc.get("warnings", []))
-    return "\n".join(rows)
+def _ask_the_run(root: Path, order: list[str]) -> dict[str, Any] | None:
+    """The running devup's own answer (runports.py), or None from a devup that cannot give it."""
+    from orchestrator import client
+    from orchestrator.errors import DevupError
+    from orchestrator.paths import project_key
+    from orchestrator.registry import Registry
+    from orchestrator.runports import live_ports
+
+    try:
+        answer = client.check_answer(client.request(root, "status"))
+        if "ports" not in answer.get("run", {}):
+            return None
+    except DevupError:
+        return None  # it ended just now, or is still starting: the plan answers
+    leases = Registry().read().get(project_key(root), {})
+    live = live_ports(answer, leases, order)
+    # The run's order is the full start order; the named services keep theirs.
+    live["services"] = {n: live["services"][n] for n in order if n in live["services"]}
+    return live
 
 
 def _live_groups(root: Path) -> dict[str, GroupId]:

@@ -147,6 +147,7 @@ class Supervisor:
         self.services = {
             name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
         }
+        self.ports = dict(ports)  # every service's, started or not: what `devup ports` shows
         self.shutting_down = False
         self.exit_code: int | None = None
         self._final_code = 0
