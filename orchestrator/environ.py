@@ -6,9 +6,10 @@ or an `env` table, or built from one), so nothing else has to guess what may be 
 
 from __future__ import annotations
 
+import io
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,12 @@ class Variable:
     secret: bool
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines, parsed by honcho (as foreman and honcho read `.env`); missing file = {}."""
-    from honcho.environ import parse
+def read_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A `.env` file read as python-dotenv's `dotenv_values` reads it (what most apps load the
+    same file with): `export`, quotes, escapes, comments, multi-line values, and `${VAR}` /
+    `${VAR:-default}` from the file's earlier lines, then `base` (the environment it is loaded
+    into). A bare `NAME` without `=` sets nothing. Missing file = {}."""
+    from dotenv.parser import parse_stream
 
     try:
         raw = read_capped(path, MAX_ENV_FILE_BYTES)
@@ -47,20 +51,28 @@ def read_env_file(path: Path) -> dict[str, str]:
     nul_at = nul_line(text)
     if nul_at is not None:
         raise DevupError(f"env file {path}:{nul_at}: a NUL character (\\0)")
-    try:
-        return dict(parse(text))
-    except ValueError as exc:  # honcho's shlex: an unclosed quote, a trailing backslash
-        lines = text.splitlines()
-        line = next((n for n, t in enumerate(lines, 1) if not _parses(parse, t)), len(lines))
-        raise DevupError(f"env file {path}:{line}: {exc}") from None
+    # newline=None: CRLF and CR read as dotenv_values reads a file (universal newlines).
+    bindings = list(parse_stream(io.StringIO(text, newline=None)))
+    for binding in bindings:
+        if binding.error:  # python-dotenv would only log a warning and skip it
+            shown = binding.original.string.strip().splitlines()[0][:60]
+            raise DevupError(f"env file {path}:{binding.original.line}: cannot parse {shown!r}")
+    return _interpolate(
+        [(b.key, b.value) for b in bindings if b.key is not None and b.value is not None],
+        base or {},
+    )
 
 
-def _parses(parse: Callable[[str], object], line: str) -> bool:
-    try:
-        parse(line)
-    except ValueError:
-        return False
-    return True
+def _interpolate(values: list[tuple[str, str]], base: Mapping[str, str]) -> dict[str, str]:
+    """python-dotenv's resolve_variables (override=True), resolved against `base` rather than
+    this process's os.environ: earlier lines of the file win over `base`."""
+    from dotenv.variables import parse_variables
+
+    resolved: dict[str, str] = {}
+    for name, value in values:
+        env: dict[str, str | None] = {**base, **resolved}
+        resolved[name] = "".join(atom.resolve(env) for atom in parse_variables(value))
+    return resolved
 
 
 def service_url(host: str, port: int) -> str:
@@ -108,7 +120,8 @@ def service_variables(
     for env_file in (manifest.settings.env_file, spec.env_file):
         if env_file is None:
             continue
-        for key, value in read_env_file(env_file).items():
+        base = {**parent, **{k: v.value for k, v in result.items()}}
+        for key, value in read_env_file(env_file, base).items():
             if key == "PORT":
                 warnings.append(f"{name}: {env_file.name} sets PORT, ignored (devup assigns it)")
                 continue
