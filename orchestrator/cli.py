@@ -448,12 +448,16 @@ _control_command("stop", "Stop services of the running devup; with no names, sto
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), help="Only the last N lines.")
 @click.option("--since", help="Only lines of the last DURATION (30s, 10m, 2h).")
+@click.option(
+    "--color", "force_color", is_flag=True, help="Keep the services' colours even when piped."
+)
 @click.argument("services", nargs=-1, shell_complete=complete_services)
 @partial(_common, short_file=False)  # -f is --follow here, as in `tail -f`
 def logs_command(
     follow: bool,
     count: int | None,
     since: str | None,
+    force_color: bool,
     services: tuple[str, ...],
     manifest_file: Path | None,
     no_color: bool | None,
@@ -464,14 +468,21 @@ def logs_command(
     from orchestrator.manifest import service_names
     from orchestrator.paths import project_state_dir
 
-    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    ctx = _ctx(manifest_file, no_color, no_watch)
+    manifest = ctx.manifest()
     since_s = parse_duration(since) if since is not None else None
     own = [n for n in services if n != DEVUP_LOG]
     names = service_names(manifest, own) + ([DEVUP_LOG] if DEVUP_LOG in services else [])
+    from orchestrator.ansi import strip_ansi
+
+    # As up.use_color decides (not imported: it loads the whole run machinery).
+    colour_on = not ctx.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    keep_escapes = force_color or colour_on
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
-        out.write(data)
+        # The log files hold the services' bytes as written; colour off drops their escapes.
+        out.write(data if keep_escapes else strip_ansi(data))
         out.flush()
 
     try:

@@ -140,16 +140,20 @@ def _logs(args: list[str]) -> bool:
         return False
     if not all((folder / f"{name}.log").is_file() for name in names):
         return False  # an unknown name or a Procfile group: the CLI checks it and says so
+    import os
+
+    from orchestrator.ansi import strip_ansi
+
+    # As `devup logs` decides (up.use_color): escapes only to a terminal with colour on.
+    keep_escapes = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
-        out.write(data)
+        out.write(data if keep_escapes else strip_ansi(data))
 
     try:
         show(folder, names, write, count=count)
         out.flush()
     except BrokenPipeError:
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return True
