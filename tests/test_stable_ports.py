@@ -65,3 +65,44 @@ def test_a_foreign_listener_on_a_leased_port_lends_the_service_a_port_for_one_ru
     again.expect_line(r"1 service up")
     assert again.stop() == 130
     assert not any("stays api's" in line for line in again.lines)
+
+
+def test_check_shows_the_ports_devup_up_will_use_and_what_each_service_watches(
+    project: Project,
+) -> None:
+    project.write("""
+        [services.api]
+        cmd = "python -m api"
+        watch = ["src", "pyproject.toml"]
+
+        [services.migrate]
+        cmd = "python migrate.py"
+        port = false
+        restart = "no"
+        watch = false
+    """)
+    (project.root / "src").mkdir()
+    planned = json.loads(project.devup("ports", "--json").stdout)["services"]
+    leased = planned["api"]["port"]
+    before = Registry().path.read_bytes()
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", leased))
+        foreign.listen()
+        text = project.devup("check")
+        doc = json.loads(project.devup("check", "--json").stdout)
+    assert text.returncode == 0, text.stderr
+    assert Registry().path.read_bytes() == before  # check moved no lease
+    temporary = doc["services"]["api"]["planned_port"]
+    assert temporary not in (None, leased)
+    assert doc["services"]["api"]["url"] == f"http://127.0.0.1:{temporary}"
+    assert doc["services"]["migrate"]["planned_port"] is None
+    assert doc["messages"] == [line for line in text.stdout.splitlines() if "stays api's" in line]
+    rows = text.stdout.splitlines()
+    api = next(i for i, row in enumerate(rows) if row.lstrip().startswith("api "))
+    assert f"port {temporary}" in rows[api]
+    assert rows[api + 1].split() == ["watch:", "src,", "pyproject.toml"]
+    migrate = next(i for i, row in enumerate(rows) if row.lstrip().startswith("migrate "))
+    assert "no port" in rows[migrate] and rows[migrate + 1].split() == ["watch:", "off"]
+    # Without the foreign listener, check shows the leased port.
+    again = json.loads(project.devup("check", "--json").stdout)
+    assert again["services"]["api"]["planned_port"] == leased
