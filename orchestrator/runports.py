@@ -47,9 +47,10 @@ def _holder(name: str, svc: dict[str, Any], port: int | None) -> str | None:
     if port is None:
         return None
     listening = svc.get("listening") or []
-    pid = svc.get("pid")
-    if pid is not None and any(address.endswith(f":{port}") for address in listening):
-        return f"{_process_name(pid) or name} (pid {pid})"
+    pids = svc.get("listening_pids") or [svc.get("pid")] * len(listening)
+    for address, pid in zip(listening, pids, strict=False):
+        if pid is not None and address.endswith(f":{port}"):
+            return f"{_process_name(pid) or name} (pid {pid})"
     # Not (yet) its service's: whoever it is, looked up as `devup ports` does without a run.
     from orchestrator.holders import describe_all, find_holders
     from orchestrator.ports import is_port_free

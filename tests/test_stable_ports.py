@@ -20,9 +20,10 @@ SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 def test_a_foreign_listener_on_a_leased_port_lends_the_service_a_port_for_one_run(
     project: Project, running: list[DevupProcess]
 ) -> None:
+    # A shell that waits for the server: the holder to name is the server, not the shell.
     project.write(f"""
         [services.api]
-        cmd = "{SERVER}"
+        cmd = "{SERVER} & wait"
     """)
     ports = json.loads(project.devup("ports", "--json").stdout)["services"]
     leased = ports["api"]["port"]
@@ -54,6 +55,11 @@ def test_a_foreign_listener_on_a_leased_port_lends_the_service_a_port_for_one_ru
         assert live["running"] is True
         assert live["services"]["api"]["port"] == temporary
         assert live["services"]["api"]["lease"] == leased
+        status = json.loads(project.devup("status", "--json").stdout)["services"]["api"]
+        server = status["listening_pids"][0]
+        assert server != status["pid"]
+        holder = f"{psutil.Process(server).name()} (pid {server})"
+        assert live["services"]["api"]["holder"] == holder
         assert run.stop() == 130
     assert sum("stays api's" in line for line in run.lines) == 1  # said once
     assert lease_file.read_bytes() == before
