@@ -60,6 +60,9 @@ def test_a_foreign_listener_on_a_leased_port_lends_the_service_a_port_for_one_ru
         assert server != status["pid"]
         holder = f"{psutil.Process(server).name()} (pid {server})"
         assert live["services"]["api"]["holder"] == holder
+        # `env` and `run` give what the run uses: the temporary port.
+        env = json.loads(project.devup("env", "api", "--json").stdout)["variables"]
+        assert {v["name"]: v["value"] for v in env}["PORT"] == str(temporary)
         assert run.stop() == 130
     assert sum("stays api's" in line for line in run.lines) == 1  # said once
     assert lease_file.read_bytes() == before
