@@ -219,9 +219,11 @@ class _Chooser:
         self._use(name, other)
         self.reserved[other] = (self.key, name)
         self.temporary_ports[name] = other
-        this = "for this run" if self.mode == "up" else "for its next run (`devup up`)"
+        using = (
+            f"using {other} for this run" if self.mode == "up" else f"`devup up` would use {other}"
+        )
         self.messages.append(
-            f"{name}: {port} is held by {held_by}; using {other} {this} ({port} stays {name}'s)"
+            f"{name}: {port} is held by {held_by}; {using} ({port} stays {name}'s)"
         )
 
     def _fallback(self, name: str, first: int, old: int | None) -> int:

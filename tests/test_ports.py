@@ -282,8 +282,7 @@ def test_a_leased_port_held_by_another_process_is_lent_out_for_one_run_or_report
     )
     assert planned.ports == {"api": new} and planned.leases == {"api": port}
     assert planned.messages == (
-        f"api: {port} is held by {me()}; using {new} for its next run (`devup up`) "
-        f"({port} stays api's)",
+        f"api: {port} is held by {me()}; `devup up` would use {new} ({port} stays api's)",
     )
     assert registry_file.read_bytes() == before  # the lease never moved
     assert allocate_ports(manifest, ["api"]).ports == {"api": port}

@@ -36,8 +36,8 @@ def test_a_foreign_listener_on_a_leased_port_lends_the_service_a_port_for_one_ru
         shown = project.devup("ports")
         assert shown.returncode == 0, shown.stderr
         message = shown.stdout.splitlines()[0]
-        assert message.startswith(f"api: {leased} is held by {me}; using ")
-        assert message.endswith(f"for its next run (`devup up`) ({leased} stays api's)")
+        assert message.startswith(f"api: {leased} is held by {me}; `devup up` would use ")
+        assert message.endswith(f" ({leased} stays api's)")
         assert lease_file.read_bytes() == before  # `devup ports` moved nothing
 
         run = project.start("--no-watch")
