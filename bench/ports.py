@@ -1,8 +1,10 @@
 """Port figures: many devups allocating at once (wall time per round, each allocation's time
-under the registry lock), and the cost of the lookups behind `devup who` and the listen audit,
-side by side with lsof (the tool `devup who` replaces and falls back to).
+under the registry lock), the cost of the lookups behind `devup who` and the listen audit, side
+by side with lsof (the tool `devup who` replaces and falls back to), and `devup ports` against
+`devup status` while a devup runs N services.
 
     PYTHONPATH=. python bench/ports.py [--projects 50] [--services 10] [--rounds 5]
+                                       [--running 50] [--repeat 10] [--only running]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -129,14 +132,89 @@ def lookups(repeat: int = 20) -> None:
             print(f"  {label:<40} {timed(fn):7.2f} ms")
 
 
+LISTENER = (
+    "import os, signal, socket; s = socket.socket(); "
+    "s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(); signal.pause()"
+)
+
+
+def while_running(services: int, repeat: int) -> None:
+    """`devup status`, `devup ports` (entry.py's answer) and `devup ports --json -f FILE` (the
+    click CLI) against a devup running `services` listeners: wall time of each command."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "project"
+        root.mkdir()
+        lo = random.randrange(20000, 50000, 1000)
+        body = "".join(
+            f"[services.s{i}]\ncmd = {json.dumps(f'{sys.executable} -c {LISTENER!r}')}\n"
+            "watch = false\n"
+            for i in range(services)
+        )
+        manifest = root / "devports.toml"
+        manifest.write_text(f'[devup]\nports = "{lo}-{lo + 999}"\n{body}')
+        env = {
+            **os.environ,
+            "DEVUP_HOME": str(Path(tmp) / "home"),
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        }
+        devup = [sys.executable, "-m", "orchestrator"]
+        run = subprocess.Popen(
+            devup, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            assert run.stdout is not None
+            for line in run.stdout:  # until the summary: every service listens
+                if f"{services} services up" in line:
+                    break
+            else:
+                raise SystemExit("devup ended before its services were up")
+
+            def timed(*args: str) -> float:
+                samples = []
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    subprocess.run([*devup, *args], cwd=root, env=env, check=True,
+                                   stdout=subprocess.DEVNULL)  # fmt: skip
+                    samples.append(time.perf_counter() - started)
+                return statistics.median(samples) * 1000
+
+            rows = [
+                ("devup status", timed("status")),
+                ("devup ports", timed("ports")),
+                ("devup ports --json", timed("ports", "--json")),
+                (
+                    "devup ports --json -f FILE (click)",
+                    timed("ports", "--json", "-f", str(manifest)),
+                ),
+            ]
+        finally:
+            run.send_signal(signal.SIGINT)
+            try:
+                run.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()
+        print(f"while devup runs {services} services, median wall time of {repeat} runs")
+        status_ms = rows[0][1]
+        for label, ms in rows:
+            print(f"  {label:<36} {ms:7.1f} ms  {ms / status_ms:4.2f}x status")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--projects", type=int, default=50)
     parser.add_argument("--services", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--running", type=int, default=50, help="services of the running devup")
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--only", choices=["contention", "lookups", "running"])
     args = parser.parse_args()
-    contention(args.projects, args.services, args.rounds)
-    lookups()
+    if args.only in (None, "contention"):
+        contention(args.projects, args.services, args.rounds)
+    if args.only in (None, "lookups"):
+        lookups()
+    if args.only in (None, "running"):
+        while_running(args.running, args.repeat)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class Findings:
 
     generation: int
     listening: list[str] = field(default_factory=list)  # addresses, "127.0.0.1:3001"
+    pids: list[int] = field(default_factory=list)  # the process on each of `listening`
     warnings: list[str] = field(default_factory=list)
     audits: int = 0  # checks done so far in this generation
 
@@ -176,6 +177,7 @@ class ListenAudit:
             findings = self.sup.findings[svc.name] = Findings(generation)
         listeners = group_listeners(svc.group)
         findings.listening = [lst.address for lst in listeners]
+        findings.pids = [lst.pid for lst in listeners]
         for warning in assess(self.sup.manifest, svc.spec, svc.port, listeners):
             if warning not in findings.warnings:
                 findings.warnings.append(warning)
@@ -211,11 +213,13 @@ def bind_failure(name: str, port: int | None, lines: list[str]) -> str | None:
 
 
 def status_fields(findings: Findings | None, generation: int) -> dict[str, object]:
-    """`listening`, `warnings` and `audits` (checks so far) of the current process of a service."""
+    """`listening` (with the pid on each address), `warnings` and `audits` (checks so far) of the
+    current process of a service."""
     if findings is None or findings.generation != generation:
-        return {"listening": None, "warnings": [], "audits": 0}
+        return {"listening": None, "listening_pids": None, "warnings": [], "audits": 0}
     return {
         "listening": list(findings.listening),
+        "listening_pids": list(findings.pids),
         "warnings": list(findings.warnings),
         "audits": findings.audits,
     }

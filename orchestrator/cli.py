@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _common(func: F, short_file: bool = True) -> F:
-    """-f/--file, --no-color, --no-watch on the group and on every command."""
+def _common(func: F, short_file: bool = True, color: bool = False, watch: bool = False) -> F:
+    """-f/--file on every command that reads the manifest; --no-color on those whose output has
+    colour, --no-watch on `up` only (all three are also accepted before the command)."""
     func = click.option(
         *(["-f"] if short_file else []),
         "--file",
@@ -34,15 +35,17 @@ def _common(func: F, short_file: bool = True) -> F:
         type=click.Path(path_type=Path),
         help="Path to devports.toml (default: search upwards).",
     )(func)
-    func = click.option(
-        "--no-color", is_flag=True, default=None, help="No colours (NO_COLOR is respected too)."
-    )(func)
-    func = click.option(
-        "--no-watch",
-        is_flag=True,
-        default=None,
-        help="Do not restart services when their files change.",
-    )(func)
+    if color:
+        func = click.option(
+            "--no-color", is_flag=True, default=None, help="No colours (NO_COLOR is respected too)."
+        )(func)
+    if watch:
+        func = click.option(
+            "--no-watch",
+            is_flag=True,
+            default=None,
+            help="Do not restart services when their files change.",
+        )(func)
     return func
 
 
@@ -134,7 +137,9 @@ def _service_help(manifest: Manifest, name: str) -> str | None:
     return spec.cmd if spec is not None else "Procfile services"
 
 
-def _ctx(manifest_file: Path | None, no_color: bool | None, no_watch: bool | None) -> Context:
+def _ctx(
+    manifest_file: Path | None, no_color: bool | None = None, no_watch: bool | None = None
+) -> Context:
     ctx = click.get_current_context().find_object(Context)
     assert ctx is not None
     ctx.update(manifest_file, no_color, no_watch)
@@ -146,7 +151,7 @@ def _ctx(manifest_file: Path | None, no_color: bool | None, no_watch: bool | Non
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@_common
+@partial(_common, color=True, watch=True)
 @click.version_option(__version__, "--version", prog_name="devup")
 @click.pass_context
 def cli(
@@ -166,9 +171,9 @@ def cli(
     return None
 
 
-@cli.command("up")
+@cli.command("up", short_help="Start the services and stream their logs (the default).")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
-@_common
+@partial(_common, color=True, watch=True)
 def up_command(
     services: tuple[str, ...] = (),
     manifest_file: Path | None = None,
@@ -183,25 +188,23 @@ def up_command(
     return up(ctx.manifest(), options)
 
 
-@cli.command("check")
+@cli.command("check", short_help="Validate devports.toml; show the plan, ports and watches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @_common
 def check_command(
     as_json: bool,
     manifest_file: Path | None,
-    no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """Validate devports.toml and print the plan (exit 0, or 2 on an error)."""
     from orchestrator.plan import check_plan, format_check
 
-    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    manifest = _ctx(manifest_file).manifest()
     plan = check_plan(manifest)
     click.echo(json.dumps(plan, indent=2) if as_json else format_check(plan))
     return 0
 
 
-@cli.command("ports")
+@cli.command("ports", short_help="The port plan: service, port, URL, who holds a busy port.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--release", is_flag=True, help="Forget this project's leases (of SERVICES, or all).")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
@@ -211,13 +214,12 @@ def ports_command(
     release: bool,
     services: tuple[str, ...],
     manifest_file: Path | None,
-    no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """The port plan: service, port, URL, and who holds a busy port."""
-    from orchestrator.plan import format_ports, port_plan, release_ports
+    from orchestrator.plan import port_plan, release_ports
+    from orchestrator.runports import format_ports
 
-    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    manifest = _ctx(manifest_file).manifest()
     if release:
         click.echo(release_ports(manifest, list(services)))
         return 0
@@ -227,23 +229,24 @@ def ports_command(
 
 
 @cli.command(
-    "run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+    "run",
+    short_help="Run a one-off command with a service's environment.",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @click.argument("service", shell_complete=complete_services)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@_common
+@partial(_common, color=True)
 def run_command(
     service: str,
     command: tuple[str, ...],
     manifest_file: Path | None,
     no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """Run a one-off command with SERVICE's environment and folder: devup run api -- CMD..."""
     from orchestrator.oneoff import run_oneoff
     from orchestrator.up import use_color
 
-    ctx = _ctx(manifest_file, no_color, no_watch)
+    ctx = _ctx(manifest_file, no_color)
     argv = list(command[1:] if command[:1] == ("--",) else command)  # click keeps a late "--"
     color = use_color(ctx.no_color)
     return run_oneoff(ctx.manifest(), service, argv, color=color, say=_say_to_stderr)
@@ -252,7 +255,7 @@ def run_command(
 EXPORT_FORMATS = ("procfile", "systemd", "supervisord", "runit")  # = export.FORMATS (tested)
 
 
-@cli.command("export")
+@cli.command("export", short_help="Write the services out for honcho, systemd, supervisord, runit.")
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(EXPORT_FORMATS))
 @click.option(
     "-o",
@@ -271,13 +274,11 @@ def export_command(
     user: str | None,
     log_dir: str | None,
     manifest_file: Path | None,
-    no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """Write the services out for honcho/foreman (procfile), systemd, supervisord or runit."""
     from orchestrator.export import ExportOptions, describe, export
 
-    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    manifest = _ctx(manifest_file).manifest()
     out = output or manifest.root / ".devup" / "export" / fmt
     options = ExportOptions(app=app, user=user, log_dir=log_dir)
     written = export(manifest, fmt, out, options, say=_say_to_stderr)
@@ -285,7 +286,7 @@ def export_command(
     return 0
 
 
-@cli.command("init")
+@cli.command("init", short_help="Write a starter devports.toml from the projects found here.")
 @click.option("--force", is_flag=True, help="Replace an existing devports.toml.")
 @click.option(
     "--gitignore/--no-gitignore",
@@ -299,15 +300,13 @@ def init_command(
     gitignore: bool | None,
     ports: str,
     manifest_file: Path | None,
-    no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """Write a starter devports.toml from the projects found here and below."""
     from orchestrator import init
     from orchestrator.errors import UsageError
     from orchestrator.locate import MANIFEST_NAME
 
-    ctx = _ctx(manifest_file, no_color, no_watch)
+    ctx = _ctx(manifest_file)
     path = (ctx.manifest_file or Path(MANIFEST_NAME)).absolute()
     root = path.parent
     init.check_port_pool(ports)
@@ -339,7 +338,7 @@ def init_command(
     return 0
 
 
-@cli.command("completion")
+@cli.command("completion", short_help="Print the shell completion script (bash, zsh, fish).")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion_command(shell: str) -> int:
     """Print the shell completion script: eval "$(devup completion bash)" in ~/.bashrc."""
@@ -355,7 +354,7 @@ def _say_to_stderr(message: str) -> None:
     click.echo(f"devup: {message}", err=True)
 
 
-@cli.command("who")
+@cli.command("who", short_help="Which process listens on PORT, and whether devup started it.")
 @click.argument("port", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the listeners as JSON.")
 @_common
@@ -363,13 +362,11 @@ def who_command(
     port: int,
     as_json: bool,
     manifest_file: Path | None,
-    no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """Which processes listen on PORT, and whether devup started them (exit 1: none)."""
     from orchestrator.who import format_who, who
 
-    ctx = _ctx(manifest_file, no_color, no_watch)
+    ctx = _ctx(manifest_file)
     try:
         root: Path | None = ctx.manifest().root
     except DevupError:
@@ -384,7 +381,7 @@ def who_command(
     return 0 if report["listeners"] else 1
 
 
-@cli.command("env")
+@cli.command("env", short_help="The variables devup sets for a service (values masked).")
 @click.argument("service", shell_complete=complete_services)
 @click.option("--reveal", is_flag=True, help="Show the values from env files and env tables.")
 @click.option("--json", "as_json", is_flag=True, help="Print the variables as JSON.")
@@ -394,36 +391,32 @@ def env_command(
     reveal: bool,
     as_json: bool,
     manifest_file: Path | None,
-    no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """The variables devup sets for SERVICE; env-file and env values masked unless --reveal."""
     from orchestrator.envview import env_listing, format_env
 
-    manifest = _ctx(manifest_file, no_color, no_watch).manifest()
+    manifest = _ctx(manifest_file).manifest()
     listing = env_listing(manifest, service, reveal=reveal)
     click.echo(json.dumps(listing, indent=2) if as_json else format_env(listing))
     return 0
 
 
-@cli.command("status")
+@cli.command("status", short_help="Each service's state, pid, port, restarts and uptime.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @_common
 def status_command(
     as_json: bool,
     manifest_file: Path | None,
-    no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """Ask the running devup for each service's state, pid, port, restarts and uptime."""
     from orchestrator.remote import status
 
-    click.echo(status(_ctx(manifest_file, no_color, no_watch).manifest_path().parent, as_json))
+    click.echo(status(_ctx(manifest_file).manifest_path().parent, as_json))
     return 0
 
 
-def _control_command(verb: str, help_text: str, names_required: bool) -> None:
-    @cli.command(verb, help=help_text)
+def _control_command(verb: str, help_text: str, short: str, names_required: bool) -> None:
+    @cli.command(verb, help=help_text, short_help=short)
     @click.option("--no-wait", is_flag=True, help="Return at once, not when the services settle.")
     @click.argument("services", nargs=-1, required=names_required, shell_complete=complete_services)
     @_common
@@ -431,12 +424,10 @@ def _control_command(verb: str, help_text: str, names_required: bool) -> None:
         no_wait: bool,
         services: tuple[str, ...],
         manifest_file: Path | None,
-        no_color: bool | None,
-        no_watch: bool | None,
     ) -> int:
         from orchestrator.remote import control
 
-        path = _ctx(manifest_file, no_color, no_watch).manifest_path()
+        path = _ctx(manifest_file).manifest_path()
         code, text = control(path.parent, verb, list(services), not no_wait, manifest_path=path)
         if text:
             click.echo(text)
@@ -444,46 +435,64 @@ def _control_command(verb: str, help_text: str, names_required: bool) -> None:
 
 
 _control_command(
-    "restart", "Restart services of the running devup; returns once they are ready.", True
+    "restart",
+    "Restart services of the running devup; returns once they are ready.",
+    "Restart services of the running devup (waits until ready).",
+    True,
 )
-_control_command("start", "Start stopped services (and what they need); returns once ready.", True)
-_control_command("stop", "Stop services of the running devup; with no names, stop the run.", False)
+_control_command(
+    "start",
+    "Start stopped services (and what they need); returns once ready.",
+    "Start stopped services of the running devup (waits).",
+    True,
+)
+_control_command(
+    "stop",
+    "Stop services of the running devup; with no names, stop the run.",
+    "Stop services of the running devup, or the whole run.",
+    False,
+)
 
 
 @cli.command("reload", short_help="Apply devports.toml to the running devup.")
 @_common
-def reload_command(manifest_file: Path | None, no_color: bool | None, no_watch: bool | None) -> int:
+def reload_command(manifest_file: Path | None) -> int:
     """Apply devports.toml and its env files to the running devup now (it also follows them)."""
     from orchestrator.remote import control
 
-    path = _ctx(manifest_file, no_color, no_watch).manifest_path()
+    path = _ctx(manifest_file).manifest_path()
     code, text = control(path.parent, "reload", [], True)
     if text:
         click.echo(text)
     return code
 
 
-@cli.command("logs")
+@cli.command("logs", short_help="The combined logs of the current or last run, in time order.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), help="Only the last N lines.")
 @click.option("--since", help="Only lines of the last DURATION (30s, 10m, 2h).")
+@click.option(
+    "--color", "force_color", is_flag=True, help="Keep the services' colours even when piped."
+)
 @click.argument("services", nargs=-1, shell_complete=complete_services)
-@partial(_common, short_file=False)  # -f is --follow here, as in `tail -f`
+@partial(_common, short_file=False, color=True)  # -f is --follow here, as in `tail -f`
 def logs_command(
     follow: bool,
     count: int | None,
     since: str | None,
+    force_color: bool,
     services: tuple[str, ...],
     manifest_file: Path | None,
     no_color: bool | None,
-    no_watch: bool | None,
 ) -> int:
     """The combined logs of the current or last run, in time order."""
     from orchestrator.logs import DEVUP_LOG, parse_duration, show
     from orchestrator.manifest import service_names
     from orchestrator.paths import project_state_dir
 
-    ctx = _ctx(manifest_file, no_color, no_watch)
+    ctx = _ctx(manifest_file, no_color)
+    if follow:
+        _refuse_a_path_after_follow(services, given=ctx.manifest_file is not None)
     root = ctx.manifest_path().parent
     since_s = parse_duration(since) if since is not None else None
     own = [n for n in services if n != DEVUP_LOG]
@@ -492,10 +501,16 @@ def logs_command(
     except ManifestError:  # a broken devports.toml: the logs are still there to read
         names = _logged_names(project_state_dir(root) / "logs", own)
     names += [DEVUP_LOG] if DEVUP_LOG in services else []
+    from orchestrator.ansi import strip_ansi
+
+    # As up.use_color decides (not imported: it loads the whole run machinery).
+    colour_on = not ctx.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    keep_escapes = force_color or colour_on
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
-        out.write(data)
+        # The log files hold the services' bytes as written; colour off drops their escapes.
+        out.write(data if keep_escapes else strip_ansi(data))
         out.flush()
 
     try:
@@ -522,6 +537,22 @@ def _logged_names(folder: Path, names: list[str]) -> list[str]:
     if unknown:
         raise UsageError(f'no logs of "{unknown[0]}"', hint=f"logs: {', '.join(logged)}")
     return found
+
+
+def _refuse_a_path_after_follow(services: tuple[str, ...], given: bool) -> None:
+    """`devup logs -f path/devports.toml`: -f there is --follow (as in `tail -f`), so the path
+    would be read as a service name; say which -f is which rather than "no such service"."""
+    for name in services:
+        if "/" in name or name.endswith(".toml") or Path(name).is_file():
+            where = (
+                "the manifest is already named by the -f before `logs`"
+                if given
+                else f"to name the manifest, put -f before the command: devup -f {name} logs -f"
+            )
+            raise UsageError(
+                f'"{name}" looks like a path, not a service: after `logs`, -f is --follow',
+                hint=where,
+            )
 
 
 def print_error(error: DevupError) -> None:

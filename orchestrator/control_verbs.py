@@ -76,6 +76,7 @@ def run_facts(sup: Supervisor) -> dict[str, Any]:
         "manifest_mtime_ns": sup.manifest.mtime_ns,
         "stop_timeout_s": sup.manifest.settings.stop_timeout_s,
         "settle_timeout_s": settle_timeout(sup.manifest),
+        "ports": sup.ports,  # every service's port in start order, for `devup ports`
     }
 
 

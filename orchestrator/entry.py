@@ -27,6 +27,8 @@ def _main() -> None:
         sys.exit(0)
     if args in (["status"], ["status", "--json"]):
         sys.exit(_status(as_json=len(args) == 2))
+    if args in (["ports"], ["ports", "--json"]) and _ports(as_json=len(args) == 2):
+        sys.exit(0)
     if args[:1] == ["logs"] and _logs(args[1:]):
         sys.exit(0)
     if args[:1] in (["restart"], ["start"], ["stop"], ["reload"]):
@@ -76,6 +78,37 @@ def _status(as_json: bool) -> int:
     return 0
 
 
+def _ports(as_json: bool) -> bool:
+    """`devup ports` while the project's devup runs, from its answer; False to use the CLI (no
+    run, or a devports.toml changed since the run read it: the CLI reads the file as it is)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from orchestrator import client
+    from orchestrator.errors import DevupError
+    from orchestrator.locate import find_manifest
+    from orchestrator.paths import project_key
+    from orchestrator.registry import Registry
+    from orchestrator.runports import format_ports, live_ports
+
+    try:
+        manifest = find_manifest(Path.cwd())
+        answer = client.check_answer(client.request(manifest.parent, "status"))
+        run = answer["run"]
+        if "ports" not in run or (run["manifest"], run["manifest_mtime_ns"]) != (
+            str(manifest),
+            os.stat(manifest).st_mtime_ns,
+        ):
+            return False
+        leases = Registry().read().get(project_key(manifest.parent), {})
+    except (DevupError, OSError, KeyError, TypeError):
+        return False
+    doc = live_ports(answer, leases)
+    print(json.dumps(doc, indent=2) if as_json else format_ports(doc))
+    return True
+
+
 def _logs(args: list[str]) -> bool:
     """`logs -n N [SERVICE...]` when every named service has a log file; False to use the CLI."""
     count: int | None = None
@@ -107,16 +140,20 @@ def _logs(args: list[str]) -> bool:
         return False
     if not all((folder / f"{name}.log").is_file() for name in names):
         return False  # an unknown name or a Procfile group: the CLI checks it and says so
+    import os
+
+    from orchestrator.ansi import strip_ansi
+
+    # As `devup logs` decides (up.use_color): escapes only to a terminal with colour on.
+    keep_escapes = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
-        out.write(data)
+        out.write(data if keep_escapes else strip_ansi(data))
 
     try:
         show(folder, names, write, count=count)
         out.flush()
     except BrokenPipeError:
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return True

@@ -6,9 +6,10 @@ or an `env` table, or built from one), so nothing else has to guess what may be 
 
 from __future__ import annotations
 
+import io
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +29,25 @@ class Variable:
     secret: bool
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines, parsed by honcho (as foreman and honcho read `.env`); missing file = {}."""
-    from honcho.environ import parse
+def read_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A `.env` file read as python-dotenv's `dotenv_values` reads it (what most apps load the
+    same file with): `export`, quotes, escapes, comments, multi-line values, and `${VAR}` /
+    `${VAR:-default}` from the file's earlier lines, then `base` (the environment it is loaded
+    into). A bare `NAME` without `=` sets nothing. Missing file = {}."""
+    text = read_env_text(path)
+    return _interpolate(read_env_bindings(text, path), base or {}) if text else {}
 
+
+def read_env_text(path: Path) -> str:
+    """The text of an env file ("" if missing), refusing what dotenv_values would hang on or
+    flood with (a FIFO, a device), a file over the cap, invalid UTF-8 and NULs."""
     try:
         raw = read_capped(path, MAX_ENV_FILE_BYTES)
         if len(raw) > MAX_ENV_FILE_BYTES:  # env_file = "/dev/zero" would read until out of memory
             raise DevupError(f"env file {path} is larger than {MAX_ENV_FILE_BYTES // 2**20} MiB")
         text = raw.decode("utf-8")
     except FileNotFoundError:
-        return {}
+        return ""
     except OSError as exc:
         raise DevupError(f"cannot read env file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -47,20 +56,43 @@ def read_env_file(path: Path) -> dict[str, str]:
     nul_at = nul_line(text)
     if nul_at is not None:
         raise DevupError(f"env file {path}:{nul_at}: a NUL character (\\0)")
-    try:
-        return dict(parse(text))
-    except ValueError as exc:  # honcho's shlex: an unclosed quote, a trailing backslash
-        lines = text.splitlines()
-        line = next((n for n, t in enumerate(lines, 1) if not _parses(parse, t)), len(lines))
-        raise DevupError(f"env file {path}:{line}: {exc}") from None
+    return text
 
 
-def _parses(parse: Callable[[str], object], line: str) -> bool:
-    try:
-        parse(line)
-    except ValueError:
-        return False
-    return True
+def read_env_bindings(text: str, path: Path) -> list[tuple[str, str]]:
+    """The file's NAME=value pairs as python-dotenv parses them, before `${VAR}` is resolved."""
+    from dotenv.parser import parse_stream
+
+    # newline=None: CRLF and CR read as dotenv_values reads a file (universal newlines).
+    bindings = list(parse_stream(io.StringIO(text, newline=None)))
+    for binding in bindings:
+        if binding.error:  # python-dotenv would only log a warning and skip it
+            shown = binding.original.string.strip().splitlines()[0][:60]
+            raise DevupError(f"env file {path}:{binding.original.line}: cannot parse {shown!r}")
+    return [(b.key, b.value) for b in bindings if b.key is not None and b.value is not None]
+
+
+def _interpolate(values: list[tuple[str, str]], base: Mapping[str, str]) -> dict[str, str]:
+    """python-dotenv's resolve_variables (override=True), resolved against `base` rather than
+    this process's os.environ: earlier lines of the file win over `base`."""
+    resolved: dict[str, str] = {}
+    for name, value in values:
+        resolved[name] = _resolve_dotenv(value, {**base, **resolved})
+    return resolved
+
+
+def _resolve_dotenv(value: str, env: Mapping[str, str]) -> str:
+    from dotenv.variables import parse_variables
+
+    known: dict[str, str | None] = dict(env)
+    return "".join(atom.resolve(known) for atom in parse_variables(value))
+
+
+def _dotenv_references(value: str) -> list[str]:
+    from dotenv.variables import Variable as Reference
+    from dotenv.variables import parse_variables
+
+    return [atom.name for atom in parse_variables(value) if isinstance(atom, Reference)]
 
 
 def service_url(host: str, port: int) -> str:
@@ -108,15 +140,33 @@ def service_variables(
     for env_file in (manifest.settings.env_file, spec.env_file):
         if env_file is None:
             continue
-        for key, value in read_env_file(env_file).items():
+        base = {**parent, **{k: v.value for k, v in result.items()}}
+        from_file: dict[str, str] = {}  # earlier lines win over `base`, as in python-dotenv
+        for key, raw in read_env_bindings(read_env_text(env_file), env_file):
+            value = _resolve_dotenv(raw, {**base, **from_file})
+            shown = _only_injected(_dotenv_references(raw), result, from_file)
             if key == "PORT":
                 warnings.append(f"{name}: {env_file.name} sets PORT, ignored (devup assigns it)")
                 continue
-            result[key] = Variable(key, value, str(env_file), secret=True)
+            from_file[key] = value
+            result[key] = Variable(key, value, str(env_file), secret=not shown)
     for key, raw in spec.env:
         value = _expand(raw, {k: v.value for k, v in result.items()}, parent)
-        result[key] = Variable(key, value, "env", secret=True)
+        shown = _only_injected(_REFERENCE.findall(raw), result, {})
+        result[key] = Variable(key, value, "env", secret=not shown)
     return list(result.values()), warnings
+
+
+def _only_injected(
+    references: list[str], known: Mapping[str, Variable], own: Mapping[str, str]
+) -> bool:
+    """Whether a value built only from references to what devup injects (`${API_URL}`,
+    `http://${HOST}:${API_PORT}`) may be shown: it holds nothing the user wrote as a value.
+    A literal value, or one naming an env-file or `env` value or the parent environment, is
+    masked."""
+    return bool(references) and all(
+        ref not in own and ref in known and not known[ref].secret for ref in references
+    )
 
 
 def build_env(

@@ -29,12 +29,12 @@ class CommandNotRunnable(DevupError):
 
 def service_ports(manifest: Manifest) -> tuple[dict[str, int | None], list[str]]:
     """Every service's port as `devup up` gives it (leases taken, so they are the same ports),
-    and messages about moves. While this project's devup runs its ports are busy by its own
-    services, so they are kept rather than moved."""
+    and messages about moves. While this project's devup runs, the ports it uses (its own services
+    hold them, so they are not moved)."""
     from orchestrator.ports import allocate_ports
 
     running = runstate.running_pid(manifest.root) is not None
-    plan = allocate_ports(manifest, list(manifest.services), move_busy=not running)
+    plan = allocate_ports(manifest, list(manifest.services), mode="running" if running else "plan")
     return dict(plan.ports), list(plan.messages)
 
 

@@ -12,13 +12,17 @@ from orchestrator.process import GroupId, group_members
 
 
 def check_plan(manifest: Manifest) -> dict[str, Any]:
+    """The validated manifest as devup understands it, with the ports `devup up` will use (as
+    `devup ports` shows them: leases taken only where a service has none, none moved)."""
     order = start_order(manifest)
+    assigned, messages = _planned_ports(manifest)
     services: dict[str, Any] = {}
     for name in order:
         spec = manifest.services[name]
         port: int | str | None = spec.preferred_port if spec.needs_port else None
         if spec.needs_port and port is None:
             port = "auto"
+        planned = assigned.get(name)
         services[name] = {
             "cmd": spec.cmd,
             "cwd": str(spec.cwd),
@@ -26,19 +30,55 @@ def check_plan(manifest: Manifest) -> dict[str, Any]:
             "depends_on": list(spec.depends_on),
             "restart": spec.restart,
             "watch": [str(p) for p in spec.watch] if spec.watch is not None else None,
+            "planned_port": planned,
+            "url": service_url("127.0.0.1", planned) if planned is not None else None,
         }
-    return {"manifest": str(manifest.path), "order": order, "services": services}
+    return {
+        "manifest": str(manifest.path),
+        "order": order,
+        "services": services,
+        "messages": messages,
+    }
+
+
+def _planned_ports(manifest: Manifest) -> tuple[dict[str, int | None], list[str]]:
+    from orchestrator.errors import DevupError
+    from orchestrator.oneoff import service_ports
+
+    try:
+        return service_ports(manifest)
+    except DevupError as exc:  # a busy strict_port, a full pool: the manifest itself is fine
+        return {}, [exc.message]
 
 
 def format_check(plan: dict[str, Any]) -> str:
-    rows = [f"{plan['manifest']}: ok, {len(plan['order'])} services, in start order:"]
+    root = Path(plan["manifest"]).parent
+    rows = [
+        *plan["messages"],
+        f"{plan['manifest']}: ok, {len(plan['order'])} services, in start order:",
+    ]
     width = max(len(n) for n in plan["order"])
     for name in plan["order"]:
         svc = plan["services"][name]
-        port = "no port" if svc["port"] is None else f"port {svc['port']}"
+        if svc["port"] is None:
+            port = "no port"
+        elif svc["planned_port"] is not None:
+            port = f"port {svc['planned_port']}"
+        else:
+            port = f"port {svc['port']}"
         deps = f", after {', '.join(svc['depends_on'])}" if svc["depends_on"] else ""
         rows.append(f"  {name.ljust(width)}  {port:<10}  {svc['cmd']}{deps}")
+        watch = svc["watch"]
+        shown = ", ".join(_relative(Path(p), root) for p in watch) if watch is not None else "off"
+        rows.append(f"  {' ' * width}  watch: {shown}")
     return "\n".join(rows)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) if path != root else "."
+    except ValueError:
+        return str(path)
 
 
 def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, Any]:
@@ -50,8 +90,12 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
 
     order = start_order(manifest, names)
     running = runstate.running_pid(manifest.root) is not None
+    if running:
+        live = _ask_the_run(manifest.root, order)
+        if live is not None:
+            return live
     groups = _live_groups(manifest.root)
-    plan = allocate_ports(manifest, order, move_busy=not (running or groups))
+    plan = allocate_ports(manifest, order, mode="running" if running or groups else "plan")
     services: dict[str, Any] = {}
     for name in order:
         port = plan.ports.get(name)
@@ -60,6 +104,7 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
             "port": port,
             "url": service_url("127.0.0.1", port) if port is not None else None,
             "holder": describe(holder) if holder is not None else None,
+            "lease": plan.leases.get(name),
             "listening": None,
             "warnings": [],
         }
@@ -73,18 +118,25 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
     return {"services": services, "running": running, "messages": list(plan.messages)}
 
 
-def format_ports(plan: dict[str, Any]) -> str:
-    services = plan["services"]
-    width = max([len(n) for n in services] or [0])
-    rows = list(plan["messages"])
-    for name, svc in services.items():
-        if svc["port"] is None:
-            rows.append(f"{name.ljust(width)}  -      (no port)")
-            continue
-        held = f"  held by {svc['holder']}" if svc["holder"] else ""
-        rows.append(f"{name.ljust(width)}  {svc['port']:<5}  {svc['url']}{held}")
-        rows.extend(f"  warning: {warning}" for warning in svc.get("warnings", []))
-    return "\n".join(rows)
+def _ask_the_run(root: Path, order: list[str]) -> dict[str, Any] | None:
+    """The running devup's own answer (runports.py), or None from a devup that cannot give it."""
+    from orchestrator import client
+    from orchestrator.errors import DevupError
+    from orchestrator.paths import project_key
+    from orchestrator.registry import Registry
+    from orchestrator.runports import live_ports
+
+    try:
+        answer = client.check_answer(client.request(root, "status"))
+        if "ports" not in answer.get("run", {}):
+            return None
+    except DevupError:
+        return None  # it ended just now, or is still starting: the plan answers
+    leases = Registry().read().get(project_key(root), {})
+    live = live_ports(answer, leases, order)
+    # The run's order is the full start order; the named services keep theirs.
+    live["services"] = {n: live["services"][n] for n in order if n in live["services"]}
+    return live
 
 
 def _live_groups(root: Path) -> dict[str, GroupId]:

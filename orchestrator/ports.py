@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from orchestrator.errors import DevupError, UsageError
 from orchestrator.holders import UNKNOWN, Holder, describe_all, find_holders
 from orchestrator.manifest import Manifest, ServiceSpec
 from orchestrator.paths import project_key
-from orchestrator.registry import Leases, Registry
+from orchestrator.registry import Leases, Registry, Temporary
 
 # The Fetch standard's "bad ports", which Chrome (net/base/port_util.cc kRestrictedPorts) and
 # Firefox (nsIOService.cpp gBadPortList) refuse with ERR_UNSAFE_PORT: a dev server there works
@@ -40,11 +42,18 @@ _PROBE_ADDRESSES = (
 _NO_IPV6 = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 
 
+# "up": a run starts (leases taken and moved, temporary ports reserved for it);
+# "plan": what a run would use (`devup ports`, `env`, `run`, `check`): only missing leases taken;
+# "running": the ports this project's live run uses (leases and its temporary ports, kept if busy).
+Mode = Literal["up", "plan", "running"]
+
+
 @dataclass(frozen=True)
 class PortPlan:
     ports: dict[str, int | None]  # None: `port = false`
     holders: dict[str, Holder | None]  # who holds a port that was kept although busy
     messages: tuple[str, ...]  # lines for the user: moves, registry repairs
+    leases: dict[str, int | None] = field(default_factory=dict)  # differs from ports: temporary
 
 
 def is_port_free(port: int) -> bool:
@@ -76,21 +85,18 @@ def allocate_ports(
     manifest: Manifest,
     services: list[str],
     *,
-    move_busy: bool = True,
+    mode: Mode = "up",
     registry: Registry | None = None,
 ) -> PortPlan:
-    """Choose ports for `services` and record them as this project's leases.
-
-    move_busy=True (`devup up`): a busy preferred or leased port moves to a free one, saying so.
-    move_busy=False (`devup ports` while this project runs): a leased port is kept even if busy
-    (most likely our own service holds it) and its holder is reported.
-    """
+    """Choose ports for `services`: see Mode. A lease moves only when its port is leased to
+    another project's service; a leased (or preferred) port that a foreign process holds gives
+    the service a temporary port for one run, and the lease stays."""
     for name in services:
         if name not in manifest.services:
             raise UsageError(f'no service named "{name}" in {manifest.path.name}')
     registry = registry if registry is not None else Registry()
     with registry.locked() as leases:
-        chooser = _Chooser(manifest, leases, move_busy)
+        chooser = _Chooser(manifest, leases, registry.temporary, mode)
         for name in dict.fromkeys(services):
             chooser.choose(name, manifest.services[name])
         chooser.finish()
@@ -98,17 +104,21 @@ def allocate_ports(
         ports=chooser.ports,
         holders=chooser.holders,
         messages=(*registry.warnings, *chooser.messages),
+        leases={name: chooser.own.get(name) for name in chooser.ports},
     )
 
 
 class _Chooser:
     """One plan's choices over the locked leases; mutates them as it goes."""
 
-    def __init__(self, manifest: Manifest, leases: Leases, move_busy: bool) -> None:
+    def __init__(
+        self, manifest: Manifest, leases: Leases, temporary: Temporary, mode: Mode
+    ) -> None:
         self.manifest = manifest
         self.lo, self.hi = manifest.settings.port_range
-        self.move_busy = move_busy
+        self.mode = mode
         self.leases = leases
+        self.temporary = temporary
         self.key = project_key(manifest.root)
         self.own = leases.setdefault(self.key, {})
         # A service removed from the manifest, or now `port = false`, gives its port back.
@@ -116,6 +126,15 @@ class _Chooser:
             spec = manifest.services.get(name)
             if spec is None or not spec.needs_port:
                 del self.own[name]
+        self.had_lease = set(self.own)
+        # The live run's temporary ports ("running"); a starting run replaces its own ("up").
+        temporary_pid, own_temporary = temporary.get(self.key, (0, {}))
+        self.own_temporary = dict(own_temporary)
+        # A live reload ("up" in the running devup itself) keeps the temporary ports of the
+        # services it does not choose again; a new run starts afresh.
+        self.kept_temporary = self.own_temporary if temporary_pid == os.getpid() else {}
+        if mode == "up":
+            temporary.pop(self.key, None)
         # Every lease is reserved for its owner, running or not; ports chosen in this plan
         # become leases at once, so they are excluded the same way.
         self.owners: dict[int, tuple[str, str]] = {
@@ -123,9 +142,17 @@ class _Chooser:
             for root, ports in leases.items()
             for service, port in ports.items()
         }
+        # Other runs' temporary ports are theirs while those runs live.
+        self.reserved: dict[int, tuple[str, str]] = {
+            port: (root, service)
+            for root, (_pid, ports) in temporary.items()
+            if root != self.key
+            for service, port in ports.items()
+        }
         self.ports: dict[str, int | None] = {}
         self.holders: dict[str, Holder | None] = {}
         self.messages: list[str] = []
+        self.temporary_ports: dict[str, int] = {}
 
     def choose(self, name: str, spec: ServiceSpec) -> None:
         if not spec.needs_port:
@@ -136,40 +163,74 @@ class _Chooser:
         preferred = spec.preferred_port
         if old is not None and not (old == preferred or self._in_pool(old)):
             old = None  # the pool changed under it
-        if not self.move_busy and old is not None and self._claim(old, name) is None:
-            holder = None if is_port_free(old) else _first_holder(find_holders(old))
-            self._take(name, old, holder)
+        if self.mode == "running" and old is not None and self._claim(old, name) is None:
+            port = self.own_temporary.get(name, old)
+            holder = None if is_port_free(port) else _first_holder(find_holders(port))
+            self._use(name, port, holder)
             return
         first = preferred if preferred is not None else old
         if first is None:
-            self._take(name, self._scan(name, start=self.lo, avoid=None))
+            self._lease(name, self._scan(name, start=self.lo, avoid=None))
             return
         problem = self._claim(first, name)
-        remedy = "`devup ports --release` in the project holding that lease frees it"
         if problem is None:
             if is_port_free(first):
-                self._take(name, first)
+                self._lease(name, first)
                 if first in BLOCKED_PORTS:
                     self.messages.append(
                         f"{name}: port {first} is on the browsers' unsafe-port list; "
                         "browsers will refuse to open it"
                     )
                 return
-            problem = f"is held by {describe_all(find_holders(first))}"
-            remedy = f"`devup who {first}` shows who holds it"
+            held_by = describe_all(find_holders(first))
+            if spec.strict_port and first == preferred:
+                raise DevupError(
+                    f"{name}: port {first} is held by {held_by} and strict_port is set",
+                    hint=f"`devup who {first}` shows who holds it; "
+                    f"or drop strict_port to let devup move {name}",
+                )
+            self._lease(name, first)
+            self._temporary(name, first, held_by)
+            return
         if spec.strict_port and first == preferred:
             raise DevupError(
                 f"{name}: port {first} {problem} and strict_port is set",
-                hint=f"{remedy}; or drop strict_port to let devup move {name}",
+                hint="`devup ports --release` in the project holding that lease frees it; "
+                f"or drop strict_port to let devup move {name}",
             )
+        # Another service's lease: the one case where a lease moves.
         fallback = self._fallback(name, first, old)
-        self._take(name, fallback)
-        updated = " (lease updated)" if first == old else ""
-        self.messages.append(f"port {first} {problem}: {name} moved to {fallback}{updated}")
+        if self.mode == "up" or name not in self.had_lease:
+            self._lease(name, fallback)
+            updated = " (lease updated)" if first == old else ""
+            self.messages.append(f"port {first} {problem}: {name} moved to {fallback}{updated}")
+        else:
+            self._use(name, fallback)
+            self.messages.append(
+                f"port {first} {problem}: `devup up` will move {name} to {fallback}"
+            )
 
     def finish(self) -> None:
         if not self.own:
             del self.leases[self.key]
+        if self.mode == "up":
+            kept = {n: p for n, p in self.kept_temporary.items() if n not in self.ports}
+            if kept or self.temporary_ports:
+                self.temporary[self.key] = (os.getpid(), {**kept, **self.temporary_ports})
+
+    def _temporary(self, name: str, port: int, held_by: str) -> None:
+        """A foreign process holds `name`'s own port: another one for this run only."""
+        start = port + 1 if self.lo <= port < self.hi else self.lo
+        other = self._scan(name, start=start, avoid=port)
+        self._use(name, other)
+        self.reserved[other] = (self.key, name)
+        self.temporary_ports[name] = other
+        using = (
+            f"using {other} for this run" if self.mode == "up" else f"`devup up` would use {other}"
+        )
+        self.messages.append(
+            f"{name}: {port} is held by {held_by}; {using} ({port} stays {name}'s)"
+        )
 
     def _fallback(self, name: str, first: int, old: int | None) -> int:
         # The port of the last run, if it was already a fallback, keeps the URL stable.
@@ -196,23 +257,30 @@ class _Chooser:
 
     def _claim(self, port: int, name: str) -> str | None:
         """Why `port` is reserved for someone other than `name` of this project, or None."""
-        owner = self.owners.get(port)
+        owner = self.owners.get(port) or self.reserved.get(port)
         if owner is None or owner == (self.key, name):
             return None
         root, service = owner
+        how = "leased to" if port in self.owners else "used for this run by"
         if root == self.key:
-            return f"is leased to {service}"
-        return f"is leased to {service} of {root}"
+            return f"is {how} {service}"
+        return f"is {how} {service} of {root}"
 
     def _in_pool(self, port: int) -> bool:
         return self.lo <= port <= self.hi and port not in BLOCKED_PORTS
 
-    def _take(self, name: str, port: int, holder: Holder | None = None) -> None:
-        old = self.own.get(name)
-        if old is not None and self.owners.get(old) == (self.key, name):
-            del self.owners[old]
-        self.owners[port] = (self.key, name)
-        self.own[name] = port
+    def _lease(self, name: str, port: int) -> None:
+        """`name` uses `port` and, where this mode may, leases it ("plan" and "running" only
+        take a lease a service has none of: they never move one)."""
+        if self.mode == "up" or name not in self.had_lease:
+            old = self.own.get(name)
+            if old is not None and self.owners.get(old) == (self.key, name):
+                del self.owners[old]
+            self.owners[port] = (self.key, name)
+            self.own[name] = port
+        self._use(name, port)
+
+    def _use(self, name: str, port: int, holder: Holder | None = None) -> None:
         self.ports[name] = port
         self.holders[name] = holder
 

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO
 
+from orchestrator.ansi import strip_ansi
+
 # Foreman's palette order; devup's own lines are left uncoloured so they stand out.
 COLORS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94", "91")
 RESET = "\x1b[0m"
@@ -79,7 +81,8 @@ class Printer:
                 self._log_sizes[name] = 0
         code = self._colors.get(name) if self._color else None
         if code is None:
-            write(data)
+            # Colour off: the services' own escapes go too (the log file above keeps them).
+            write(data if self._color else strip_ansi(data))
             return
         pretty = f"\x1b[{code}m{stamp} {name.ljust(self._width)} {RESET}| ".encode()
         write(pretty + block.replace(b"\n", b"\n" + pretty) + b"\n")

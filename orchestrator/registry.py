@@ -24,11 +24,17 @@ LOCK_POLL_S = 0.005
 
 # project key (its real path) -> service name -> leased port
 Leases = dict[str, dict[str, int]]
+# project key -> (pid of its running devup, service name -> port used for that run only)
+Temporary = dict[str, tuple[int, dict[str, int]]]
 
 
 class Registry:
     """Leases per (project folder, service). `warnings` holds what the last load had to repair,
-    as lines for the user; it is replaced on every load."""
+    as lines for the user; it is replaced on every load.
+
+    `temporary` holds, per project whose devup runs now, the ports its services use for that run
+    only (their leased port was held by a foreign process): reserved like leases while that devup
+    lives, so no other run hands them out, and forgotten once it is gone."""
 
     def __init__(self, home: Path | None = None) -> None:
         self.home = home if home is not None else devup_home()
@@ -36,24 +42,34 @@ class Registry:
         # The lock lives in its own file: ports.json is replaced by rename on every write, and a
         # flock on a replaced inode would no longer exclude anyone.
         self.lock_path = self.home / "ports.lock"
+        # Kept apart from the leases, so a run on temporary ports leaves ports.json as it was.
+        self.temporary_path = self.home / "temporary.json"
         self.warnings: list[str] = []
+        self.temporary: Temporary = {}
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[Leases]:
         """Hold the registry lock; yield the leases to read and change. They are written back
-        atomically when the block exits cleanly (and only if something changed); an exception
-        leaves the file as it was. Not reentrant: nesting in one process waits for itself."""
+        atomically when the block exits cleanly (and only if something changed, `temporary`
+        included); an exception leaves the file as it was. Not reentrant: nesting in one process
+        waits for itself."""
         with self._lock():
             self._remove_stale_temp_files()
             loaded, damaged = self._load()
+            temporary = copy.deepcopy(self.temporary)
             leases = copy.deepcopy(loaded)
             _prune_missing_projects(leases)
             yield leases
             if damaged or leases != loaded:
                 write_private_atomic(self.path, _dump(leases))
+            if self.temporary != temporary:
+                doc = {"version": REGISTRY_VERSION, "projects": _dump_temporary(self.temporary)}
+                write_private_atomic(
+                    self.temporary_path, (json.dumps(doc, indent=2) + "\n").encode()
+                )
 
     def read(self) -> Leases:
-        """A snapshot of the leases, for display; writes nothing back."""
+        """A snapshot of the leases, for display; writes nothing back (`temporary` is loaded)."""
         with self._lock():
             loaded, _ = self._load()
         return loaded
@@ -114,6 +130,7 @@ class Registry:
     def _load(self) -> tuple[Leases, bool]:
         """The leases on disk and whether the file needed repair (so it gets rewritten)."""
         self.warnings = []
+        self.temporary = self._load_temporary()
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -138,6 +155,15 @@ class Registry:
                 f"entr{'y' if skipped == 1 else 'ies'}"
             )
         return leases, skipped > 0
+
+    def _load_temporary(self) -> Temporary:
+        """The temporary ports of projects whose devup still runs; a damaged file is no loss."""
+        try:
+            doc = json.loads(self.temporary_path.read_bytes())
+            projects = doc["projects"]
+        except (OSError, ValueError, TypeError, KeyError):
+            return {}
+        return _parse_temporary(projects) if isinstance(projects, dict) else {}
 
     def _start_over(self, raw: bytes, problem: str) -> tuple[Leases, bool]:
         # Leases are a convenience, not data worth refusing to start over; keep the damaged
@@ -168,6 +194,32 @@ def _parse(doc: dict[str, Any]) -> tuple[Leases, int]:
             else:
                 skipped += 1
     return leases, skipped
+
+
+def _parse_temporary(projects: dict[str, Any]) -> Temporary:
+    temporary: Temporary = {}
+    for root, entry in projects.items():
+        pid = entry.get("pid") if isinstance(entry, dict) else None
+        ports = entry.get("ports") if isinstance(entry, dict) else None
+        if not (isinstance(pid, int) and isinstance(ports, dict)):
+            continue
+        from orchestrator.runstate import running_pid  # only here: it costs psutil's import
+
+        # The run lock, not the pid alone, says whether that run lives: a pid may be reused.
+        if running_pid(Path(root)) == pid:
+            valid = {
+                s: p for s, p in ports.items() if isinstance(p, int) and not isinstance(p, bool)
+            }
+            temporary[root] = (pid, valid)
+    return temporary
+
+
+def _dump_temporary(temporary: Temporary) -> dict[str, Any]:
+    return {
+        root: {"pid": pid, "ports": dict(sorted(ports.items()))}
+        for root, (pid, ports) in sorted(temporary.items())
+        if ports
+    }
 
 
 def _dump(leases: Leases) -> bytes:

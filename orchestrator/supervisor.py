@@ -164,6 +164,7 @@ class Supervisor:
         self.services = {
             name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
         }
+        self.ports = dict(ports)  # every service's, started or not: what `devup ports` shows
         self.shutting_down = False
         self.exit_code: int | None = None
         self._final_code = 0
@@ -748,6 +749,7 @@ class Supervisor:
         leave, added ones start once their dependencies are up, changed ones restart, in
         dependency order, or only take their new settings; the rest are not touched."""
         self.manifest = manifest
+        self.ports = {**{n: p for n, p in self.ports.items() if n in self.retiring}, **ports}
         for name in diff.removed:
             if name in self.services:
                 self._retire(self.services[name])

@@ -81,7 +81,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         supervisor = Supervisor(
             manifest,
             order,
-            dict(plan.ports),
+            {name: plan.ports[name] for name in start_order(manifest)},
             envs,
             printer,
             watching=options.watching,

@@ -209,7 +209,7 @@ def test_other_services_and_other_projects_keep_their_leases(
     assert allocate_ports(a, ["api", "web"]).ports == {"api": a_api, "web": a_web}
 
 
-def test_a_busy_preferred_port_moves_and_names_its_holder(
+def test_a_busy_preferred_port_gives_a_temporary_port_and_names_its_holder(
     tmp_path: Path, pool: tuple[int, int]
 ) -> None:
     port = lowest_free(pool)
@@ -218,9 +218,12 @@ def test_a_busy_preferred_port_moves_and_names_its_holder(
         plan = allocate_ports(manifest, ["api"])
     moved = plan.ports["api"]
     assert moved is not None and moved != port
-    assert plan.messages == (f"port {port} is held by {me()}: api moved to {moved}",)
+    assert plan.messages == (
+        f"api: {port} is held by {me()}; using {moved} for this run ({port} stays api's)",
+    )
     assert plan.holders == {"api": None}
-    assert Registry().read()[project_key(manifest.root)] == {"api": moved}
+    assert plan.leases == {"api": port}
+    assert Registry().read()[project_key(manifest.root)] == {"api": port}
     # Once the preferred port is free again the service gets it back.
     assert allocate_ports(manifest, ["api"]).ports == {"api": port}
 
@@ -256,23 +259,58 @@ def test_a_preferred_port_leased_to_another_project_moves(
     )
 
 
-def test_a_leased_port_held_by_another_process_is_moved_or_reported(
+def test_a_leased_port_held_by_another_process_is_lent_out_for_one_run_or_reported(
     tmp_path: Path, pool: tuple[int, int]
 ) -> None:
     manifest = make_manifest(make_project(tmp_path), pool, api={})
     port = allocate_ports(manifest, ["api"]).ports["api"]
     assert port is not None
+    registry_file = Registry().path
+    before = registry_file.read_bytes()
     with listening(socket.AF_INET, "0.0.0.0", port):
-        shown = allocate_ports(manifest, ["api"], move_busy=False)
-        moved = allocate_ports(manifest, ["api"], move_busy=True)
+        shown = allocate_ports(manifest, ["api"], mode="running")
+        planned = allocate_ports(manifest, ["api"], mode="plan")
+        moved = allocate_ports(manifest, ["api"], mode="up")
     holder = shown.holders["api"]
     assert shown.ports == {"api": port} and shown.messages == ()
     assert holder is not None and holder.pid == os.getpid()
     assert holder.address == f"0.0.0.0:{port}"
     new = moved.ports["api"]
     assert new != port and moved.holders == {"api": None}
-    assert moved.messages == (f"port {port} is held by {me()}: api moved to {new} (lease updated)",)
-    assert allocate_ports(manifest, ["api"]).ports == {"api": new}
+    assert moved.messages == (
+        f"api: {port} is held by {me()}; using {new} for this run ({port} stays api's)",
+    )
+    assert planned.ports == {"api": new} and planned.leases == {"api": port}
+    assert planned.messages == (
+        f"api: {port} is held by {me()}; `devup up` would use {new} ({port} stays api's)",
+    )
+    assert registry_file.read_bytes() == before  # the lease never moved
+    assert allocate_ports(manifest, ["api"]).ports == {"api": port}
+
+
+def test_a_temporary_port_is_reserved_while_its_run_lives(
+    tmp_path: Path, pool: tuple[int, int]
+) -> None:
+    from orchestrator.runstate import RunLock
+
+    a = make_manifest(make_project(tmp_path, "a"), pool, api={})
+    b = make_manifest(make_project(tmp_path, "b"), pool, web={})
+    port = allocate_ports(a, ["api"]).ports["api"]
+    assert port is not None
+    lock = RunLock(a.root)
+    lock.acquire()  # as `devup up` holds it for its whole run
+    try:
+        with listening(socket.AF_INET, "127.0.0.1", port):
+            temporary = allocate_ports(a, ["api"]).ports["api"]
+        # Free again, but the run still uses the temporary port: nobody else gets either.
+        assert allocate_ports(a, ["api"], mode="running").ports == {"api": temporary}
+        web = allocate_ports(b, ["web"]).ports["web"]
+        assert web not in (port, temporary)
+    finally:
+        lock.release()
+    # The run is over: its temporary port is forgotten, the lease is api's as before.
+    assert Registry().read()[project_key(a.root)] == {"api": port}
+    assert allocate_ports(a, ["api"], mode="running").ports == {"api": port}
 
 
 def test_services_without_a_port_get_none_and_no_lease(

@@ -308,7 +308,7 @@ def test_a_port_held_by_another_process_is_not_used(
         """)
         run = project.start("--no-watch")
         running.append(run)
-        run.expect_line(rf"port {project.pool[0]} is held by .*pid \d+")
+        run.expect_line(rf"api: {project.pool[0]} is held by .*pid \d+.*using \d+ for this run")
         port = int(run.expect_line(r"api started \(pid \d+, PORT=(\d+)\)").group(1))
         assert port != project.pool[0]
         run.expect_line(r"1 service up")

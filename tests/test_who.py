@@ -101,7 +101,7 @@ def test_a_held_port_is_never_handed_out_and_who_names_the_holder(
     plan = allocate_ports(manifest, ["api", "pin"])
     assert port not in plan.ports.values()
     assert any(
-        f"port {port} is held by python" in m and f"(pid {proc.pid})" in m for m in plan.messages
+        f"pin: {port} is held by python" in m and f"(pid {proc.pid})" in m for m in plan.messages
     )
 
     result = devup(tmp_path, "who", str(port))  # outside any project
@@ -177,6 +177,7 @@ def test_who_tells_this_run_another_run_and_a_killed_runs_leftover(
         "port": port,
         "url": f"http://127.0.0.1:{port}",
         "holder": None,
+        "lease": port,
         "listening": None,
         "warnings": [],
     }

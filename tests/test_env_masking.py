@@ -1,0 +1,56 @@
+"""`devup env` masking: a value built only from references to what devup injects is shown
+resolved; literal values, and anything built from env-file, `env` or inherited values, are masked."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import Project
+
+
+def test_references_to_injected_variables_are_shown_and_the_rest_masked(project: Project) -> None:
+    project.write(
+        """
+        [services.api]
+        cmd = "true"
+
+        [services.web]
+        cmd = "true"
+        env_file = ".env"
+        env = { VITE_API_URL = "${API_URL}", BASE = "http://${HOST}:${API_PORT}/v1", LEVEL = "debug", TOKEN_COPY = "${TOKEN}", MIXED = "${API_URL}?t=${TOKEN}", HOME_COPY = "${HOME}", OWN = "${OVERRIDDEN}" }
+        """,
+        **{".env": "TOKEN=s3cret\nFILE_API=${API_URL}\nFILE_COPY=${TOKEN}\nOVERRIDDEN=x\n"},
+    )
+    (project.root / ".env").chmod(0o600)
+    result = project.devup("env", "web", "--json")
+    assert result.returncode == 0, result.stderr
+    values = {v["name"]: v["value"] for v in json.loads(result.stdout)["variables"]}
+    api_url, api_port = values["API_URL"], values["API_PORT"]
+    assert values["VITE_API_URL"] == api_url
+    assert values["BASE"] == f"http://127.0.0.1:{api_port}/v1"
+    assert values["FILE_API"] == api_url
+    for masked in ("LEVEL", "TOKEN_COPY", "MIXED", "HOME_COPY", "OWN", "TOKEN", "FILE_COPY"):
+        assert values[masked] == "***", masked
+    assert "s3cret" not in result.stdout
+    text = project.devup("env", "web").stdout
+    assert f"VITE_API_URL={api_url}" in text and "s3cret" not in text
+
+
+def test_an_env_file_that_replaces_an_injected_variable_makes_references_to_it_masked(
+    project: Project,
+) -> None:
+    project.write(
+        """
+        [services.web]
+        cmd = "true"
+        env_file = ".env"
+        env = { WHERE = "${HOST}" }
+        """,
+        **{".env": "HOST=10.1.2.3\n"},
+    )
+    (project.root / ".env").chmod(0o600)
+    values = {
+        v["name"]: v["value"]
+        for v in json.loads(project.devup("env", "web", "--json").stdout)["variables"]
+    }
+    assert values["WHERE"] == "***" and values["HOST"] == "***"
