@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator import runstate
 from orchestrator.environ import service_url
-from orchestrator.manifest import Manifest, service_names, start_order
+from orchestrator.manifest import Manifest, ServiceSpec, service_names, start_order
 from orchestrator.process import GroupId, group_members
 
 
@@ -26,6 +26,8 @@ def check_plan(manifest: Manifest) -> dict[str, Any]:
             "depends_on": list(spec.depends_on),
             "restart": spec.restart,
             "watch": [str(p) for p in spec.watch] if spec.watch is not None else None,
+            "reloads_itself": spec.reloads_itself,
+            "watch_note": watch_note(spec),
         }
     return {"manifest": str(manifest.path), "order": order, "services": services}
 
@@ -38,7 +40,19 @@ def format_check(plan: dict[str, Any]) -> str:
         port = "no port" if svc["port"] is None else f"port {svc['port']}"
         deps = f", after {', '.join(svc['depends_on'])}" if svc["depends_on"] else ""
         rows.append(f"  {name.ljust(width)}  {port:<10}  {svc['cmd']}{deps}")
+        if svc.get("watch_note"):
+            rows.append(f"  {''.ljust(width)}  {svc['watch_note']}")
     return "\n".join(rows)
+
+
+def watch_note(spec: ServiceSpec) -> str | None:
+    """`watch: off (vite reloads itself; devup restarts it only on package.json, ...)` for a
+    self-reloading dev server on its default watch list."""
+    if spec.reloads_itself is None or not spec.default_watch:
+        return None
+    from orchestrator.selfreload import describe
+
+    return f"watch: off ({describe(spec.reloads_itself, spec.cwd)})"
 
 
 def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, Any]:
