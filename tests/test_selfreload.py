@@ -132,6 +132,10 @@ def test_a_self_reloader_watches_only_what_it_reads_once_and_check_says_so(tmp_p
         cwd = "web"
         cmd = "vite"
         watch = ["src"]
+        [services.whole]
+        cwd = "web"
+        cmd = "vite"
+        watch = true
         [services.api]
         cmd = "python -m api"
         """,
@@ -150,6 +154,7 @@ def test_a_self_reloader_watches_only_what_it_reads_once_and_check_says_so(tmp_p
     # An explicit watch wins; a server devup does not recognise keeps watching its cwd.
     assert services["pinned"].watch == (root / "web" / "src",)
     assert not services["pinned"].default_watch
+    assert services["whole"].watch == (root / "web",)
     assert services["api"].watch == (root,) and services["api"].reloads_itself is None
 
     plan = check_plan(load_manifest(path))
