@@ -250,7 +250,10 @@ def _scripts(cwd: Path) -> dict[str, str]:
 def watch_paths(reloader: Reloader, cwd: Path) -> tuple[Path, ...]:
     """What devup watches by default for a self-reloading server: the files it reads only once."""
     names = (*PROJECT_FILES, *LOCKFILES, *reloader.configs, *ENV_FILES)
-    return tuple(cwd / name for name in dict.fromkeys(names))
+    # A file is watched through its folder, so one may appear later (.env); a file in a folder
+    # that does not exist (Rails' config/) could not be watched at all.
+    paths = [cwd / name for name in dict.fromkeys(names)]
+    return tuple(p for p in paths if p.parent == cwd or p.parent.is_dir())
 
 
 def describe(tool: str, cwd: Path) -> str:

@@ -208,3 +208,15 @@ def test_a_self_reloader_is_restarted_on_a_new_gitignored_env_file_not_on_an_edi
     assert run.expect_line(r"web started \(pid (\d+)").group(1) != first
     assert run.stop() == 130
     assert sum("reloads itself" in line for line in run.lines) == 1
+
+
+def test_a_config_in_a_missing_folder_is_left_out_of_the_watch(tmp_path: Path) -> None:
+    """A file is watched through its folder: Rails' config/application.rb only when config/ is
+    there (a missing folder could not be watched and would be reported as an error)."""
+    from orchestrator.selfreload import watch_paths
+
+    rails = detect("bin/rails server", tmp_path)
+    assert rails is not None
+    assert tmp_path / "config/application.rb" not in watch_paths(rails, tmp_path)
+    (tmp_path / "config").mkdir()
+    assert tmp_path / "config/application.rb" in watch_paths(rails, tmp_path)
