@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, DevupProcess, Project, wait_for
+from conftest import REPO, DevupProcess, Project, inotify_watches, wait_for
 
 VITE = "8.4.0"
 PYTHON_PACKAGES = ("django==5.2.19", "flask==3.1.3")
@@ -245,6 +245,7 @@ def test_the_quick_start_runs_a_real_vite_django_and_procfile_worker(shop: Proje
 
     with devup_running(shop) as run:
         run.expect_line(r"devup\s+\| 3 services up in", timeout=FIRST_RUN_DEADLINE_S)
+        wait_for(lambda: inotify_watches(run.proc.pid) >= 3, 10, what="the three services' watches")
         ports = json.loads(shop.devup("ports", "--json").stdout)["services"]
         assert ports["worker.worker"]["port"] is None  # a Procfile worker takes no traffic
         web, api = ports["web"]["url"], ports["api"]["url"]
@@ -315,6 +316,7 @@ def test_a_real_flask_app_with_sqlite_made_by_init(project: Project, installs: I
 
     with devup_running(project) as run:
         run.expect_line(r"devup\s+\| 1 service up in", timeout=FIRST_RUN_DEADLINE_S)
+        wait_for(lambda: inotify_watches(run.proc.pid) >= 1, 10, what="the app's inotify watch")
         url = json.loads(project.devup("ports", "--json").stdout)["services"]["inventory"]["url"]
         for _ in range(5):
             assert get(url) == "version 1: 2 items"
