@@ -218,8 +218,14 @@ def devup_running(project: Project) -> Iterator[DevupProcess]:
     run = project.start()
     try:
         yield run
-    finally:
-        assert run.stop() == 130, "\n".join(run.lines[-30:])
+    except AssertionError as failed:  # say what devup said, not only what the test saw
+        run.stop()
+        output = "\n".join(run.lines[-60:])
+        raise AssertionError(f"{failed}\ndevup's output:\n{output}") from None
+    except BaseException:
+        run.stop()
+        raise
+    assert run.stop() == 130, "\n".join(run.lines[-30:])
 
 
 def test_the_quick_start_runs_a_real_vite_django_and_procfile_worker(shop: Project) -> None:
