@@ -137,6 +137,11 @@ def _node(rel: Path, folder: Path) -> Found | None:
         return Found(rel, "Vite", f"{run}{args}")
     if "next" in deps or re.search(r"\bnext\b", text):
         return Found(rel, "Next.js", f"{run}-p $PORT -H 127.0.0.1")
+    # Astro (4321) and the Angular CLI (4200) ignore PORT too.
+    if "astro" in deps or re.search(r"\bastro\b", text):
+        return Found(rel, "Astro", f"{run}--port $PORT --host 127.0.0.1")
+    if "@angular/cli" in deps or re.search(r"\bng serve\b", text):
+        return Found(rel, "Angular", f"{run}--port $PORT --host 127.0.0.1")
     if "react-scripts" in deps or "react-scripts" in text:
         # Create React App reads PORT and HOST; BROWSER=none stops it opening a tab per restart.
         return Found(rel, "Create React App", run.rstrip(" -"), env={"BROWSER": "none"})

@@ -125,6 +125,13 @@ def test_scan_knows_each_framework_and_how_it_takes_a_port(tmp_path: Path) -> No
                 }
             ),
             "apps/cra/yarn.lock": "",
+            "apps/astro/package.json": json.dumps(
+                {"scripts": {"dev": "astro dev"}, "dependencies": {"astro": "5"}}
+            ),
+            "apps/ng/package.json": json.dumps(
+                {"scripts": {"start": "ng serve"}, "devDependencies": {"@angular/cli": "19"}}
+            ),
+            "apps/ng/bun.lock": "",
             "services/express/package.json": json.dumps(
                 {"scripts": {"start": "node index.js"}, "dependencies": {"express": "4"}}
             ),
@@ -143,7 +150,9 @@ def test_scan_knows_each_framework_and_how_it_takes_a_port(tmp_path: Path) -> No
     )
     found = {p.folder.as_posix(): (p.kind, p.cmd) for p in scan(tmp_path)}
     assert found == {
+        "apps/astro": ("Astro", "npm run dev -- --port $PORT --host 127.0.0.1"),
         "apps/cra": ("Create React App", "yarn start"),
+        "apps/ng": ("Angular", "bun run start --port $PORT --host 127.0.0.1"),
         "apps/next": ("Next.js", "npm run dev -- -p $PORT -H 127.0.0.1"),
         "apps/vite": ("Vite", "npm run dev -- --port $PORT --strictPort --host 127.0.0.1"),
         "services/express": ("Express", "npm run start"),
