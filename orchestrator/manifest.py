@@ -658,7 +658,9 @@ def _self_reloading(spec: ServiceSpec, watch_given: bool) -> ServiceSpec:
     restarted only on the files it reads once; an explicit `watch` wins."""
     from orchestrator import selfreload
 
-    reloader = selfreload.detect(spec.cmd, spec.cwd)
+    # `env = { FLASK_DEBUG = "1" }` turns Flask's reloader on as the same word in cmd would.
+    prefix = " ".join(f"{k}={v}" for k, v in spec.env if k == "FLASK_DEBUG" and " " not in v)
+    reloader = selfreload.detect(f"{prefix} {spec.cmd}" if prefix else spec.cmd, spec.cwd)
     if reloader is None:
         return spec
     if watch_given:

@@ -138,6 +138,9 @@ def test_a_self_reloader_watches_only_what_it_reads_once_and_check_says_so(tmp_p
         watch = true
         [services.api]
         cmd = "python -m api"
+        [services.flask]
+        cmd = "flask run"
+        env = { FLASK_DEBUG = "1" }
         """,
         **{
             "web/package.json": json.dumps({"scripts": {"dev": "vite"}}),
@@ -155,6 +158,7 @@ def test_a_self_reloader_watches_only_what_it_reads_once_and_check_says_so(tmp_p
     assert services["pinned"].watch == (root / "web" / "src",)
     assert not services["pinned"].default_watch
     assert services["whole"].watch == (root / "web",)
+    assert services["flask"].reloads_itself == "flask --debug"
     assert services["api"].watch == (root,) and services["api"].reloads_itself is None
 
     plan = check_plan(load_manifest(path))
@@ -164,7 +168,8 @@ def test_a_self_reloader_watches_only_what_it_reads_once_and_check_says_so(tmp_p
         "watch: off (vite reloads itself; devup restarts it only on package.json, lockfile,"
         " vite.config.*, .env changes)"
     )
-    assert text.count("watch: off") == 1 and note in text
+    assert text.count("watch: off") == 2 and note in text  # web's and flask's
+    assert "watch: off (flask --debug reloads itself; devup restarts it only on .env" in text
 
 
 def test_procfile_lines_other_than_web_get_no_port_unless_they_use_it(tmp_path: Path) -> None:
