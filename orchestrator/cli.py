@@ -310,6 +310,8 @@ def init_command(
     path = (ctx.manifest_file or Path(MANIFEST_NAME)).absolute()
     root = path.parent
     init.check_port_pool(ports)
+    if not force:
+        init.refuse_nested(root)
     found = init.scan(root)
     if not found:
         raise UsageError(

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import DevupError, UsageError
+from orchestrator.locate import MANIFEST_NAME
 from orchestrator.manifest import MAX_PORT, MIN_PORT, env_key, parse_port_range
+from orchestrator.manifest import procfile_line_needs_port as needs_port
 
 # Never a project of its own: dependencies, VCS data, build output, caches, devup's own state.
 SKIP_DIRS = frozenset(
@@ -75,12 +77,37 @@ def detect(root: Path, folder: Path, names: set[str]) -> Found | None:
     if "bin" in names and (folder / "bin" / "rails").exists() and "config" in names:
         return Found(rel, "Rails", "bin/rails server -b 127.0.0.1 -p $PORT")
     if "manage.py" in names:
-        return Found(rel, "Django", "python manage.py runserver 127.0.0.1:$PORT")
+        # --noreload: devup restarts it on a change (Django's reloader would restart it twice).
+        python = project_python(root, folder)
+        return Found(rel, "Django", f"{python} manage.py runserver 127.0.0.1:$PORT --noreload")
     if "package.json" in names:
         node = _node(rel, folder)
         if node is not None:
             return node
-    return _python_app(rel, folder, names)
+    return _python_app(rel, folder, names, project_python(root, folder))
+
+
+# Lockfile -> the command that runs the project's own Python (and installs it first if needed).
+_PYTHON_RUNNERS = {
+    "uv.lock": "uv run python",
+    "poetry.lock": "poetry run python",
+    "Pipfile.lock": "pipenv run python",
+}
+
+
+def project_python(root: Path, folder: Path) -> str:
+    """The Python a project's commands must run with, as a path relative to its folder: its own
+    virtualenv (`.venv` or `venv`, in it or a folder above up to the root), else its lockfile's
+    runner, else `python3` (`python` is missing on many systems). devup's own Python is never it.
+    """
+    for parent in [folder, *[p for p in folder.parents if p == root or root in p.parents]]:
+        for venv in (".venv", "venv"):
+            if (parent / venv / "bin" / "python").exists():
+                return os.path.relpath(parent / venv / "bin" / "python", folder)
+        for lockfile, runner in _PYTHON_RUNNERS.items():
+            if (parent / lockfile).exists():
+                return runner
+    return "python3"
 
 
 def _node(rel: Path, folder: Path) -> Found | None:
@@ -110,6 +137,11 @@ def _node(rel: Path, folder: Path) -> Found | None:
         return Found(rel, "Vite", f"{run}{args}")
     if "next" in deps or re.search(r"\bnext\b", text):
         return Found(rel, "Next.js", f"{run}-p $PORT -H 127.0.0.1")
+    # Astro (4321) and the Angular CLI (4200) ignore PORT too.
+    if "astro" in deps or re.search(r"\bastro\b", text):
+        return Found(rel, "Astro", f"{run}--port $PORT --host 127.0.0.1")
+    if "@angular/cli" in deps or re.search(r"\bng serve\b", text):
+        return Found(rel, "Angular", f"{run}--port $PORT --host 127.0.0.1")
     if "react-scripts" in deps or "react-scripts" in text:
         # Create React App reads PORT and HOST; BROWSER=none stops it opening a tab per restart.
         return Found(rel, "Create React App", run.rstrip(" -"), env={"BROWSER": "none"})
@@ -126,12 +158,14 @@ def _runner(folder: Path, script: str) -> str:
             return f"pnpm run {script} "
         if (parent / "yarn.lock").exists():
             return f"yarn {script} "
+        if (parent / "bun.lockb").exists() or (parent / "bun.lock").exists():
+            return f"bun run {script} "
         if (parent / "package-lock.json").exists() or (parent / ".git").exists():
             break
     return f"npm run {script} -- "
 
 
-def _python_app(rel: Path, folder: Path, names: set[str]) -> Found | None:
+def _python_app(rel: Path, folder: Path, names: set[str], python: str) -> Found | None:
     candidates = [n for n in sorted(names) if n.endswith(".py")]
     candidates += ["app/main.py", "app/__init__.py", "src/main.py"]
     for name in candidates:
@@ -146,12 +180,13 @@ def _python_app(rel: Path, folder: Path, names: set[str]) -> Found | None:
         fastapi = _FASTAPI.search(text)
         if fastapi:
             target = f"{module}:{fastapi.group(1)}"
-            cmd = f"uvicorn {target} --host 127.0.0.1 --port $PORT"
+            cmd = f"{python} -m uvicorn {target} --host 127.0.0.1 --port $PORT"
             return Found(rel, "FastAPI", cmd, notes=("no --reload: devup restarts on change",))
         flask = _FLASK.search(text)
         if flask:
             app = "" if module in ("app", "wsgi") else f" --app {module}"
-            return Found(rel, "Flask", f"flask{app} run --host 127.0.0.1 --port $PORT")
+            cmd = f"{python} -m flask{app} run --host 127.0.0.1 --port $PORT"
+            return Found(rel, "Flask", cmd)
     return None
 
 
@@ -209,9 +244,13 @@ def render(found: list[Found], root: Path, ports: str = "3000-3999") -> str:
         if project.folder != Path("."):
             out.append(f"cwd = {_toml(project.folder.as_posix())}")
         if project.cmd is None:
-            lines = _procfile_names(root / project.folder / "Procfile")
+            lines = _procfile_lines(root / project.folder / "Procfile")
             services = ", ".join(f"{name}.{line}" for line in lines) or "none yet"
             out.append(f'procfile = "Procfile"   # one service per line: {services}')
+            portless = [f"{name}.{n}" for n, cmd in lines.items() if not needs_port(n, cmd)]
+            if portless:
+                note = "only a web line, or one using $PORT, gets one"
+                out.append(f"# no port for {', '.join(portless)}: {note}")
         else:
             out.append(f"cmd = {_toml(project.cmd)}")
         if project.env:
@@ -221,17 +260,30 @@ def render(found: list[Found], root: Path, ports: str = "3000-3999") -> str:
     return "\n".join(out) + "\n"
 
 
-def _procfile_names(path: Path) -> list[str]:
+def _procfile_lines(path: Path) -> dict[str, str]:
     from honcho.environ import parse_procfile
 
     try:
-        return list(parse_procfile(path.read_text(encoding="utf-8")).processes)
-    except (OSError, UnicodeDecodeError):
-        return []
+        return dict(parse_procfile(path.read_text(encoding="utf-8")).processes)
+    except (OSError, UnicodeDecodeError, AssertionError):  # honcho asserts names are unique
+        return {}
 
 
 def _toml(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def refuse_nested(root: Path) -> None:
+    """A devports.toml here would shadow the project above it: devup finds the nearest one."""
+    for parent in root.resolve().parents:
+        above = parent / MANIFEST_NAME
+        if above.is_file():
+            raise DevupError(
+                f"{root} is inside the devup project of {above}; a devports.toml here would"
+                " hide that one from devup run in this folder",
+                hint=f"add this folder's services to {above}, or `devup init --force` to make"
+                " it a project of its own",
+            )
 
 
 def write_manifest(path: Path, text: str, *, force: bool) -> None:

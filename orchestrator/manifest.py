@@ -42,6 +42,7 @@ SERVICE_KEYS = (
 )  # fmt: skip
 MIN_PORT, MAX_PORT = 1024, 65535
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # "." is reserved for Procfile lines (shop.web)
+_USES_PORT = re.compile(r"\$\{?PORT\b")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # ASCII digits only (\d also takes full-width ones), few enough that int() never refuses them.
 _PORT_RANGE = re.compile(r"\s*([0-9]{1,9})\s*-\s*([0-9]{1,9})\s*")
@@ -89,6 +90,8 @@ class ServiceSpec:
     stop_signal: signal.Signals = signal.SIGTERM
     expose: bool = False
     line: int | None = None  # line of the [services.NAME] table, for messages
+    reloads_itself: str | None = None  # the self-reloading dev server cmd runs: "vite", ...
+    default_watch: bool = False  # True: `watch` is selfreload's list, not the manifest's
 
 
 @dataclass(frozen=True)
@@ -448,9 +451,19 @@ class _Validator:
             line=t.line,
         )
         if procfile is None:
-            return [base]
+            return [_self_reloading(base, "watch" in raw)]
         return [
-            dataclasses.replace(base, name=f"{name}.{process}", cmd=line_cmd)
+            _self_reloading(
+                dataclasses.replace(
+                    base,
+                    name=f"{name}.{process}",
+                    cmd=line_cmd,
+                    needs_port=needs_port
+                    if "port" in raw
+                    else procfile_line_needs_port(process, line_cmd),
+                ),
+                "watch" in raw,
+            )
             for process, line_cmd in self.procfile(t, cwd / procfile).items()
         ]
 
@@ -632,6 +645,28 @@ class _Validator:
                 line = self.tables[self.owner[name]].line
                 raise ManifestError(self.path, message, line=line, hint="rename one of them")
             seen[key] = name
+
+
+def procfile_line_needs_port(process: str, cmd: str) -> bool:
+    """Heroku's convention: only `web` takes traffic. Another line gets a port only when its
+    command uses $PORT (a worker listens on nothing, and a port would hold up its readiness)."""
+    return process == "web" or _USES_PORT.search(cmd) is not None
+
+
+def _self_reloading(spec: ServiceSpec, watch_given: bool) -> ServiceSpec:
+    """A dev server that reloads itself (Vite, `next dev`, `flask --debug`, ...) is by default
+    restarted only on the files it reads once; an explicit `watch` wins."""
+    from orchestrator import selfreload
+
+    # `env = { FLASK_DEBUG = "1" }` turns Flask's reloader on as the same word in cmd would.
+    prefix = " ".join(f"{k}={v}" for k, v in spec.env if k == "FLASK_DEBUG" and " " not in v)
+    reloader = selfreload.detect(f"{prefix} {spec.cmd}" if prefix else spec.cmd, spec.cwd)
+    if reloader is None:
+        return spec
+    if watch_given:
+        return dataclasses.replace(spec, reloads_itself=reloader.tool)
+    watch = selfreload.watch_paths(reloader, spec.cwd)
+    return dataclasses.replace(spec, watch=watch, reloads_itself=reloader.tool, default_watch=True)
 
 
 def parse_port_range(text: str) -> tuple[int, int] | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator import runstate
 from orchestrator.environ import service_url
-from orchestrator.manifest import Manifest, service_names, start_order
+from orchestrator.manifest import Manifest, ServiceSpec, service_names, start_order
 from orchestrator.process import GroupId, group_members
 
 
@@ -32,6 +32,8 @@ def check_plan(manifest: Manifest) -> dict[str, Any]:
             "watch": [str(p) for p in spec.watch] if spec.watch is not None else None,
             "planned_port": planned,
             "url": service_url("127.0.0.1", planned) if planned is not None else None,
+            "reloads_itself": spec.reloads_itself,
+            "watch_note": watch_note(spec),
         }
     return {
         "manifest": str(manifest.path),
@@ -68,6 +70,9 @@ def format_check(plan: dict[str, Any]) -> str:
             port = f"port {svc['port']}"
         deps = f", after {', '.join(svc['depends_on'])}" if svc["depends_on"] else ""
         rows.append(f"  {name.ljust(width)}  {port:<10}  {svc['cmd']}{deps}")
+        if svc.get("watch_note"):
+            rows.append(f"  {''.ljust(width)}  {svc['watch_note']}")
+            continue
         watch = svc["watch"]
         shown = ", ".join(_relative(Path(p), root) for p in watch) if watch is not None else "off"
         rows.append(f"  {' ' * width}  watch: {shown}")
@@ -79,6 +84,16 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.relative_to(root)) if path != root else "."
     except ValueError:
         return str(path)
+
+
+def watch_note(spec: ServiceSpec) -> str | None:
+    """`watch: off (vite reloads itself; devup restarts it only on package.json, ...)` for a
+    self-reloading dev server on its default watch list."""
+    if spec.reloads_itself is None or not spec.default_watch:
+        return None
+    from orchestrator.selfreload import describe
+
+    return f"watch: off ({describe(spec.reloads_itself, spec.cwd)})"
 
 
 def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -71,6 +72,8 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         plan = allocate_ports(manifest, list(manifest.services))
         for message in [*plan.messages, *env_file_warnings(manifest, order)]:
             printer.say(message)
+        if options.watching:
+            _say_self_reloaders(manifest, order, printer.say)
         envs: dict[str, dict[str, str]] = {}
         for name in order:
             env, warnings = build_env(manifest, plan.ports, name, color=options.color)
@@ -137,6 +140,16 @@ def _add_output(printer: Printer, logs: Path, name: str) -> None:
     """A service added while running gets its colour and log file."""
     printer.add_name(name)
     printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
+
+
+def _say_self_reloaders(manifest: Manifest, order: list[str], say: Callable[[str], None]) -> None:
+    """Once a run: which dev servers devup leaves to reload themselves."""
+    from orchestrator.selfreload import describe
+
+    for name in order:
+        spec = manifest.services[name]
+        if spec.reloads_itself is not None and spec.default_watch:
+            say(f"{name}: {describe(spec.reloads_itself, spec.cwd)}")
 
 
 def _record_run(root: Path) -> Any:

@@ -78,7 +78,9 @@ class WatchedService:
         return frozenset(anchors)
 
     def wants(self, path: str, is_dir: bool) -> bool:
-        if path not in self.files and not any(_inside(path, d) for d in self.dirs):
+        if path in self.files:
+            return True  # named in `watch` (or selfreload's list): .env is gitignored, yet counts
+        if not any(_inside(path, d) for d in self.dirs):
             return False
         return not self.ignorer.ignored(path, is_dir)
 

@@ -54,6 +54,21 @@ def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "con
         time.sleep(interval)  # polling interval of an observable condition, not a synchronisation
 
 
+def inotify_watches(pid: int) -> int:
+    """How many inotify watches process `pid` holds (Linux; a large number elsewhere): watchdog
+    adds them from its own thread, so a test waits for them before its first change."""
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    if not fdinfo.is_dir():
+        return 1 << 30
+    count = 0
+    for entry in fdinfo.iterdir():
+        try:
+            count += entry.read_text().count("inotify wd:")
+        except OSError:  # an fd closed meanwhile
+            continue
+    return count
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     marker = uuid.uuid4().hex

@@ -31,6 +31,7 @@ SERVICES = f"""
     cmd = "{SERVER}"
     [services.shop]
     procfile = "Procfile"
+    port = "auto"   # the admin line serves HTTP on PORT too
 """
 
 

@@ -42,7 +42,7 @@ def write(root: Path, files: dict[str, str]) -> None:
 def test_init_writes_a_manifest_that_checks_and_starts_a_procfile_node_and_django_app(
     project: Project, running: list[DevupProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # `python manage.py` in the written cmd must be this interpreter; npm must not phone home.
+    # `python3 manage.py` in the written cmd must be this interpreter; npm must not phone home.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("NPM_CONFIG_UPDATE_NOTIFIER", "false")
     server = f"{sys.executable} {SERVER}"
@@ -63,7 +63,7 @@ def test_init_writes_a_manifest_that_checks_and_starts_a_procfile_node_and_djang
     assert "hint: add .devup/" in result.stdout  # not a terminal: only suggested
     assert not (project.root / ".gitignore").exists()
     text = (project.root / "devports.toml").read_text()
-    assert 'cmd = "python manage.py runserver 127.0.0.1:$PORT"' in text
+    assert 'cmd = "python3 manage.py runserver 127.0.0.1:$PORT --noreload"' in text
     assert 'procfile = "Procfile"' in text and 'cmd = "npm run dev"' in text
 
     check = project.devup("check", "--json")
@@ -125,6 +125,13 @@ def test_scan_knows_each_framework_and_how_it_takes_a_port(tmp_path: Path) -> No
                 }
             ),
             "apps/cra/yarn.lock": "",
+            "apps/astro/package.json": json.dumps(
+                {"scripts": {"dev": "astro dev"}, "dependencies": {"astro": "5"}}
+            ),
+            "apps/ng/package.json": json.dumps(
+                {"scripts": {"start": "ng serve"}, "devDependencies": {"@angular/cli": "19"}}
+            ),
+            "apps/ng/bun.lock": "",
             "services/express/package.json": json.dumps(
                 {"scripts": {"start": "node index.js"}, "dependencies": {"express": "4"}}
             ),
@@ -143,11 +150,73 @@ def test_scan_knows_each_framework_and_how_it_takes_a_port(tmp_path: Path) -> No
     )
     found = {p.folder.as_posix(): (p.kind, p.cmd) for p in scan(tmp_path)}
     assert found == {
+        "apps/astro": ("Astro", "npm run dev -- --port $PORT --host 127.0.0.1"),
         "apps/cra": ("Create React App", "yarn start"),
+        "apps/ng": ("Angular", "bun run start --port $PORT --host 127.0.0.1"),
         "apps/next": ("Next.js", "npm run dev -- -p $PORT -H 127.0.0.1"),
         "apps/vite": ("Vite", "npm run dev -- --port $PORT --strictPort --host 127.0.0.1"),
         "services/express": ("Express", "npm run start"),
-        "services/fast": ("FastAPI", "uvicorn app.main:api --host 127.0.0.1 --port $PORT"),
-        "services/flask": ("Flask", "flask run --host 127.0.0.1 --port $PORT"),
+        "services/fast": (
+            "FastAPI",
+            "python3 -m uvicorn app.main:api --host 127.0.0.1 --port $PORT",
+        ),
+        "services/flask": ("Flask", "python3 -m flask run --host 127.0.0.1 --port $PORT"),
         "services/rails": ("Rails", "bin/rails server -b 127.0.0.1 -p $PORT"),
     }
+
+
+def test_init_runs_python_projects_with_their_own_python(tmp_path: Path) -> None:
+    """Never the Python devup was installed into: the project's virtualenv, else its lockfile's
+    runner, else python3."""
+    write(
+        tmp_path,
+        {
+            "own/manage.py": "",
+            "own/.venv/bin/python": "",
+            "classic/manage.py": "",
+            "classic/venv/bin/python": "",
+            "uv/manage.py": "",
+            "uv/uv.lock": "",
+            "poetry/app.py": "from flask import Flask\napp = Flask(__name__)\n",
+            "poetry/poetry.lock": "",
+            "pipenv/main.py": "from fastapi import FastAPI\napp = FastAPI()\n",
+            "pipenv/Pipfile.lock": "",
+            "shared/.venv/bin/python": "",
+            "shared/services/api/manage.py": "",
+            "bare/manage.py": "",
+        },
+    )
+    found = {p.folder.as_posix(): p.cmd for p in scan(tmp_path)}
+    django = "manage.py runserver 127.0.0.1:$PORT --noreload"
+    assert found == {
+        "bare": f"python3 {django}",
+        "classic": f"venv/bin/python {django}",
+        "own": f".venv/bin/python {django}",
+        "pipenv": "pipenv run python -m uvicorn main:app --host 127.0.0.1 --port $PORT",
+        "poetry": "poetry run python -m flask run --host 127.0.0.1 --port $PORT",
+        "shared/services/api": f"../../.venv/bin/python {django}",
+        "uv": f"uv run python {django}",
+    }
+
+
+def test_procfile_lines_other_than_web_are_written_as_portless(project: Project) -> None:
+    write(project.root, {"shop/Procfile": "web: a --port $PORT\nworker: b\nclock: c\n"})
+    assert project.devup("init").returncode == 0
+    text = (project.root / "devports.toml").read_text()
+    assert "# no port for shop.worker, shop.clock: only a web line" in text
+    check = json.loads(project.devup("check", "--json").stdout)["services"]
+    ports = {name: svc["port"] for name, svc in check.items()}
+    assert ports == {"shop.web": "auto", "shop.worker": None, "shop.clock": None}
+
+
+def test_init_inside_a_project_refuses_without_force(project: Project) -> None:
+    write(project.root, {"devports.toml": "[services.x]\ncmd = 'x'\n", "apps/api/manage.py": ""})
+    inner = project.root / "apps"
+    refused = Project(inner, project.pool).devup("init")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"devup: error: {inner} is inside the devup project of ")
+    assert "hint: add this folder's services to" in refused.stderr
+    assert not (inner / "devports.toml").exists()
+    forced = Project(inner, project.pool).devup("init", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "[services.api]" in (inner / "devports.toml").read_text()
