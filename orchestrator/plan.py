@@ -9,6 +9,8 @@ from orchestrator import runstate
 from orchestrator.environ import service_url
 from orchestrator.manifest import Manifest, service_names, start_order
 from orchestrator.process import GroupId, group_members
+from orchestrator.programs import missing_program
+from orchestrator.reach import reach
 
 
 def check_plan(manifest: Manifest) -> dict[str, Any]:
@@ -27,7 +29,24 @@ def check_plan(manifest: Manifest) -> dict[str, Any]:
             "restart": spec.restart,
             "watch": [str(p) for p in spec.watch] if spec.watch is not None else None,
         }
-    return {"manifest": str(manifest.path), "order": order, "services": services}
+    return {
+        "manifest": str(manifest.path),
+        "order": order,
+        "services": services,
+        "warnings": program_warnings(manifest, order),
+    }
+
+
+def program_warnings(manifest: Manifest, order: list[str]) -> list[str]:
+    """A `cmd` whose program is not on PATH exits 127 at start: say so before."""
+    warnings = []
+    for name in order:
+        spec = manifest.services[name]
+        missing = missing_program(spec.cmd, spec.cwd)
+        if missing is not None:
+            where = "not found" if "/" in missing else "not on PATH"
+            warnings.append(f"{name}: {missing} is {where}; its cmd would exit with code 127")
+    return warnings
 
 
 def format_check(plan: dict[str, Any]) -> str:
@@ -38,6 +57,7 @@ def format_check(plan: dict[str, Any]) -> str:
         port = "no port" if svc["port"] is None else f"port {svc['port']}"
         deps = f", after {', '.join(svc['depends_on'])}" if svc["depends_on"] else ""
         rows.append(f"  {name.ljust(width)}  {port:<10}  {svc['cmd']}{deps}")
+    rows.extend(f"warning: {warning}" for warning in plan.get("warnings", []))
     return "\n".join(rows)
 
 
@@ -66,6 +86,9 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
         group = groups.get(name)
         if group is not None:
             listeners = audit.group_listeners(group)
+            where = reach(port, ((lst.ip, lst.port) for lst in listeners))
+            if where is not None and where.moved_from(port):  # it answers elsewhere: say where
+                services[name].update(port=where.port, url=where.url, leased_port=port)
             services[name]["listening"] = [lst.address for lst in listeners]
             services[name]["warnings"] = audit.assess(
                 manifest, manifest.services[name], port, listeners
@@ -82,6 +105,8 @@ def format_ports(plan: dict[str, Any]) -> str:
             rows.append(f"{name.ljust(width)}  -      (no port)")
             continue
         held = f"  held by {svc['holder']}" if svc["holder"] else ""
+        if svc.get("leased_port") not in (None, svc["port"]):
+            held += f"  (its PORT={svc['leased_port']} is unused)"
         rows.append(f"{name.ljust(width)}  {svc['port']:<5}  {svc['url']}{held}")
         rows.extend(f"  warning: {warning}" for warning in svc.get("warnings", []))
     return "\n".join(rows)

@@ -21,6 +21,7 @@ from orchestrator.envview import env_file_warnings
 from orchestrator.manifest import Manifest, start_order
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
+from orchestrator.reach import Reach
 from orchestrator.supervisor import Supervisor
 from orchestrator.writer import TerminalWriter
 
@@ -84,6 +85,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             printer,
             watching=options.watching,
             on_change=record,
+            env_for=partial(_env_with_reach, manifest, dict(plan.ports), options.color),
         )
         audit.install(supervisor, on_audit=lambda: record(supervisor))
         _report_drops(supervisor, writer)
@@ -111,6 +113,21 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         writer.close()
         _report_final_drops(writer)
         lock.release()
+
+
+def _env_with_reach(
+    manifest: Manifest,
+    ports: dict[str, int | None],
+    color: bool,
+    name: str,
+    moved: dict[str, Reach],
+) -> dict[str, str]:
+    """A service's environment telling where the `moved` services really answer (their own
+    PORT stays the planned one)."""
+    others = {other: where for other, where in moved.items() if other != name}
+    ports = {**ports, **{other: where.port for other, where in others.items()}}
+    urls = {other: where.url for other, where in others.items()}
+    return build_env(manifest, ports, name, color=color, urls=urls)[0]
 
 
 def _record_run(root: Path) -> Any:
