@@ -19,6 +19,9 @@ from orchestrator.reach import Reach, reach
 # A server may open a side socket (a debugger, an HMR socket) a moment before its HTTP port:
 # a port other than PORT counts once the group has listened there this long without PORT.
 OTHER_PORT_GRACE_S = 0.3
+# The group's sockets are read at least this often even with no new listener in the kernel's
+# table: a read that missed a member (it was being created, /proc was slow) is not final.
+RECHECK_S = 0.5
 
 
 class ReadyProbe:
@@ -28,6 +31,7 @@ class ReadyProbe:
         self._clock = clock
         self._seen: frozenset[int] = frozenset()  # inodes of the listening sockets last probed
         self._elsewhere_since: float | None = None
+        self._checked_at = float("-inf")
 
     def poll(self) -> Reach | None:
         """Where the service answers once it is ready, else None."""
@@ -38,8 +42,10 @@ class ReadyProbe:
             inodes = frozenset(sock.inode for sock in sockets)
             fresh = not inodes <= self._seen
             self._seen = inodes
-            if not fresh and (since is None or now - since < OTHER_PORT_GRACE_S):
+            due = since is not None and now - since >= OTHER_PORT_GRACE_S
+            if not fresh and not due and now - self._checked_at < RECHECK_S:
                 return None  # no new listener anywhere: nothing of the group's can have changed
+        self._checked_at = now
         listeners = group_listeners(self.group, sockets)
         where = reach(self.port, ((lst.ip, lst.port) for lst in listeners))
         if where is None:
