@@ -118,6 +118,40 @@ def test_another_programs_listener_on_port_does_not_make_a_service_ready(
     assert run.stop() == 130
 
 
+def test_a_timeout_names_the_foreign_holder_and_a_late_listener_is_still_ready(
+    project: Project, running: list[DevupProcess], tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    late = py(f"""
+        import os, socket, time
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+        s = socket.socket(); s.bind(("127.0.0.1", int(os.environ["PORT"]))); s.listen()
+        print("listening", flush=True)
+        time.sleep(60)
+    """)
+    project.write(f"""
+        [services.api]
+        cmd = '''{late}'''
+        ready_timeout = 1
+    """)
+    run = project.start("--no-watch")
+    running.append(run)
+    port = int(run.expect_line(r"api started \(pid \d+, PORT=(\d+)\)").group(1))
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", port))
+        foreign.listen()
+        run.expect_line(
+            rf"api not ready after 1s \(port {port} is held by \S+ \(pid {os.getpid()}\), "
+            r"not by api\); starting its dependents anyway$"
+        )
+    go.touch()
+    run.expect_line(r"api\s+\| listening$")
+    run.expect_line(rf"devup\s+\| api ready on http://127\.0\.0\.1:{port} in \d+\.\d\ds$")
+    assert status(project)["api"]["state"] == "ready"
+    assert run.stop() == 130
+
+
 def test_a_server_on_ipv6_loopback_only_gets_a_url_that_answers(
     project: Project, running: list[DevupProcess]
 ) -> None:
