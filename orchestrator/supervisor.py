@@ -56,6 +56,9 @@ LATE_READY_POLL_S = 1.0
 # A shell's "sh: 1: vite: not found" / "bash: vite: command not found", with exit code 127.
 _NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
 EXIT_NOT_FOUND = 127
+# Fast failures in a row after which the summary stops waiting for a service ("crashing"): one
+# is often a hiccup (a port taken for a moment, a database still starting) that a restart cures.
+CRASH_LOOP_FAILURES = 2
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
@@ -423,12 +426,13 @@ class Supervisor:
         self.say("\n".join(rows))
 
     def _failing(self, svc: ServiceRun) -> bool:
-        """Exited on its own since it was last ready (crash-looping), or given up on."""
+        """Failing fast again and again (crash-looping), or given up on."""
         if svc.satisfies_dependents:
             return False
         if svc.state in (State.CRASHED, State.STOPPED):
             return True
-        return svc.fast_failures > 0 and svc.state in (State.RESTARTING, State.STARTING)
+        looping = svc.fast_failures >= CRASH_LOOP_FAILURES
+        return looping and svc.state in (State.RESTARTING, State.STARTING)
 
     def _told_in_summary(self, svc: ServiceRun) -> bool:
         if svc.state is State.WAITING:
