@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import psutil
 
 from orchestrator.holders import describe_all, find_holders, format_address
-from orchestrator.listening import listen_sockets
+from orchestrator.listening import ListenSocket, listen_sockets
 from orchestrator.manifest import Manifest, ServiceSpec
 from orchestrator.process import GroupId, group_members
+from orchestrator.reach import only_ipv6_loopback, reach
 from orchestrator.states import State
 
 if TYPE_CHECKING:
@@ -62,16 +63,19 @@ class Findings:
     audits: int = 0  # checks done so far in this generation
 
 
-def group_listeners(group: GroupId) -> list[Listener]:
-    """The LISTEN sockets of the processes in `group` (started no earlier than its leader)."""
+def group_listeners(group: GroupId, sockets: list[ListenSocket] | None = None) -> list[Listener]:
+    """The LISTEN sockets of the processes in `group` (started no earlier than its leader);
+    `sockets`: the kernel's listening sockets when the caller has just read them."""
     members = group_members(group)
     if not members:
         return []
-    found = _listeners_by_kernel(members)
+    found = _listeners_by_kernel(members, sockets)
     return found if found is not None else _listeners_by_psutil(members)
 
 
-def _listeners_by_kernel(members: Iterable[psutil.Process]) -> list[Listener] | None:
+def _listeners_by_kernel(
+    members: Iterable[psutil.Process], sockets: list[ListenSocket] | None = None
+) -> list[Listener] | None:
     """The members' sockets that the kernel lists as listening (netlink), matched by inode;
     None where netlink cannot be asked."""
     held: list[tuple[int, list[int]]] = []
@@ -80,7 +84,8 @@ def _listeners_by_kernel(members: Iterable[psutil.Process]) -> list[Listener] | 
             held.append((proc.pid, _socket_inodes(proc.pid)))
         except OSError:
             continue  # gone, not ours to look at, or no /proc (macOS: netlink answers None)
-    sockets = listen_sockets({inode for _pid, inodes in held for inode in inodes})
+    if sockets is None:
+        sockets = listen_sockets({inode for _pid, inodes in held for inode in inodes})
     if sockets is None:
         return None
     by_inode = {sock.inode: sock for sock in sockets}
@@ -138,11 +143,19 @@ def assess(
                     f"{spec.name} (pid {lst.pid}) listens on {lst.address}: reachable from your "
                     "network; bind 127.0.0.1 (HOST is set) or set expose = true"
                 )
-    taken = sorted({lst.port for lst in listeners})
-    if port is not None and taken and port not in taken:
-        warning = f"{spec.name} ignored PORT={port} and listens on {', '.join(map(str, taken))}"
+    where = reach(port, ((lst.ip, lst.port) for lst in listeners))
+    if port is not None and where is not None and where.port != port:
+        elsewhere = ", ".join(dict.fromkeys(lst.address for lst in listeners))
+        warning = f"{spec.name} ignored PORT={port} and listens on {elsewhere}"
         hint = framework_hint(spec.cmd)
         warnings.append(f"{warning}; {hint}" if hint else warning)
+    if where is not None and only_ipv6_loopback(
+        lst.ip for lst in listeners if lst.port == where.port
+    ):
+        warnings.append(
+            f"{spec.name} listens only on [::1]:{where.port} (IPv6 loopback), where "
+            f"127.0.0.1:{where.port} refuses connections: its URL is {where.url}"
+        )
     return warnings
 
 

@@ -100,9 +100,15 @@ def service_url(host: str, port: int) -> str:
 
 
 def injected(
-    manifest: Manifest, ports: Mapping[str, int | None], name: str, *, color: bool
+    manifest: Manifest,
+    ports: Mapping[str, int | None],
+    name: str,
+    *,
+    color: bool,
+    urls: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """What devup itself sets: PORT, HOST, every S_PORT/S_URL, DEVUP_SERVICE, and the rest."""
+    """What devup itself sets: PORT, HOST, every S_PORT/S_URL, DEVUP_SERVICE, and the rest.
+    `urls`: where a service proved to answer when that is not http://127.0.0.1:S_PORT."""
     env: dict[str, str] = {}
     own = ports.get(name)
     if own is not None:
@@ -112,7 +118,7 @@ def injected(
         if port is not None:
             key = env_key(other)
             env[f"{key}_PORT"] = str(port)
-            env[f"{key}_URL"] = service_url("127.0.0.1", port)
+            env[f"{key}_URL"] = (urls or {}).get(other) or service_url("127.0.0.1", port)
     env["DEVUP_SERVICE"] = name
     env["PYTHONUNBUFFERED"] = "1"
     if color:
@@ -127,6 +133,7 @@ def service_variables(
     *,
     parent: Mapping[str, str],
     color: bool,
+    urls: Mapping[str, str] | None = None,
 ) -> tuple[list[Variable], list[str]]:
     """The variables devup sets for `name`, in the order they apply, and warnings to show.
 
@@ -135,7 +142,7 @@ def service_variables(
     spec = manifest.services[name]
     warnings: list[str] = []
     result: dict[str, Variable] = {}
-    for key, value in injected(manifest, ports, name, color=color).items():
+    for key, value in injected(manifest, ports, name, color=color, urls=urls).items():
         result[key] = Variable(key, value, "injected", secret=False)
     for env_file in (manifest.settings.env_file, spec.env_file):
         if env_file is None:
@@ -176,6 +183,7 @@ def build_env(
     *,
     parent: Mapping[str, str] | None = None,
     color: bool = False,
+    urls: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """The whole environment of the service's process: the parent's, then devup's variables."""
     parent = dict(os.environ if parent is None else parent)
@@ -188,7 +196,9 @@ def build_env(
     for other in manifest.services:
         parent.pop(f"{env_key(other)}_PORT", None)
         parent.pop(f"{env_key(other)}_URL", None)
-    variables, warnings = service_variables(manifest, ports, name, parent=parent, color=color)
+    variables, warnings = service_variables(
+        manifest, ports, name, parent=parent, color=color, urls=urls
+    )
     env = dict(parent)
     env.update((v.name, v.value) for v in variables)
     return env, warnings

@@ -9,6 +9,8 @@ from orchestrator import runstate
 from orchestrator.environ import service_url
 from orchestrator.manifest import Manifest, ServiceSpec, service_names, start_order
 from orchestrator.process import GroupId, group_members
+from orchestrator.programs import missing_program
+from orchestrator.reach import reach
 
 
 def check_plan(manifest: Manifest) -> dict[str, Any]:
@@ -40,6 +42,7 @@ def check_plan(manifest: Manifest) -> dict[str, Any]:
         "order": order,
         "services": services,
         "messages": messages,
+        "warnings": program_warnings(manifest, order),
     }
 
 
@@ -51,6 +54,18 @@ def _planned_ports(manifest: Manifest) -> tuple[dict[str, int | None], list[str]
         return service_ports(manifest)
     except DevupError as exc:  # a busy strict_port, a full pool: the manifest itself is fine
         return {}, [exc.message]
+
+
+def program_warnings(manifest: Manifest, order: list[str]) -> list[str]:
+    """A `cmd` whose program is not on PATH exits 127 at start: say so before."""
+    warnings = []
+    for name in order:
+        spec = manifest.services[name]
+        missing = missing_program(spec.cmd, spec.cwd)
+        if missing is not None:
+            where = "not found" if "/" in missing else "not on PATH"
+            warnings.append(f"{name}: {missing} is {where}; its cmd would exit with code 127")
+    return warnings
 
 
 def format_check(plan: dict[str, Any]) -> str:
@@ -76,6 +91,7 @@ def format_check(plan: dict[str, Any]) -> str:
         watch = svc["watch"]
         shown = ", ".join(_relative(Path(p), root) for p in watch) if watch is not None else "off"
         rows.append(f"  {' ' * width}  watch: {shown}")
+    rows.extend(f"warning: {warning}" for warning in plan.get("warnings", []))
     return "\n".join(rows)
 
 
@@ -126,6 +142,9 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
         group = groups.get(name)
         if group is not None:
             listeners = audit.group_listeners(group)
+            where = reach(port, ((lst.ip, lst.port) for lst in listeners))
+            if where is not None and where.moved_from(port):  # it answers elsewhere: say where
+                services[name].update(port=where.port, url=where.url, assigned_port=port)
             services[name]["listening"] = [lst.address for lst in listeners]
             services[name]["warnings"] = audit.assess(
                 manifest, manifest.services[name], port, listeners

@@ -25,19 +25,22 @@ def live_ports(
         if names is not None and name not in names:
             continue
         svc = run.get(name, {})
-        port = svc.get("port", port)
+        assigned = port  # its PORT; where it answers differs when it ignored PORT
+        port = svc.get("port", assigned)
         lease = leases.get(name)
         services[name] = {
             "port": port,
-            "url": f"http://127.0.0.1:{port}" if port is not None else None,
+            "url": svc.get("url") or (f"http://127.0.0.1:{port}" if port is not None else None),
             "holder": _holder(name, svc, port),
             "lease": lease,
             "listening": svc.get("listening"),
             "warnings": svc.get("warnings", []),
         }
-        if port is not None and lease is not None and port != lease:
+        if assigned is not None and port != assigned:
+            services[name]["assigned_port"] = assigned
+        if assigned is not None and lease is not None and assigned != lease:
             messages.append(
-                f"{name}: using {port} for this run ({lease} stays {name}'s; "
+                f"{name}: using {assigned} for this run ({lease} stays {name}'s; "
                 f"`devup who {lease}` shows who holds it)"
             )
     return {"services": services, "running": True, "messages": messages}
@@ -86,6 +89,8 @@ def format_ports(plan: dict[str, Any]) -> str:
             rows.append(f"{name.ljust(width)}  -      (no port)")
             continue
         held = f"  held by {svc['holder']}" if svc["holder"] else ""
+        if svc.get("assigned_port") not in (None, svc["port"]):
+            held += f"  (its PORT={svc['assigned_port']} is unused)"
         rows.append(f"{name.ljust(width)}  {svc['port']:<5}  {svc['url']}{held}")
         rows.extend(f"  warning: {warning}" for warning in svc.get("warnings", []))
     return "\n".join(rows)

@@ -19,6 +19,7 @@ from typing import IO, Any, Protocol
 
 from orchestrator import audit, process, reaper
 from orchestrator.environ import service_url
+from orchestrator.errors import DevupError
 from orchestrator.events import (
     ChildrenChanged,
     ControlRequested,
@@ -29,13 +30,15 @@ from orchestrator.events import (
     OutputRead,
     SignalReceived,
 )
+from orchestrator.holders import describe_all, find_holders
 from orchestrator.lines import LineSplitter
-from orchestrator.listening import is_listening
 from orchestrator.manifest import Manifest, ServiceSpec
 from orchestrator.manifest_diff import PlanDiff
 from orchestrator.policy import decide, first_backoff_s, format_delay
 from orchestrator.ports import is_port_free
 from orchestrator.printer import Printer
+from orchestrator.reach import Reach
+from orchestrator.readiness import ReadyProbe
 from orchestrator.selftrigger import SelfTriggerGuard
 from orchestrator.states import State, check_transition
 from orchestrator.timers import Timers
@@ -49,6 +52,15 @@ READ_COALESCE_S = 0.002
 # bounds: a fast start is seen within ~10 ms, a slow one costs 20 probes a second.
 READY_POLL_MIN_S = 0.01
 READY_POLL_MAX_S = 0.05
+# After ready_timeout, a service that still listens nowhere is looked at this often: it becomes
+# ready when it finally listens (a slow first compile).
+LATE_READY_POLL_S = 1.0
+# A shell's "sh: 1: vite: not found" / "bash: vite: command not found", with exit code 127.
+_NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
+EXIT_NOT_FOUND = 127
+# Fast failures in a row after which the summary stops waiting for a service ("crashing"): one
+# is often a hiccup (a port taken for a moment, a database still starting) that a restart cures.
+CRASH_LOOP_FAILURES = 2
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
@@ -109,6 +121,18 @@ class ServiceRun:
     ready_regex: re.Pattern[str] | None = None
     port_wait_since: float | None = None
     waiters: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    probe: ReadyProbe | None = None
+    # Where it answered when last ready: told to the services started after it, shown by status.
+    reach: Reach | None = None
+    missing_program: str | None = None  # "vite", from a shell's "not found" in this output
+    last_exit_code: int | None = None  # of its last exit on its own (kept while it restarts)
+
+    @property
+    def where(self) -> tuple[int | None, str | None]:
+        """The port and URL it answers on: its PORT, unless it proved to listen elsewhere."""
+        if self.reach is not None and self.reach.moved_from(self.port):
+            return self.reach.port, self.reach.url
+        return self.port, service_url("127.0.0.1", self.port) if self.port is not None else None
 
     @property
     def name(self) -> str:
@@ -151,6 +175,8 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         spawn: Spawn = spawn_service,
         on_change: Callable[[Supervisor], None] | None = None,
+        env_for: Callable[[Manifest, dict[str, int | None], str, dict[str, Reach]], dict[str, str]]
+        | None = None,
     ) -> None:
         self.manifest = manifest
         self.order = order
@@ -160,6 +186,8 @@ class Supervisor:
         self._clock = clock
         self._spawn = spawn
         self._on_change = on_change
+        # Rebuilds a service's environment with where other services really answer (up.py).
+        self._env_for = env_for
         self.timers = Timers(clock)
         self.services = {
             name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
@@ -289,12 +317,17 @@ class Supervisor:
         svc.port_wait_since = None
         svc.ready_after_s = None
         svc.ready_regex = re.compile(svc.spec.ready_log) if svc.spec.ready_log else None
+        svc.missing_program = None
+        self._tell_where_others_are(svc)
         spawned_at = self._clock()  # before the fork: a change seen earlier is in what it reads
         try:
             child = self._spawn(svc.spec, svc.env)
         except OSError as exc:
-            self.say(f"{svc.name} could not start: {exc.strerror or exc}")
-            svc.exit_code = 127
+            self.say(
+                f"{svc.name} could not start: {exc.strerror or exc}; not retrying until "
+                + self._what_restarts(svc)
+            )
+            svc.exit_code = EXIT_NOT_FOUND
             self._set_state(svc, State.STOPPED)
             self._answer_waiters(svc)
             self._start_ready_services()
@@ -303,6 +336,7 @@ class Supervisor:
         svc.group = child.group
         svc.started_at = spawned_at
         svc.output_open = True
+        svc.probe = ReadyProbe(child.group, svc.port, self._clock)
         port_note = f", PORT={svc.port}" if svc.port is not None else ""
         self.say(f"{svc.name} started (pid {child.pid}{port_note})")
         self._set_state(svc, State.STARTING)
@@ -326,23 +360,49 @@ class Supervisor:
                 svc.spec.ready_timeout_s, lambda: self._ready_timed_out(svc, generation)
             )
 
-    def _poll_ready(self, svc: ServiceRun, generation: int) -> None:
-        if svc.generation != generation or svc.state is not State.STARTING:
+    def _tell_where_others_are(self, svc: ServiceRun) -> None:
+        """A service started after another proved to listen elsewhere than its PORT (or on ::1
+        only) gets that port and URL in its environment."""
+        moved = {
+            name: other.reach
+            for name, other in self.services.items()
+            if other.reach is not None and other.reach.moved_from(other.port)
+        }
+        if not moved or self._env_for is None:
             return
-        assert svc.port is not None
-        if is_listening(svc.port):
-            self._became_ready(svc)
+        try:
+            # The manifest and ports as now (a live reload may have changed them).
+            svc.env = self._env_for(self.manifest, self.ports, svc.name, moved)
+        except DevupError as exc:  # an env file broken since devup started: keep the last env
+            self.say(f"{svc.name}: {exc}; starting it with the environment it had")
+
+    def _poll_ready(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.probe is None:
+            return
+        late = svc.state is State.RUNNING  # past ready_timeout, and still listening nowhere
+        if svc.state is not State.STARTING and not late:
+            return
+        where = svc.probe.poll()
+        if where is not None:
+            self._became_ready(svc, where)
+        elif late:
+            self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
         else:
             starting_s = self._clock() - svc.started_at
             interval = min(READY_POLL_MAX_S, max(READY_POLL_MIN_S, starting_s / 10))
             self.timers.call_later(interval, lambda: self._poll_ready(svc, generation))
 
-    def _became_ready(self, svc: ServiceRun) -> None:
+    def _became_ready(self, svc: ServiceRun, where: Reach | None = None) -> None:
+        if where is None and svc.probe is not None and svc.port is not None:
+            where = svc.probe.where_now()  # proved by its log: where does it listen?
+        late = svc.state is State.RUNNING
+        svc.reach = where
         svc.ready_after_s = self._clock() - svc.started_at
         self._set_state(svc, State.READY)
-        if self._summary_shown:
-            where = f" on {service_url('127.0.0.1', svc.port)}" if svc.port else ""
-            self.say(f"{svc.name} ready{where} in {svc.ready_after_s:.2f}s")
+        if self._summary_shown or late:
+            url = svc.where[1]
+            on = f" on {url}" if url else ""
+            self.say(f"{svc.name} ready{on} in {svc.ready_after_s:.2f}s")
         for hook in self.ready_hooks:
             hook(svc)
         self._answer_waiters(svc)
@@ -352,36 +412,95 @@ class Supervisor:
         if svc.generation != generation or svc.state is not State.STARTING:
             return
         what = f"nothing listens on port {svc.port}" if svc.port else "ready_log did not match"
+        if svc.port is not None and svc.ready_regex is None:
+            holders = find_holders(svc.port)
+            if holders:  # another program's: it does not make this service ready
+                what = f"port {svc.port} is held by {describe_all(holders)}, not by {svc.name}"
         self.say(
             f"{svc.name} not ready after {svc.spec.ready_timeout_s:g}s ({what}); "
             "starting its dependents anyway"
         )
         self._set_state(svc, State.RUNNING)
+        if svc.port is not None and svc.ready_regex is None:
+            self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
         for hook in self.ready_hooks:
             hook(svc)
         self._answer_waiters(svc)
         self._start_ready_services()
 
     def _maybe_summarize(self) -> None:
-        if self._summary_shown or not all(s.settled for s in self.services.values()):
+        """Once every service is up, done, failing or waiting on a failing one: one table of all."""
+        if self._summary_shown or not all(map(self._told_in_summary, self.services.values())):
             return
         self._summary_shown = True
-        up = [s for s in self.services.values() if s.state in (State.READY, State.RUNNING)]
-        if not up:
-            return
+        services = list(self.services.values())
+        up = [s for s in services if s.state in (State.READY, State.RUNNING)]
+        tasks = [s for s in services if s.is_task and s.satisfies_dependents]
+        failing = len(services) - len(up) - len(tasks)
         took = self._clock() - self._started_at
-        width = max(len(s.name) for s in up)
-        tasks = [s for s in self.services.values() if s.is_task and s.exit_code == 0]
         head = _count(len(up), "service") + " up"
         if tasks:
             head += ", " + _count(len(tasks), "task") + " done"
+        if failing:
+            head += f", {failing} not up"
+        width = max(len(s.name) for s in services)
         rows = [f"{head} in {took:.2f}s"]
-        for s in up:
-            url = service_url("127.0.0.1", s.port) if s.port is not None else "(no port)"
+        for s in services:
+            rows.append(f"  {s.name.ljust(width)}  {self._summary_row(s)}".rstrip())
+        self.say("\n".join(rows))
+
+    def _failing(self, svc: ServiceRun) -> bool:
+        """Failing fast again and again (crash-looping), or given up on."""
+        if svc.satisfies_dependents:
+            return False
+        if svc.state in (State.CRASHED, State.STOPPED):
+            return True
+        looping = svc.fast_failures >= CRASH_LOOP_FAILURES
+        return looping and svc.state in (State.RESTARTING, State.STARTING)
+
+    def _told_in_summary(self, svc: ServiceRun) -> bool:
+        if svc.state is State.WAITING:
+            return bool(self._failing_dependencies(svc))
+        return svc.settled or self._failing(svc)
+
+    def _failing_dependencies(
+        self, svc: ServiceRun, seen: frozenset[str] = frozenset()
+    ) -> list[str]:
+        """The dependencies (direct, or through a waiting one) that keep `svc` waiting."""
+        found: list[str] = []
+        for name in svc.spec.depends_on:
+            dep = self.services.get(name)
+            if dep is None or name in seen:
+                continue
+            if self._failing(dep):
+                found.append(name)
+            elif dep.state is State.WAITING:
+                found.extend(self._failing_dependencies(dep, seen | {svc.name}))
+        return found
+
+    def _summary_row(self, s: ServiceRun) -> str:
+        restarts = _count(s.restarts, "restart")
+        code = f"exit {s.exit_code}" if s.exit_code is not None else "no exit code"
+        if s.state in (State.READY, State.RUNNING):
+            url = s.where[1] or "(no port)"
             pid = f"pid {s.child.pid}" if s.child else ""
             ready = f"ready in {s.ready_after_s:.2f}s" if s.ready_after_s is not None else "running"
-            rows.append(f"  {s.name.ljust(width)}  {url:<22}  {pid:<10}  {ready}")
-        self.say("\n".join(rows))
+            return f"{url:<22}  {pid:<10}  {ready}"
+        if s.is_task and s.satisfies_dependents:
+            return "done (exit 0)"
+        if s.state is State.WAITING:
+            return "waiting for " + ", ".join(dict.fromkeys(self._failing_dependencies(s)))
+        if s.missing_program is not None and s.state is State.CRASHED:
+            return f"not found: {s.missing_program} ({code}), waiting for a change"
+        if s.state is State.CRASHED:
+            return f"crashed: {code}, {restarts}"
+        if s.state is State.STOPPED:
+            if s.generation == 0:
+                return "not started"
+            return f"exited: {code}" if s.exit_code == 0 else f"failed: {code}"
+        if self._failing(s):
+            return f"crashing: exit {s.last_exit_code}, {restarts}"
+        return str(s.state.value)
 
     # -- output --------------------------------------------------------------------------------
 
@@ -411,7 +530,7 @@ class Supervisor:
         (a C-level search of the bytes first, so a flood of output stays on the fast path)."""
         if svc.ready_regex is not None and svc.state is State.STARTING:
             return True
-        return (b"already in use" in block or b"EADDRINUSE" in block) and (
+        return (b"already in use" in block or b"EADDRINUSE" in block or b"not found" in block) and (
             svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S
         )
 
@@ -422,6 +541,10 @@ class Supervisor:
         # Only a starting process's output is searched for a failed bind; it is cheap anyway.
         if svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S:
             self._name_port_holder(svc, lines)
+            for line in lines:
+                missing = _NOT_FOUND.search(line)
+                if missing is not None:
+                    svc.missing_program = missing.group(1)
         regex = svc.ready_regex
         if regex is not None and svc.state is State.STARTING and any(map(regex.search, lines)):
             self._became_ready(svc)
@@ -479,6 +602,7 @@ class Supervisor:
         assert svc.exit_status is not None and svc.child is not None
         how, code = process.describe_exit(svc.exit_status)
         svc.exit_code = code
+        svc.last_exit_code = code
         svc.exit_status = None
         svc.child = None
         uptime = self._clock() - svc.started_at
@@ -505,7 +629,14 @@ class Supervisor:
             svc.spec.restart, code, uptime, svc.fast_failures, first_backoff_s=self._first_backoff_s
         )
         svc.fast_failures = decision.fast_failures
-        if decision.crashed:
+        if decision.restart and code == EXIT_NOT_FOUND and svc.missing_program is not None:
+            # Retrying on a timer cannot help: the program appears only when someone acts.
+            self.say(
+                f"{svc.name} exited {how}: {svc.missing_program} not found; not retrying until "
+                + self._what_restarts(svc)
+            )
+            self._set_state(svc, State.CRASHED)
+        elif decision.crashed:
             self.say(
                 f"{svc.name} exited {how}; it failed {decision.fast_failures} times in a row within"
                 f" 10s of starting: crashed until a file change or `devup restart {svc.name}`"
@@ -525,6 +656,11 @@ class Supervisor:
         self._stop_leftovers(svc)
         self._start_ready_services()
         self._maybe_exit()
+
+    def _what_restarts(self, svc: ServiceRun) -> str:
+        if self.watching and svc.spec.watch is not None:
+            return f"a change to its files or `devup restart {svc.name}`"
+        return f"`devup restart {svc.name}`"
 
     def _stop_leftovers(self, svc: ServiceRun) -> None:
         """The leader is gone; members of its group that outlived it are stopped too."""
@@ -772,6 +908,10 @@ class Supervisor:
             svc.spec, svc.port, svc.env = spec, port, env
         self.order = [*order, *(n for n in self.order if n in self.retiring and n not in order)]
         self.services = {n: self.services[n] for n in self.order}
+        for svc in self.services.values():
+            # A program that was not found may have been fixed by this edit (a PATH, a cmd).
+            if svc.missing_program is not None and svc.state is State.CRASHED:
+                self.request_restart(svc)
         if self._on_change is not None:
             self._on_change(self)
         self._start_ready_services()
@@ -890,11 +1030,12 @@ class Supervisor:
         services: dict[str, Any] = {}
         for name, svc in self.services.items():
             up = svc.child is not None and svc.state.is_up
+            port, url = svc.where
             services[name] = {
                 "state": svc.state.value,
                 "pid": svc.child.pid if svc.child else None,
-                "port": svc.port,
-                "url": service_url("127.0.0.1", svc.port) if svc.port is not None else None,
+                "port": port,
+                "url": url,
                 "restarts": svc.restarts,
                 "uptime_s": round(now - svc.started_at, 3) if up else None,
                 "exit_code": svc.exit_code,

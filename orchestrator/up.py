@@ -24,6 +24,7 @@ from orchestrator.manifest import Manifest, start_order
 from orchestrator.manifest_diff import Plan
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
+from orchestrator.reach import Reach
 from orchestrator.supervisor import Supervisor
 from orchestrator.writer import TerminalWriter
 
@@ -89,6 +90,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             printer,
             watching=options.watching,
             on_change=record,
+            env_for=partial(_env_with_reach, color=options.color),
         )
         audit.install(supervisor, on_audit=lambda: record(supervisor))
         _report_drops(supervisor, writer)
@@ -150,6 +152,22 @@ def _say_self_reloaders(manifest: Manifest, order: list[str], say: Callable[[str
         spec = manifest.services[name]
         if spec.reloads_itself is not None and spec.default_watch:
             say(f"{name}: {describe(spec.reloads_itself, spec.cwd)}")
+
+
+def _env_with_reach(
+    manifest: Manifest,
+    ports: dict[str, int | None],
+    name: str,
+    moved: dict[str, Reach],
+    *,
+    color: bool,
+) -> dict[str, str]:
+    """A service's environment telling where the `moved` services really answer (their own
+    PORT stays the planned one)."""
+    others = {other: where for other, where in moved.items() if other != name}
+    ports = {**ports, **{other: where.port for other, where in others.items()}}
+    urls = {other: where.url for other, where in others.items()}
+    return build_env(manifest, ports, name, color=color, urls=urls)[0]
 
 
 def _record_run(root: Path) -> Any:

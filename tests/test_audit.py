@@ -1,7 +1,7 @@
 """The listen audit with real servers: a public address without expose is warned about, a
-loopback one is not, a late public socket is caught by the re-check, a server that ignores PORT
-is reported with the port it took, a failed bind names the port's holder, and a group's sockets
-found through the kernel (netlink) are the ones psutil finds."""
+loopback one is not, a late public socket is caught by the re-check, a failed bind names the
+port's holder, and a group's sockets found through the kernel (netlink) are the ones psutil
+finds. A server that ignores PORT: test_readiness."""
 
 from __future__ import annotations
 
@@ -109,23 +109,6 @@ def test_a_public_socket_opened_after_ready_is_caught_by_the_recheck(
     assert run.stop() == 130
 
 
-def test_a_service_that_ignores_port_is_reported_with_the_port_it_took(
-    project: Project, running: list[DevupProcess]
-) -> None:
-    taken = free_port(project.pool)
-    project.write(f"""
-        [services.odd]
-        cmd = "{SERVER} --port {taken}"
-        ready_timeout = 1
-    """)
-    run = project.start("--no-watch")
-    running.append(run)
-    port = int(run.expect_line(r"odd started \(pid \d+, PORT=(\d+)\)").group(1))
-    run.expect_line(rf"odd not ready after 1s \(nothing listens on port {port}\)")
-    run.expect_line(rf"devup\s+\| odd ignored PORT={port} and listens on {taken}$", timeout=10)
-    assert run.stop() == 130
-
-
 def test_address_in_use_in_the_output_names_the_holder(
     project: Project, running: list[DevupProcess]
 ) -> None:
@@ -169,11 +152,15 @@ def test_assess_names_every_public_address_and_the_ports_taken_instead() -> None
     assert assess(manifest, spec, 3001, listeners) == [
         "web (pid 7) listens on [::]:5173: reachable from your network; bind 127.0.0.1 "
         "(HOST is set) or set expose = true",
-        "web ignored PORT=3001 and listens on 5173; "
+        "web ignored PORT=3001 and listens on [::]:5173, 127.0.0.1:5173; "
         "vite does not read PORT: run it with --port $PORT --strictPort",
     ]
     assert assess(manifest, spec, 5173, listeners[1:]) == []
     assert assess(manifest, spec, 3001, []) == []  # nothing yet: not "ignored"
+    assert assess(manifest, spec, 3001, [Listener(7, "::1", 3001)]) == [
+        "web listens only on [::1]:3001 (IPv6 loopback), where 127.0.0.1:3001 refuses "
+        "connections: its URL is http://[::1]:3001"
+    ]
     exposed, spec = spec_manifest(expose=True)
     assert assess(exposed, spec, 3001, [Listener(7, "0.0.0.0", 3001)]) == []
 

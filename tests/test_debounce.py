@@ -13,6 +13,8 @@ import pytest
 from orchestrator.events import FilesChanged
 from orchestrator.manifest import load_manifest
 from orchestrator.printer import Printer
+from orchestrator.process import GroupId
+from orchestrator.readiness import ReadyProbe
 from orchestrator.states import State
 from orchestrator.supervisor import Supervisor
 
@@ -127,6 +129,7 @@ def test_a_starting_service_is_probed_more_often_the_younger_it_is(
     api = sup.services["api"]
     api.state = State.STARTING
     api.started_at = clock.now - starting_for_s
+    api.probe = ReadyProbe(GroupId(2**22 + 7, 0.0), port, clock)  # a group that does not exist
     sup._poll_ready(api, api.generation)  # nothing listens on the port: probe again later
     assert api.state is State.STARTING
     assert sup.timers.timeout(10.0) == pytest.approx(next_probe_in_s)
