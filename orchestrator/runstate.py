@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 from pathlib import Path
@@ -85,7 +86,7 @@ def write_state(root: Path, run_id: str, services: dict[str, dict[str, Any]]) ->
     doc = {
         "version": 2,
         "pid": os.getpid(),
-        "started_at": psutil.Process().create_time(),
+        "started_at": _devup_started_at(),
         "run_id": run_id,
         "boot_id": runmark.boot_id(),
         "pid_ns": runmark.pid_namespace(),
@@ -94,6 +95,11 @@ def write_state(root: Path, run_id: str, services: dict[str, dict[str, Any]]) ->
     # Atomic against a killed devup (what it guards against), without the two fsyncs a power
     # loss would need (after a reboot the record is not acted on anyway: another boot id).
     write_private_atomic(folder / STATE_NAME, json.dumps(doc).encode(), durable=False)
+
+
+@functools.cache
+def _devup_started_at() -> float:
+    return psutil.Process().create_time()
 
 
 def read_state(root: Path) -> dict[str, Any] | None:

@@ -207,6 +207,10 @@ class Supervisor:
         self.printer.flush_logs()
         self._tell_change()
 
+    def mark_changed(self) -> None:
+        """Something the run record shows changed outside a state change (an audit's findings)."""
+        self._changed = True
+
     def _tell_change(self) -> None:
         if self._changed and self._on_change is not None:
             self._changed = False

@@ -90,7 +90,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             on_change=record,
             run_id=run_id,
         )
-        audit.install(supervisor, on_audit=lambda: record(supervisor))
+        audit.install(supervisor, on_audit=supervisor.mark_changed)  # written with the turn
         _report_drops(supervisor, writer)
         watcher = None
         if options.watching:
