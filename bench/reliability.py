@@ -363,7 +363,7 @@ def kill_points_figure(kills: int, seed: int = 1) -> dict[str, object]:
 
     rng = random.Random(seed)
     p = Project(KILL_SERVICES, "stop_timeout = 0.5")
-    leaked: list[dict[str, object]] = []
+    leaked: dict[tuple[object, object], dict[str, object]] = {}  # by pid and start time
     moved = 0
     phases: dict[str, int] = dict.fromkeys(KILL_PHASES, 0)
     ports: set[str] = set()
@@ -409,8 +409,8 @@ def kill_points_figure(kills: int, seed: int = 1) -> dict[str, object]:
             ports.update(re.findall(r"server started \(pid \d+, PORT=(\d+)", text))
             # What the killed run before this one left must be gone once this one started.
             if "3 services up" in text:
-                leaked += [e for e in before if _alive(e)]
-        leaked += [e for e in recorded(p.records) if _alive(e)]
+                leaked.update(((e["pid"], e["start_ticks"]), e) for e in before if _alive(e))
+        leaked.update(((e["pid"], e["start_ticks"]), e) for e in recorded(p.records) if _alive(e))
         started = len(recorded(p.records))
     finally:
         p.cleanup()
@@ -418,6 +418,7 @@ def kill_points_figure(kills: int, seed: int = 1) -> dict[str, object]:
         "kills per phase": phases,
         "processes started in all": started,
         "leaked (alive after the next run was up, or at the end)": len(leaked),
+        "leaked by role": sorted({str(e["role"]) for e in leaked.values()}),
         "leases moved": moved,
         "server ports seen": sorted(ports),
     }
