@@ -59,7 +59,7 @@ def test_a_recorded_group_whose_leader_died_is_still_stopped(
     env = {**os.environ, runmark.RUN_ENV: runmark.marker(run_id, "x")}
     child = process.spawn(f"{PROC} outlive & exit 0", tmp_path, env)
     assert child.popen.stdout is not None
-    child.popen.stdout.readline()  # "leader up": the member has been forked
+    child.popen.stdout.readline()  # "leader up": the member is forked and ignores SIGTERM
     assert child.popen.wait(10) == 0
     members = process.group_members(child.group)
     assert len(members) == 2
