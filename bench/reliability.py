@@ -2,7 +2,8 @@
 
 Run from the repository root:  PYTHONPATH=. python bench/reliability.py [--cycles N]
 Prints: stop at stop_timeout, second Ctrl-C, recovery after SIGKILL, crash-loop restarts, memory
-under an output flood, and processes left after a stop (devup vs honcho), fds/RSS over N cycles.
+under an output flood, and processes left after a stop (devup vs honcho), fds/RSS over N cycles,
+processes leaked over --kills SIGKILLs of devup in spawn/restart/stop (`--only kills`: just that).
 """
 
 from __future__ import annotations
@@ -337,10 +338,106 @@ def cycles_figure(cycles: int) -> dict[str, object]:
     }
 
 
+KILL_SERVICES = f"""
+[services.server]
+cmd = "{PROC} server"
+
+[services.outlive]
+cmd = "{PROC} outlive"
+port = false
+ready_log = "leader up"
+
+[services.daemon]
+cmd = "{PROC} daemon-setsid"
+port = false
+ready_log = "daemon up"
+"""
+KILL_PHASES = ("spawn", "restart", "stop")
+
+
+def kill_points_figure(kills: int, seed: int = 1) -> dict[str, object]:
+    """SIGKILL devup at `kills` random points in spawn, restart and stop (quiet services: a
+    server, a group outliving its leader, a setsid daemon); each next run must stop what the
+    killed one left, keep the leases, and nothing may be left at the end."""
+    import random
+
+    rng = random.Random(seed)
+    p = Project(KILL_SERVICES, "stop_timeout = 0.5")
+    leaked: dict[tuple[object, object], dict[str, object]] = {}  # by pid and start time
+    moved = 0
+    phases: dict[str, int] = dict.fromkeys(KILL_PHASES, 0)
+    ports: set[str] = set()
+    try:
+        for _ in range(kills + 1):
+            before = [e for e in recorded(p.records) if same_process(e)]
+            run = p.start("--no-watch")
+            last = _ == kills
+            phase = "final" if last else rng.choice(KILL_PHASES)
+            if phase == "spawn":
+                # Somewhere between the first spawn and the last service up.
+                run.expect(r"(server|outlive|daemon) started")
+                time.sleep(rng.uniform(0, 0.15))  # the random kill point
+            else:
+                run.expect("3 services up")
+                if phase == "restart":
+                    name = rng.choice(["server", "outlive", "daemon"])
+                    subprocess.run(
+                        [*DEVUP, "restart", name, "--no-wait"],
+                        cwd=p.root,
+                        env=p.env,
+                        capture_output=True,
+                        timeout=30,
+                    )
+                    time.sleep(rng.uniform(0, 0.2))  # the random kill point
+                elif phase == "stop":
+                    run.proc.send_signal(signal.SIGINT)
+                    time.sleep(rng.uniform(0, 0.6))  # the random kill point (stop_timeout 0.5)
+            if last:
+                run.proc.send_signal(signal.SIGINT)
+                run.proc.wait(30)
+            else:
+                run.proc.kill()
+                run.proc.wait()
+                phases[phase] += 1
+            while True:  # the rest of its output
+                try:
+                    run.seen.append(run.lines.get(timeout=0.5))
+                except queue.Empty:
+                    break
+            text = "\n".join(run.seen)
+            moved += text.count(" stays ")
+            ports.update(re.findall(r"server started \(pid \d+, PORT=(\d+)", text))
+            # What the killed run before this one left must be gone once this one started.
+            if "3 services up" in text:
+                leaked.update(((e["pid"], e["start_ticks"]), e) for e in before if _alive(e))
+        leaked.update(((e["pid"], e["start_ticks"]), e) for e in recorded(p.records) if _alive(e))
+        started = len(recorded(p.records))
+    finally:
+        p.cleanup()
+    return {
+        "kills per phase": phases,
+        "processes started in all": started,
+        "leaked (alive after the next run was up, or at the end)": len(leaked),
+        "leaked by role": sorted({str(e["role"]) for e in leaked.values()}),
+        "leases moved": moved,
+        "server ports seen": sorted(ports),
+    }
+
+
+def _alive(entry: dict[str, object]) -> bool:
+    proc = same_process(entry)
+    try:
+        return proc is not None and proc.status() != "zombie"
+    except Exception:  # gone meanwhile
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--kills", type=int, default=100, help="SIGKILLs of devup")
+    parser.add_argument("--only", choices=["kills"], help="run one figure only")
     args = parser.parse_args()
 
     def show(title: str, value: object) -> None:
@@ -356,6 +453,10 @@ def main() -> None:
 
 
 def figures(args: argparse.Namespace, show: Callable[[str, object], None]) -> None:
+    if args.only == "kills":
+        for key, value in kill_points_figure(args.kills).items():
+            show(f"{args.kills} SIGKILLs of devup: {key}", value)
+        return
     st = stop_timeout_figure(args.runs)
     show(
         "stop_timeout=1, child ignores SIGTERM: gone after s (min/med/max)",
@@ -380,6 +481,8 @@ def figures(args: argparse.Namespace, show: Callable[[str, object], None]) -> No
         )
     for key, value in cycles_figure(args.cycles).items():
         show(f"start/stop cycles in one interpreter: {key}", value)
+    for key, value in kill_points_figure(args.kills).items():
+        show(f"{args.kills} SIGKILLs of devup: {key}", value)
 
 
 if __name__ == "__main__":

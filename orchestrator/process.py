@@ -17,17 +17,25 @@ from pathlib import Path
 
 import psutil
 
+from orchestrator.runmark import RUN_ENV, carries
+
+START_SLACK_S = 0.01  # create_time is derived from clock ticks; the same process reads the same
+
 
 @dataclass(frozen=True)
 class GroupId:
-    """A process group as devup started it: the leader's pid (= pgid) and its start time.
+    """A process group as devup started it: the leader's pid (= pgid), its start time, and the
+    environment marker its processes carry (runmark.py; None for a group started without one).
 
-    The start time is what makes signalling safe: a pgid can be reused once its group is gone,
-    so a group is only signalled while a member started no earlier than its leader did.
+    These make signalling safe: a pgid can be reused once its group is gone. While the leader
+    lives, its start time says whether it is still ours; once it is gone, only members that
+    carry the marker are (the kernel frees a pgid only when its last member is gone, but after
+    that a reused one holds only processes younger than our leader, so start times cannot tell).
     """
 
     pgid: int
     leader_started_at: float  # psutil create_time of the leader
+    marker: str | None = None
 
 
 @dataclass
@@ -73,7 +81,7 @@ def spawn(cmd: str, cwd: Path, env: dict[str, str]) -> Child:
         started_at = psutil.Process(popen.pid).create_time()
     except psutil.Error:
         started_at = 0.0  # already gone and reaped is impossible (we have not waited): treat as 0
-    return Child(GroupId(popen.pid, started_at), popen)
+    return Child(GroupId(popen.pid, started_at, env.get(RUN_ENV)), popen)
 
 
 def shell_line(cmd: str, env: Mapping[str, str]) -> str:
@@ -98,13 +106,18 @@ def shell_line(cmd: str, env: Mapping[str, str]) -> str:
 
 
 def group_members(group: GroupId) -> list[psutil.Process]:
-    """Live (non-zombie) processes of the group that started no earlier than its leader."""
+    """Live (non-zombie) processes of the group while it is still the group devup started:
+    its leader is there with the recorded start time, or, once the leader is gone, the members
+    that carry the group's marker (for a group without one: that started no earlier than it)."""
     try:
         os.killpg(group.pgid, 0)
     except ProcessLookupError:
         return []
     except PermissionError:
         return []  # the pgid now belongs to another user: certainly not ours
+    leader_here = _leader_here(group)
+    if leader_here is False:
+        return []  # the pid was reused: the group with that id is someone else's
     members = []
     # getpgid first: one cheap syscall per process; /proc is read only for the group's members
     # (a stop polls this every 20 ms, on machines with thousands of processes).
@@ -119,11 +132,26 @@ def group_members(group: GroupId) -> list[psutil.Process]:
             continue
         if status == psutil.STATUS_ZOMBIE:
             continue
-        # 10 ms slack: create_time is rounded differently on some platforms.
-        if created + 0.01 < group.leader_started_at:
-            continue
+        if leader_here is None:
+            # 10 ms slack: create_time is rounded differently on some platforms.
+            if created + START_SLACK_S < group.leader_started_at:
+                continue
+            if group.marker is not None and not carries(proc, group.marker):
+                continue
         members.append(proc)
     return members
+
+
+def _leader_here(group: GroupId) -> bool | None:
+    """True: the leader (zombie or not) is ours; False: its pid belongs to another process now;
+    None: no process has that pid."""
+    try:
+        created = psutil.Process(group.pgid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except (psutil.Error, OSError):
+        return False  # there but unreadable: not a process devup started
+    return abs(created - group.leader_started_at) <= START_SLACK_S
 
 
 def signal_group(group: GroupId, sig: int, *, leader_unreaped: bool = False) -> bool:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 
 import psutil
 
+from orchestrator import runmark
+
 PR_SET_CHILD_SUBREAPER = 36
 POLL_S = 0.02
 
@@ -34,18 +36,52 @@ def become_subreaper() -> bool:
         return False
 
 
-def adopted() -> list[psutil.Process]:
-    """Live children of devup; once every service group is gone these are all adopted orphans."""
-    try:
-        children = psutil.Process().children()
-    except psutil.Error:
-        return []
+def adopted(*, fast: bool = False) -> list[psutil.Process]:
+    """Live children of devup; once every service group is gone these are all adopted orphans.
+
+    fast: from /proc/self/task/*/children, which the kernel does not promise to be complete
+    while children come and go; for a check that is repeated, not for the final sweep.
+    """
+    pids = _children_pids() if fast else None
+    if pids is None:
+        try:
+            pids = [child.pid for child in psutil.Process().children()]
+        except psutil.Error:
+            return []
     alive = []
-    for child in children:
+    for pid in pids:
         with contextlib.suppress(psutil.Error):
+            child = psutil.Process(pid)
             if child.status() != psutil.STATUS_ZOMBIE:
                 alive.append(child)
     return alive
+
+
+def _children_pids() -> list[int] | None:
+    """devup's children from /proc/self/task/*/children (Linux, CONFIG_PROC_CHILDREN): a few
+    small reads, where psutil reads the parent of every process of the machine. None if absent."""
+    if not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        return None
+    pids: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                pids.extend(int(pid) for pid in f.read().split())
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return pids
+
+
+def adopted_from(marker: str, leaders: set[int]) -> list[psutil.Process]:
+    """Adopted orphans that came from one service: they carry its environment marker
+    (runmark.py). `leaders` are the current services' leaders, which are not orphans."""
+    return [p for p in adopted(fast=True) if p.pid not in leaders and runmark.carries(p, marker)]
+
+
+def signal_adopted(orphans: list[psutil.Process], sig: int) -> None:
+    """Signal orphans (and the groups they lead); safe by pid: unreaped children of ours."""
+    for orphan in orphans:
+        _signal(orphan.pid, sig)
 
 
 def stop_adopted(

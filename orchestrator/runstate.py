@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from orchestrator import runmark
 from orchestrator.errors import DevupError
 from orchestrator.paths import ensure_private_dir, project_state_dir, write_private_atomic
 from orchestrator.process import GroupId
@@ -77,18 +79,27 @@ def running_pid(root: Path) -> int | None:
         os.close(fd)
 
 
-def write_state(root: Path, services: dict[str, dict[str, Any]]) -> None:
-    """Record the run (devup's pid and start time, each service's group) atomically."""
+def write_state(root: Path, run_id: str, services: dict[str, dict[str, Any]]) -> None:
+    """Record the run atomically: devup's pid and start time, the run id its children carry
+    (runmark.py), the boot and pid namespace its pids mean something in, each service's group."""
     folder = ensure_private_dir(project_state_dir(root))
     doc = {
-        "version": 1,
+        "version": 2,
         "pid": os.getpid(),
-        "started_at": psutil.Process().create_time(),
+        "started_at": _devup_started_at(),
+        "run_id": run_id,
+        "boot_id": runmark.boot_id(),
+        "pid_ns": runmark.pid_namespace(),
         "services": services,
     }
-    # Rewritten on every state change, on the supervisor's thread: atomic against a killed
-    # devup (what it guards against), without the two fsyncs a power loss would need.
-    write_private_atomic(folder / STATE_NAME, json.dumps(doc, indent=1).encode(), durable=False)
+    # Atomic against a killed devup (what it guards against), without the two fsyncs a power
+    # loss would need (after a reboot the record is not acted on anyway: another boot id).
+    write_private_atomic(folder / STATE_NAME, json.dumps(doc).encode(), durable=False)
+
+
+@functools.cache
+def _devup_started_at() -> float:
+    return psutil.Process().create_time()
 
 
 def read_state(root: Path) -> dict[str, Any] | None:
@@ -105,16 +116,33 @@ def clear_state(root: Path) -> None:
         (project_state_dir(root) / STATE_NAME).unlink()
 
 
+def recorded_run_id(record: dict[str, Any]) -> str | None:
+    run_id = record.get("run_id")
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def same_boot(record: dict[str, Any]) -> bool:
+    """Whether the record was written in this boot and this pid namespace: outside them its pids
+    and pgids name unrelated processes (a record without them is from before devup kept them)."""
+    return (
+        record.get("boot_id") == runmark.boot_id()
+        and record.get("pid_ns") == runmark.pid_namespace()
+    )
+
+
 def recorded_groups(record: dict[str, Any]) -> list[tuple[str, GroupId]]:
-    """The (service, group) pairs a run record names; malformed entries are skipped."""
+    """The (service, group) pairs a run record names; none from another boot or pid namespace;
+    malformed entries are skipped."""
     services = record.get("services")
-    if not isinstance(services, dict):
+    if not isinstance(services, dict) or not same_boot(record):
         return []
+    run_id = recorded_run_id(record)
     groups = []
     for name, entry in services.items():
         if not isinstance(entry, dict):
             continue
         pgid, started_at = entry.get("pgid"), entry.get("started_at")
         if isinstance(pgid, int) and pgid > 1 and isinstance(started_at, (int, float)):
-            groups.append((str(name), GroupId(pgid, float(started_at))))
+            marker = runmark.marker(run_id, str(name)) if run_id else None
+            groups.append((str(name), GroupId(pgid, float(started_at), marker)))
     return groups

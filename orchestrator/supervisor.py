@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any, Protocol
 
-from orchestrator import audit, process, reaper
+import psutil
+
+from orchestrator import audit, process, reaper, runmark
 from orchestrator.environ import service_url
 from orchestrator.errors import DevupError
 from orchestrator.events import (
@@ -177,6 +179,7 @@ class Supervisor:
         on_change: Callable[[Supervisor], None] | None = None,
         env_for: Callable[[Manifest, dict[str, int | None], str, dict[str, Reach]], dict[str, str]]
         | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.manifest = manifest
         self.order = order
@@ -185,9 +188,14 @@ class Supervisor:
         self.watching = watching
         self._clock = clock
         self._spawn = spawn
+        # Told once per turn of the loop in which a state changed (the run record), not at each.
         self._on_change = on_change
         # Rebuilds a service's environment with where other services really answer (up.py).
         self._env_for = env_for
+        self._changed = False
+        # Every child carries DEVUP_RUN_ID=<run_id>:<service> (runmark.py): a killed devup's
+        # processes are found by it, and so are a service's adopted orphans.
+        self.run_id = run_id
         self.timers = Timers(clock)
         self.services = {
             name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
@@ -216,6 +224,7 @@ class Supervisor:
         previous = self._install_signal_handlers()
         try:
             self._start_ready_services()
+            self._tell_change()
             if watcher is not None and not self.shutting_down:
                 watcher.start()
             while self.exit_code is None:
@@ -244,6 +253,16 @@ class Supervisor:
                     break
         self.timers.run_due()
         self.printer.flush_logs()
+        self._tell_change()
+
+    def mark_changed(self) -> None:
+        """Something the run record shows changed outside a state change (an audit's findings)."""
+        self._changed = True
+
+    def _tell_change(self) -> None:
+        if self._changed and self._on_change is not None:
+            self._changed = False
+            self._on_change(self)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         previous: dict[int, Any] = {}
@@ -280,8 +299,7 @@ class Supervisor:
     def _set_state(self, svc: ServiceRun, new: State) -> None:
         check_transition(svc.state, new)
         svc.state = new
-        if self._on_change is not None:
-            self._on_change(self)
+        self._changed = True  # told at the end of this turn of the loop (_tell_change)
 
     def say(self, text: str) -> None:
         self.printer.say(text)
@@ -320,8 +338,11 @@ class Supervisor:
         svc.missing_program = None
         self._tell_where_others_are(svc)
         spawned_at = self._clock()  # before the fork: a change seen earlier is in what it reads
+        env = svc.env
+        if self.run_id is not None:
+            env = {**env, runmark.RUN_ENV: runmark.marker(self.run_id, svc.name)}
         try:
-            child = self._spawn(svc.spec, svc.env)
+            child = self._spawn(svc.spec, env)
         except OSError as exc:
             self.say(
                 f"{svc.name} could not start: {exc.strerror or exc}; not retrying until "
@@ -702,7 +723,7 @@ class Supervisor:
         if svc.state is State.STOPPING:
             return
         idle = (State.WAITING, State.RESTARTING, State.STOPPED, State.CRASHED)
-        if svc.state in idle and svc.group is None:
+        if svc.state in idle and svc.group is None and not self._orphans(svc):
             if svc.state is not State.STOPPED and not restart_after:
                 self._set_state(svc, State.STOPPED)
             self._answer_waiters(svc)
@@ -718,6 +739,15 @@ class Supervisor:
         if svc.group is not None:
             unreaped = svc.child is not None and svc.exit_status is None
             process.signal_group(svc.group, sig, leader_unreaped=unreaped)
+        reaper.signal_adopted(self._orphans(svc), sig)
+
+    def _orphans(self, svc: ServiceRun) -> list[psutil.Process]:
+        """Processes that left the service's group and were adopted by devup (a daemonizing
+        command: fork, setsid, parent exits): they carry its marker and are stopped with it."""
+        if self.run_id is None:
+            return []
+        leaders = {s.child.pid for s in self.services.values() if s.child is not None}
+        return reaper.adopted_from(runmark.marker(self.run_id, svc.name), leaders)
 
     def _poll_stopped(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STOPPING:
@@ -744,6 +774,8 @@ class Supervisor:
         if svc.group is not None and process.group_members(svc.group):
             return False
         svc.group = None
+        if self._orphans(svc):
+            return False  # signalled with the group (_signal_group); polled until gone
         svc.kill_deadline = None
         if svc.restart_due is not None and not self.shutting_down:
             self._set_state(svc, State.RESTARTING)
@@ -771,6 +803,16 @@ class Supervisor:
             return
         if svc.group is not None:
             return  # its leftovers are being stopped; _poll_leftovers calls again once gone
+        orphans = self._orphans(svc)
+        if orphans:
+            # Its daemon from before (or one that left the group) would hold the port for ever.
+            pids = ", ".join(str(p.pid) for p in orphans)
+            self.say(f"{svc.name}: stopping what its last process left running (pid {pids})")
+            reaper.signal_adopted(orphans, svc.spec.stop_signal)
+            svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+            generation = svc.generation
+            self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
+            return
         if svc.port is not None and not is_port_free(svc.port):
             if svc.port_wait_since is None:
                 svc.port_wait_since = now
@@ -780,6 +822,20 @@ class Supervisor:
             self.timers.call_later(PORT_WAIT_POLL_S, lambda: self._try_start(svc))
             return
         self._spawn_now(svc)
+
+    def _poll_orphans(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.state is not State.RESTARTING:
+            return
+        orphans = self._orphans(svc)
+        if not orphans:
+            self._try_start(svc)
+            return
+        if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
+            timeout = self.manifest.settings.stop_timeout_s
+            self.say(f"{svc.name}: its orphans did not stop within {timeout:g}s, sending SIGKILL")
+            reaper.signal_adopted(orphans, signal.SIGKILL)
+            svc.kill_deadline = None
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
 
     def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
         """Restart now (or after delay_s of quiet); folds into a restart already under way."""
@@ -805,7 +861,7 @@ class Supervisor:
     def stop_service(self, svc: ServiceRun) -> None:
         """Stop one service and keep it stopped (until a file change or `devup start`)."""
         svc.held_by_request = True
-        if svc.child is None and svc.group is None:
+        if svc.child is None and svc.group is None and not self._orphans(svc):
             svc.restart_due = None
             if svc.state is not State.STOPPED:
                 self._set_state(svc, State.STOPPED)
@@ -912,8 +968,7 @@ class Supervisor:
             # A program that was not found may have been fixed by this edit (a PATH, a cmd).
             if svc.missing_program is not None and svc.state is State.CRASHED:
                 self.request_restart(svc)
-        if self._on_change is not None:
-            self._on_change(self)
+        self.mark_changed()
         self._start_ready_services()
 
     def _restart_changed(self, svc: ServiceRun, after_deps: bool) -> None:
@@ -948,8 +1003,7 @@ class Supervisor:
         self.retiring.discard(name)
         del self.services[name]
         self.order.remove(name)
-        if self._on_change is not None:
-            self._on_change(self)
+        self.mark_changed()
         self._maybe_exit()
 
     # -- the end -------------------------------------------------------------------------------

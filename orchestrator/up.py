@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from orchestrator import audit, reaper, recovery, runstate
+from orchestrator import audit, reaper, recovery, runmark, runstate
 from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
 from orchestrator.envview import env_file_warnings
@@ -81,7 +81,11 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             envs[name] = env
             for warning in warnings:
                 printer.say(warning)
-        record = _record_run(manifest.root)
+        # Recorded before any spawn: a killed devup's children are then found by their marker
+        # (runmark.py) even if it dies before their groups are recorded.
+        run_id = runmark.new_run_id()
+        record = _record_run(manifest.root, run_id)
+        runstate.write_state(manifest.root, run_id, {})
         supervisor = Supervisor(
             manifest,
             order,
@@ -91,8 +95,9 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             watching=options.watching,
             on_change=record,
             env_for=partial(_env_with_reach, color=options.color),
+            run_id=run_id,
         )
-        audit.install(supervisor, on_audit=lambda: record(supervisor))
+        audit.install(supervisor, on_audit=supervisor.mark_changed)  # written with the turn
         _report_drops(supervisor, writer)
 
         def new_watcher(current: Manifest, names: list[str]) -> Any:
@@ -170,7 +175,11 @@ def _env_with_reach(
     return build_env(manifest, ports, name, color=color, urls=urls)[0]
 
 
-def _record_run(root: Path) -> Any:
+def _record_run(root: Path, run_id: str) -> Any:
+    """The run record's writer: rewrites run.json only when what it records has changed (the
+    supervisor calls it at most once per turn of its loop)."""
+    written: list[dict[str, dict[str, Any]]] = []
+
     def record(sup: Supervisor) -> None:
         services = {
             name: {
@@ -182,7 +191,10 @@ def _record_run(root: Path) -> Any:
             }
             for name, svc in sup.services.items()
         }
-        runstate.write_state(root, services)
+        if written and written[0] == services:
+            return
+        runstate.write_state(root, run_id, services)
+        written[:] = [services]
 
     return record
 
