@@ -108,6 +108,8 @@ def test_another_programs_listener_on_port_does_not_make_a_service_ready(
     running.append(run)
     port = int(run.expect_line(r"api started \(pid \d+, PORT=(\d+)\)").group(1))
     with socket.socket() as foreign:
+        # As servers do: a TIME_WAIT left on this port by an earlier test does not block it.
+        foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         foreign.bind(("127.0.0.1", port))
         foreign.listen()
         go.touch()
@@ -139,6 +141,8 @@ def test_a_timeout_names_the_foreign_holder_and_a_late_listener_is_still_ready(
     running.append(run)
     port = int(run.expect_line(r"api started \(pid \d+, PORT=(\d+)\)").group(1))
     with socket.socket() as foreign:
+        # As servers do: a TIME_WAIT left on this port by an earlier test does not block it.
+        foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         foreign.bind(("127.0.0.1", port))
         foreign.listen()
         run.expect_line(
