@@ -5,6 +5,7 @@ environment `devup up` gives it. Files holding values from env files or `env` ta
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
@@ -98,12 +99,20 @@ def write_file(path: Path, text: str, *, private: bool, executable: bool = False
     """Replace `path` with `text`; 0600 when it holds private values (set before any byte)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = 0o700 if private and executable else 0o600 if private else 0o755 if executable else 0o644
-    tmp = path.with_name(f".{path.name}.devup-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)  # the umask may have narrowed it
-    os.replace(tmp, path)
+    import tempfile
+
+    # mkstemp: a new 0600 file of a name nobody can guess (O_EXCL, so a planted symlink is never
+    # followed), in the same folder so that os.replace is one rename.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".devup-tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)  # before any byte; fchmod ignores the umask
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return Written(path, private)
 
 
