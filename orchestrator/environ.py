@@ -12,11 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import DevupError
+from orchestrator.errors import DevupError, ManifestError
 from orchestrator.manifest import Manifest, env_key
 from orchestrator.smallfile import nul_line, read_capped
 
 MAX_ENV_FILE_BYTES = 1024 * 1024
+# What one NAME=value may hold (Linux's MAX_ARG_STRLEN); `${V}${V}` chains double per step, and
+# 20 steps of a 560-byte manifest would otherwise take 543 MB.
+MAX_VALUE_BYTES = 128 * 1024
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -114,8 +117,16 @@ def service_variables(
                 continue
             result[key] = Variable(key, value, str(env_file), secret=True)
     for key, raw in spec.env:
-        value = _expand(raw, {k: v.value for k, v in result.items()}, parent)
-        result[key] = Variable(key, value, "env", secret=True)
+        expanded = _expand(raw, {k: v.value for k, v in result.items()}, parent, MAX_VALUE_BYTES)
+        if expanded is None:
+            raise ManifestError(
+                manifest.path,
+                f'service "{name}": env "{key}" expands to more than '
+                f"{MAX_VALUE_BYTES // 1024} KiB (the most one variable may hold)",
+                line=spec.line,
+                hint=f'look at the ${{...}} references in env "{key}" and the ones they name',
+            )
+        result[key] = Variable(key, expanded, "env", secret=True)
     return list(result.values()), warnings
 
 
@@ -144,6 +155,22 @@ def build_env(
     return env, warnings
 
 
-def _expand(raw: str, values: Mapping[str, str], parent: Mapping[str, str]) -> str:
-    """`${VAR}` from devup's variables, else the parent environment; an unknown one is empty."""
-    return _REFERENCE.sub(lambda m: values.get(m.group(1), parent.get(m.group(1), "")), raw)
+def _expand(
+    raw: str, values: Mapping[str, str], parent: Mapping[str, str], limit: int
+) -> str | None:
+    """`${VAR}` from devup's variables, else the parent environment; an unknown one is empty.
+    None when the result would be over `limit` bytes, found before it is built."""
+    pieces: list[str] = []
+    size = 0  # in characters while building (never more than bytes); bytes checked at the end
+    last = 0
+    for match in _REFERENCE.finditer(raw):
+        name = match.group(1)
+        for piece in (raw[last : match.start()], values.get(name, parent.get(name, ""))):
+            size += len(piece)
+            if size > limit:
+                return None
+            pieces.append(piece)
+        last = match.end()
+    pieces.append(raw[last:])
+    value = "".join(pieces)
+    return value if len(value.encode("utf-8", "surrogateescape")) <= limit else None
