@@ -18,6 +18,7 @@ from orchestrator.environ import service_variables
 from orchestrator.errors import DevupError, UsageError
 from orchestrator.manifest import Manifest
 from orchestrator.oneoff import service_ports
+from orchestrator.safefs import symlink_refused
 
 HEADER = "# Written by `devup export` from {manifest}; edit devports.toml and export again."
 # Honcho's PROCFILE_LINE allows only these in a process name (foreman the same).
@@ -116,6 +117,19 @@ def write_file(path: Path, text: str, *, private: bool, executable: bool = False
     return Written(path, private)
 
 
+def _real_folders(out: Path, path: Path) -> None:
+    """Create the folders between `out` and `path` (runit's APP-NAME/env/), refusing any that is
+    a symlink: in a shared output folder a planted link would take the files, secrets and all,
+    wherever it points."""
+    folder = out
+    for part in path.relative_to(out).parts[:-1]:
+        folder = folder / part
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        if folder.is_symlink():
+            raise symlink_refused(folder, where="in what it exports")
+
+
 def export_procfile(
     manifest: Manifest, services: list[ServiceExport], out: Path, options: ExportOptions
 ) -> list[Written]:
@@ -176,6 +190,7 @@ def _honcho_exporter(module: str) -> Callable[..., list[Written]]:
         ]
         written = []
         for f in exporter.render(processes, context):
+            _real_folders(out, out / f.name)
             written.append(
                 write_file(
                     out / f.name,

@@ -22,13 +22,13 @@ class UnsafePath(DevupError):
     otherwise chmod, truncate or write whatever it points at."""
 
 
-def symlink_refused(path: Path) -> UnsafePath:
+def symlink_refused(path: Path, where: str = "where it keeps state") -> UnsafePath:
     try:
         target = f" (to {os.readlink(path)})"
     except OSError:
         target = ""
     return UnsafePath(
-        f"{path} is a symbolic link{target}; devup does not follow links where it keeps state",
+        f"{path} is a symbolic link{target}; devup does not follow links {where}",
         hint=f"remove the link (rm {shlex.quote(str(path))}); "
         "devup creates what it needs there itself",
     )

@@ -184,3 +184,19 @@ def test_a_damaged_run_record_is_no_traceback(project: Project, content: bytes) 
         assert "Traceback" not in result.stderr, (args, result.stderr)
         assert result.returncode in (0, 1), (args, result.stderr)
     assert "hello" in (state / "logs" / "a.log").read_text()
+
+
+def test_export_refuses_a_planted_symlink_folder(project: Project, tmp_path: Path) -> None:
+    project.write('[services.web]\ncmd = "true"\nenv = { TOKEN = "s3cret" }\n')
+    out = project.root / "out"
+    out.mkdir()
+    stolen = tmp_path / "stolen"
+    stolen.mkdir()
+    (out / "app-web").symlink_to(stolen)  # runit writes app-web/env/TOKEN
+    result = project.devup("export", "runit", "--app", "app", "-o", "out")
+    assert result.returncode == 1
+    assert error_line(result) == (
+        f"devup: error: {Path('out/app-web')} is a symbolic link (to {stolen}); "
+        "devup does not follow links in what it exports"
+    )
+    assert os.listdir(stolen) == []
