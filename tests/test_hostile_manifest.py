@@ -127,6 +127,20 @@ def test_watching_the_root_or_a_pseudo_file_system_is_a_manifest_error(
     assert error_line(result).startswith('devup: error: devports.toml:6: service "a": ')
 
 
+def test_watching_a_folder_that_holds_a_pseudo_file_system_is_a_manifest_error(
+    project: Project,
+) -> None:
+    cgroups = Path("/sys/fs/cgroup")
+    below = [p for p in cgroups.iterdir() if os.path.ismount(p)] if cgroups.is_dir() else []
+    device = cgroups.stat().st_dev if cgroups.is_dir() else 0
+    if not below or _mount_types().get(f"{os.major(device)}:{os.minor(device)}") != "tmpfs":
+        pytest.skip("no tmpfs /sys/fs/cgroup holding cgroup mounts here")
+    project.write('[services.a]\ncmd = "true"\nwatch = ["/sys/fs/cgroup"]\n')
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert 'watch "/sys/fs/cgroup" holds a cgroup' in error_line(result)
+
+
 def test_a_cwd_of_root_watched_by_default_is_a_manifest_error(project: Project) -> None:
     project.write('[services.a]\ncmd = "true"\ncwd = "/"\n')
     result = project.devup("check")
