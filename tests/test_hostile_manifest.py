@@ -148,3 +148,23 @@ def test_a_cwd_of_root_watched_by_default_is_a_manifest_error(project: Project) 
     assert 'cwd "/" is the root folder' in error_line(result)
     project.write('[services.a]\ncmd = "true"\ncwd = "/"\nwatch = false\n')
     assert project.devup("check").returncode == 0
+
+
+def test_an_environment_too_large_as_a_whole_is_said_in_run(project: Project) -> None:
+    # Each value under the limit of one variable (and the env file under its 1 MiB), together
+    # over ARG_MAX: nine values in the file, each copied into three more by the env table.
+    if os.sysconf("SC_ARG_MAX") >= 36 * 100_000:
+        pytest.skip(f"ARG_MAX is {os.sysconf('SC_ARG_MAX')} here (stack limit)")
+    copies = ", ".join(f'W{i}_{j} = "${{V{i}}}"' for i in range(9) for j in range(3))
+    project.write(f'[services.a]\ncmd = "true"\nport = false\nenv_file = ".env"\n'
+                  f"env = {{ {copies} }}\n")  # fmt: skip
+    (project.root / ".env").write_text("".join(f"V{i}={'x' * 100_000}\n" for i in range(9)))
+    (project.root / ".env").chmod(0o600)
+    result = project.devup("run", "a", "--", "true")
+    assert result.returncode == 126
+    assert error_line(result).startswith(
+        "devup: error: cannot run true: the environment and arguments take "
+    )
+    assert error_line(result).endswith(
+        f"bytes together, over the {os.sysconf('SC_ARG_MAX'):,} bytes a program may be started with"
+    )
