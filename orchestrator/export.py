@@ -18,6 +18,7 @@ from orchestrator.environ import service_variables
 from orchestrator.errors import DevupError, UsageError
 from orchestrator.manifest import Manifest
 from orchestrator.oneoff import service_ports
+from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.safefs import symlink_refused
 
 HEADER = "# Written by `devup export` from {manifest}; edit devports.toml and export again."
@@ -62,6 +63,11 @@ def export(
         )
     services = collect(manifest, say)
     try:
+        state = project_state_dir(manifest.root)
+        if out.is_relative_to(state):  # the default, .devup/export/FORMAT: devup's own folders
+            folder = ensure_private_dir(state)
+            for part in out.relative_to(state).parts:
+                folder = ensure_private_dir(folder / part)
         out.mkdir(parents=True, exist_ok=True)
         return writer(manifest, services, out, options)
     except OSError as exc:  # a read-only or missing place, a file where a folder goes, ...

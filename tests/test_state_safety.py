@@ -200,3 +200,18 @@ def test_export_refuses_a_planted_symlink_folder(project: Project, tmp_path: Pat
         "devup does not follow links in what it exports"
     )
     assert os.listdir(stolen) == []
+
+
+def test_export_to_its_default_folder_refuses_a_dot_devup_symlink(
+    project: Project, tmp_path: Path
+) -> None:
+    project.write('[services.a]\ncmd = "true"\nenv = { TOKEN = "s3cret" }\n')
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (project.root / ".devup").symlink_to(shared)
+    result = project.devup("export", "procfile")
+    assert result.returncode == 1
+    assert error_line(result).startswith(
+        f"devup: error: {project.root / '.devup'} is a symbolic link (to {shared})"
+    )
+    assert os.listdir(shared) == []
