@@ -13,8 +13,7 @@ import stat
 from pathlib import Path
 
 from orchestrator.errors import DevupError
-
-PRIVATE_DIR_MODE = 0o700
+from orchestrator.paths import PRIVATE_DIR_MODE
 
 
 class UnsafePath(DevupError):
