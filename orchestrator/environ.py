@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orchestrator.errors import DevupError, ManifestError
 from orchestrator.manifest import Manifest, env_key
+from orchestrator.quoting import printable
 from orchestrator.smallfile import nul_line, read_capped
 
 MAX_ENV_FILE_BYTES = 1024 * 1024
@@ -35,27 +36,28 @@ def read_env_file(path: Path) -> dict[str, str]:
     """KEY=value lines, parsed by honcho (as foreman and honcho read `.env`); missing file = {}."""
     from honcho.environ import parse
 
+    shown = printable(path)  # for messages: a bidi control in a folder name comes out escaped
     try:
         raw = read_capped(path, MAX_ENV_FILE_BYTES)
         if len(raw) > MAX_ENV_FILE_BYTES:  # env_file = "/dev/zero" would read until out of memory
-            raise DevupError(f"env file {path} is larger than {MAX_ENV_FILE_BYTES // 2**20} MiB")
+            raise DevupError(f"env file {shown} is larger than {MAX_ENV_FILE_BYTES // 2**20} MiB")
         text = raw.decode("utf-8")
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise DevupError(f"cannot read env file {path}: {exc.strerror or exc}") from None
+        raise DevupError(f"cannot read env file {shown}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         line = exc.object.count(b"\n", 0, exc.start) + 1
-        raise DevupError(f"env file {path}:{line}: not valid UTF-8") from None
+        raise DevupError(f"env file {shown}:{line}: not valid UTF-8") from None
     nul_at = nul_line(text)
     if nul_at is not None:
-        raise DevupError(f"env file {path}:{nul_at}: a NUL character (\\0)")
+        raise DevupError(f"env file {shown}:{nul_at}: a NUL character (\\0)")
     try:
         return dict(parse(text))
     except ValueError as exc:  # honcho's shlex: an unclosed quote, a trailing backslash
         lines = text.splitlines()
         line = next((n for n, t in enumerate(lines, 1) if not _parses(parse, t)), len(lines))
-        raise DevupError(f"env file {path}:{line}: {exc}") from None
+        raise DevupError(f"env file {shown}:{line}: {exc}") from None
 
 
 def _parses(parse: Callable[[str], object], line: str) -> bool:

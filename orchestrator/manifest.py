@@ -20,7 +20,7 @@ from typing import Any, Literal, NoReturn, cast
 from honcho.environ import parse_procfile
 
 from orchestrator.errors import ManifestError, UsageError
-from orchestrator.quoting import quoted
+from orchestrator.quoting import printable, quoted
 from orchestrator.smallfile import nul_line, read_capped
 from orchestrator.tomlpos import KeyPath, KeyPositions, key_positions
 
@@ -427,7 +427,7 @@ class _Validator:
             cwd = cast(Path, t.path_in("cwd", self.root))
             problem = _folder_problem(cwd)
             if problem is not None:
-                t.fail("cwd", f"cwd {_show(raw['cwd'])} {problem} ({cwd})")
+                t.fail("cwd", f"cwd {_show(raw['cwd'])} {problem} ({printable(cwd)})")
         cmd, procfile = t.string("cmd"), t.string("procfile")
         if cmd is not None and procfile is not None:
             t.fail("procfile", 'has both "cmd" and "procfile"; keep one')
@@ -582,7 +582,7 @@ class _Validator:
                 t.fail("procfile", f"procfile {shown} is larger than 1 MiB")
             text = raw.decode("utf-8")
         except FileNotFoundError:
-            t.fail("procfile", f"procfile {shown} not found ({procfile})")
+            t.fail("procfile", f"procfile {shown} not found ({printable(procfile)})")
         except (OSError, UnicodeDecodeError) as e:
             t.fail("procfile", f"cannot read procfile {shown}: {getattr(e, 'strerror', None) or e}")
         line = nul_line(text)

@@ -19,3 +19,12 @@ def quoted(text: str) -> str:
 def _escape(char: str) -> str:
     code = ord(char)
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def printable(text: object) -> str:
+    """`text` (a path, mostly) as it is when every character shows as itself, else with the ones
+    that do not escaped as in quoted(), without quotes around it."""
+    shown = str(text)
+    if shown.isprintable():
+        return shown
+    return "".join(c if c.isprintable() else _escape(c) for c in shown)

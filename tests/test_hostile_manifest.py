@@ -62,6 +62,21 @@ def test_bidi_and_format_characters_in_names_are_shown_escaped(
     assert char not in result.stderr
 
 
+def test_a_bidi_control_in_a_path_is_shown_escaped(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\ncwd = "x\u202ey"\n')
+    result = project.devup("check")
+    assert result.returncode == 2
+    assert error_line(result).endswith(f'cwd "x\\u202ey" does not exist ({project.root}/x\\u202ey)')
+    (project.root / "x\u202ey").mkdir()
+    project.write('[services.a]\ncmd = "true"\nenv_file = "x\u202ey"\n')
+    result = project.devup("env", "a")
+    assert result.returncode == 1
+    assert error_line(result) == (
+        f"devup: error: cannot read env file {project.root}/x\\u202ey: Is a directory"
+    )
+    assert "\u202e" not in result.stderr
+
+
 BIG = "x" * 200_000
 
 
