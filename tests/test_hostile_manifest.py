@@ -77,6 +77,14 @@ def test_a_bidi_control_in_a_path_is_shown_escaped(project: Project) -> None:
     assert "\u202e" not in result.stderr
 
 
+def test_a_bidi_control_in_an_unknown_command_is_shown_escaped(project: Project) -> None:
+    project.write('[services.a]\ncmd = "true"\n')
+    result = project.devup("x\u202ey")
+    assert result.returncode == 2
+    assert error_line(result) == 'devup: error: no command "x\\u202ey"'
+    assert result.stderr.splitlines()[1].endswith("to start a service: devup up x\\u202ey")
+
+
 BIG = "x" * 200_000
 
 
