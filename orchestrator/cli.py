@@ -89,13 +89,15 @@ class DevupGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            from orchestrator.quoting import printable, quoted
+
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
             if close:
                 hint = f'did you mean "{close[0]}"?'
             else:
                 commands = ", ".join(self.list_commands(ctx))
-                hint = f"commands: {commands}; to start a service: devup up {name}"
-            raise UsageError(f'no command "{name}"', hint=hint)
+                hint = f"commands: {commands}; to start a service: devup up {printable(name)}"
+            raise UsageError(f"no command {quoted(name)}", hint=hint)
         return super().resolve_command(ctx, args)
 
 

@@ -13,11 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import DevupError
+from orchestrator.errors import DevupError, ManifestError
 from orchestrator.manifest import Manifest, env_key
+from orchestrator.quoting import printable
 from orchestrator.smallfile import nul_line, read_capped
 
 MAX_ENV_FILE_BYTES = 1024 * 1024
+# What one NAME=value may hold (Linux's MAX_ARG_STRLEN); `${V}${V}` chains double per step, and
+# 20 steps of a 560-byte manifest would otherwise take 543 MB.
+MAX_VALUE_BYTES = 128 * 1024
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -35,27 +39,28 @@ def read_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str
     `${VAR:-default}` from the file's earlier lines, then `base` (the environment it is loaded
     into). A bare `NAME` without `=` sets nothing. Missing file = {}."""
     text = read_env_text(path)
-    return _interpolate(read_env_bindings(text, path), base or {}) if text else {}
+    return _interpolate(read_env_bindings(text, path), base or {}, path) if text else {}
 
 
 def read_env_text(path: Path) -> str:
     """The text of an env file ("" if missing), refusing what dotenv_values would hang on or
     flood with (a FIFO, a device), a file over the cap, invalid UTF-8 and NULs."""
+    shown = printable(path)  # for messages: a bidi control in a folder name comes out escaped
     try:
         raw = read_capped(path, MAX_ENV_FILE_BYTES)
         if len(raw) > MAX_ENV_FILE_BYTES:  # env_file = "/dev/zero" would read until out of memory
-            raise DevupError(f"env file {path} is larger than {MAX_ENV_FILE_BYTES // 2**20} MiB")
+            raise DevupError(f"env file {shown} is larger than {MAX_ENV_FILE_BYTES // 2**20} MiB")
         text = raw.decode("utf-8")
     except FileNotFoundError:
         return ""
     except OSError as exc:
-        raise DevupError(f"cannot read env file {path}: {exc.strerror or exc}") from None
+        raise DevupError(f"cannot read env file {shown}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         line = exc.object.count(b"\n", 0, exc.start) + 1
-        raise DevupError(f"env file {path}:{line}: not valid UTF-8") from None
+        raise DevupError(f"env file {shown}:{line}: not valid UTF-8") from None
     nul_at = nul_line(text)
     if nul_at is not None:
-        raise DevupError(f"env file {path}:{nul_at}: a NUL character (\\0)")
+        raise DevupError(f"env file {shown}:{nul_at}: a NUL character (\\0)")
     return text
 
 
@@ -68,17 +73,38 @@ def read_env_bindings(text: str, path: Path) -> list[tuple[str, str]]:
     for binding in bindings:
         if binding.error:  # python-dotenv would only log a warning and skip it
             shown = binding.original.string.strip().splitlines()[0][:60]
-            raise DevupError(f"env file {path}:{binding.original.line}: cannot parse {shown!r}")
+            where = f"{printable(path)}:{binding.original.line}"
+            raise DevupError(f"env file {where}: cannot parse {shown!r}")
     return [(b.key, b.value) for b in bindings if b.key is not None and b.value is not None]
 
 
-def _interpolate(values: list[tuple[str, str]], base: Mapping[str, str]) -> dict[str, str]:
+def _interpolate(
+    values: list[tuple[str, str]], base: Mapping[str, str], path: Path
+) -> dict[str, str]:
     """python-dotenv's resolve_variables (override=True), resolved against `base` rather than
-    this process's os.environ: earlier lines of the file win over `base`."""
+    this process's os.environ: earlier lines of the file win over `base`. A value that would
+    grow past MAX_VALUE_BYTES (lines doubling `${A}${A}`) is refused before it is built."""
     resolved: dict[str, str] = {}
     for name, value in values:
-        resolved[name] = _resolve_dotenv(value, {**base, **resolved})
+        resolved[name] = _resolve_capped(name, value, {**base, **resolved}, path)
     return resolved
+
+
+def _resolve_capped(name: str, raw: str, known: Mapping[str, str], path: Path) -> str:
+    """One env-file value resolved as python-dotenv does, refused before it is built when it
+    would hold more than MAX_VALUE_BYTES (lines doubling `${A}${A}` reach 2**40 in 40 lines)."""
+    references = _dotenv_references(raw)
+    if not references:
+        return raw  # a literal: one too large to exec is named where it fails (argsize.py)
+    # An upper bound first (the reference syntax counts too), so nothing huge is ever built.
+    bound = len(raw) + sum(len(known.get(ref, "")) for ref in references)
+    value = _resolve_dotenv(raw, known) if bound <= 2 * MAX_VALUE_BYTES else None
+    if value is None or len(value.encode("utf-8", "surrogateescape")) > MAX_VALUE_BYTES:
+        raise DevupError(
+            f"env file {printable(path)}: {printable(name)} expands to more than "
+            f"{MAX_VALUE_BYTES // 1024} KiB (the most one variable may hold)"
+        )
+    return value
 
 
 def _resolve_dotenv(value: str, env: Mapping[str, str]) -> str:
@@ -150,7 +176,7 @@ def service_variables(
         base = {**parent, **{k: v.value for k, v in result.items()}}
         from_file: dict[str, str] = {}  # earlier lines win over `base`, as in python-dotenv
         for key, raw in read_env_bindings(read_env_text(env_file), env_file):
-            value = _resolve_dotenv(raw, {**base, **from_file})
+            value = _resolve_capped(key, raw, {**base, **from_file}, env_file)
             shown = _only_injected(_dotenv_references(raw), result, from_file)
             if key == "PORT":
                 warnings.append(f"{name}: {env_file.name} sets PORT, ignored (devup assigns it)")
@@ -158,9 +184,17 @@ def service_variables(
             from_file[key] = value
             result[key] = Variable(key, value, str(env_file), secret=not shown)
     for key, raw in spec.env:
-        value = _expand(raw, {k: v.value for k, v in result.items()}, parent)
+        expanded = _expand(raw, {k: v.value for k, v in result.items()}, parent, MAX_VALUE_BYTES)
+        if expanded is None:
+            raise ManifestError(
+                manifest.path,
+                f'service "{name}": env "{key}" expands to more than '
+                f"{MAX_VALUE_BYTES // 1024} KiB (the most one variable may hold)",
+                line=spec.line,
+                hint=f'look at the ${{...}} references in env "{key}" and the ones they name',
+            )
         shown = _only_injected(_REFERENCE.findall(raw), result, {})
-        result[key] = Variable(key, value, "env", secret=not shown)
+        result[key] = Variable(key, expanded, "env", secret=not shown)
     return list(result.values()), warnings
 
 
@@ -204,6 +238,22 @@ def build_env(
     return env, warnings
 
 
-def _expand(raw: str, values: Mapping[str, str], parent: Mapping[str, str]) -> str:
-    """`${VAR}` from devup's variables, else the parent environment; an unknown one is empty."""
-    return _REFERENCE.sub(lambda m: values.get(m.group(1), parent.get(m.group(1), "")), raw)
+def _expand(
+    raw: str, values: Mapping[str, str], parent: Mapping[str, str], limit: int
+) -> str | None:
+    """`${VAR}` from devup's variables, else the parent environment; an unknown one is empty.
+    None when the result would be over `limit` bytes, found before it is built."""
+    pieces: list[str] = []
+    size = 0  # in characters while building (never more than bytes); bytes checked at the end
+    last = 0
+    for match in _REFERENCE.finditer(raw):
+        name = match.group(1)
+        for piece in (raw[last : match.start()], values.get(name, parent.get(name, ""))):
+            size += len(piece)
+            if size > limit:
+                return None
+            pieces.append(piece)
+        last = match.end()
+    pieces.append(raw[last:])
+    value = "".join(pieces)
+    return value if len(value.encode("utf-8", "surrogateescape")) <= limit else None

@@ -5,6 +5,7 @@ environment `devup up` gives it. Files holding values from env files or `env` ta
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
@@ -17,6 +18,8 @@ from orchestrator.environ import service_variables
 from orchestrator.errors import DevupError, UsageError
 from orchestrator.manifest import Manifest
 from orchestrator.oneoff import service_ports
+from orchestrator.paths import ensure_private_dir, project_state_dir
+from orchestrator.safefs import symlink_refused
 
 HEADER = "# Written by `devup export` from {manifest}; edit devports.toml and export again."
 # Honcho's PROCFILE_LINE allows only these in a process name (foreman the same).
@@ -60,6 +63,11 @@ def export(
         )
     services = collect(manifest, say)
     try:
+        state = project_state_dir(manifest.root)
+        if out.is_relative_to(state):  # the default, .devup/export/FORMAT: devup's own folders
+            folder = ensure_private_dir(state)
+            for part in out.relative_to(state).parts:
+                folder = ensure_private_dir(folder / part)
         out.mkdir(parents=True, exist_ok=True)
         return writer(manifest, services, out, options)
     except OSError as exc:  # a read-only or missing place, a file where a folder goes, ...
@@ -98,13 +106,34 @@ def write_file(path: Path, text: str, *, private: bool, executable: bool = False
     """Replace `path` with `text`; 0600 when it holds private values (set before any byte)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = 0o700 if private and executable else 0o600 if private else 0o755 if executable else 0o644
-    tmp = path.with_name(f".{path.name}.devup-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)  # the umask may have narrowed it
-    os.replace(tmp, path)
+    import tempfile
+
+    # mkstemp: a new 0600 file of a name nobody can guess (O_EXCL, so a planted symlink is never
+    # followed), in the same folder so that os.replace is one rename.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".devup-tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)  # before any byte; fchmod ignores the umask
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return Written(path, private)
+
+
+def _real_folders(out: Path, path: Path) -> None:
+    """Create the folders between `out` and `path` (runit's APP-NAME/env/), refusing any that is
+    a symlink: in a shared output folder a planted link would take the files, secrets and all,
+    wherever it points."""
+    folder = out
+    for part in path.relative_to(out).parts[:-1]:
+        folder = folder / part
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        if folder.is_symlink():
+            raise symlink_refused(folder, where="in what it exports")
 
 
 def export_procfile(
@@ -167,6 +196,7 @@ def _honcho_exporter(module: str) -> Callable[..., list[Written]]:
         ]
         written = []
         for f in exporter.render(processes, context):
+            _real_folders(out, out / f.name)
             written.append(
                 write_file(
                     out / f.name,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
-import json
 import math
 import re
 import signal
@@ -21,6 +20,7 @@ from typing import Any, Literal, NoReturn, cast
 from honcho.environ import parse_procfile
 
 from orchestrator.errors import ManifestError, UsageError
+from orchestrator.quoting import printable, quoted
 from orchestrator.smallfile import nul_line, read_capped
 from orchestrator.tomlpos import KeyPath, KeyPositions, key_positions
 
@@ -41,6 +41,7 @@ SERVICE_KEYS = (
     "restart", "depends_on", "ready_log", "ready_timeout", "stop_signal", "expose",
 )  # fmt: skip
 MIN_PORT, MAX_PORT = 1024, 65535
+RESERVED_NAME = "devup"  # the name of devup's own output lines and of .devup/logs/devup.log
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # "." is reserved for Procfile lines (shop.web)
 _USES_PORT = re.compile(r"\$\{?PORT\b")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -230,8 +231,9 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 
 
 def _quote(name: str) -> str:
-    """A name the user wrote, in double quotes, with control characters escaped (\\u0001)."""
-    return json.dumps(name, ensure_ascii=False)
+    """A name the user wrote, in double quotes, with control and format characters (a bidi
+    override) escaped (\\u0001, \\u202e)."""
+    return quoted(name)
 
 
 def _show(value: object) -> str:
@@ -239,7 +241,7 @@ def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        shown = json.dumps(value, ensure_ascii=False)
+        shown = quoted(value)
         return shown if len(shown) <= 40 else shown[:36] + '..."'
     if isinstance(value, list):
         return "an array"
@@ -412,6 +414,11 @@ class _Validator:
             t.fail(None, '"." in a service name is reserved for Procfile lines (shop.web)', hint)
         if not _SERVICE_NAME.fullmatch(name):
             t.fail(None, 'a service name may contain only letters, digits, "-" and "_"')
+        if name.lower() == RESERVED_NAME:  # devup.log too, on a file system that ignores case
+            hint = f"rename it, e.g. [services.{name}-app]"
+            t.fail(
+                None, '"devup" names devup\'s own lines and log; a service needs another name', hint
+            )
         if not isinstance(raw, dict):
             hint = f'write [services.{name}] with cmd = "..." on the next line'
             t.fail(None, f"must be a table, got {_show(raw)}", hint)
@@ -423,7 +430,7 @@ class _Validator:
             cwd = cast(Path, t.path_in("cwd", self.root))
             problem = _folder_problem(cwd)
             if problem is not None:
-                t.fail("cwd", f"cwd {_show(raw['cwd'])} {problem} ({cwd})")
+                t.fail("cwd", f"cwd {_show(raw['cwd'])} {problem} ({printable(cwd)})")
         cmd, procfile = t.string("cmd"), t.string("procfile")
         if cmd is not None and procfile is not None:
             t.fail("procfile", 'has both "cmd" and "procfile"; keep one')
@@ -515,11 +522,24 @@ class _Validator:
     def watch(self, t: _Table, cwd: Path) -> tuple[Path, ...] | None:
         value = t.data.get("watch", True)
         if value is True:
+            if "cwd" in t.data:  # a cwd of "/" or in /proc is watched as such by default
+                self.check_watch(t, "cwd", (cwd,))
             return (cwd,)
         if value is False:
             return None
         paths = cast(list[str], t.strings("watch"))
-        return tuple((cwd / p).resolve() for p in paths) or None  # watching nothing: disabled
+        watched = tuple((cwd / p).resolve() for p in paths) or None  # watching nothing: disabled
+        self.check_watch(t, "watch", watched or ())
+        return watched
+
+    def check_watch(self, t: _Table, key: str, paths: tuple[Path, ...]) -> None:
+        from orchestrator.watchroots import watch_problem
+
+        for path in paths:
+            problem = watch_problem(path)
+            if problem is not None:
+                hint = 'watch the service\'s own folders, like watch = ["src"], or watch = false'
+                t.fail(key, f"{key} {_quote(str(path))} {problem}", hint)
 
     def ignore(self, t: _Table) -> tuple[str, ...]:
         patterns = t.strings("ignore") or []
@@ -575,7 +595,7 @@ class _Validator:
                 t.fail("procfile", f"procfile {shown} is larger than 1 MiB")
             text = raw.decode("utf-8")
         except FileNotFoundError:
-            t.fail("procfile", f"procfile {shown} not found ({procfile})")
+            t.fail("procfile", f"procfile {shown} not found ({printable(procfile)})")
         except (OSError, UnicodeDecodeError) as e:
             t.fail("procfile", f"cannot read procfile {shown}: {getattr(e, 'strerror', None) or e}")
         line = nul_line(text)

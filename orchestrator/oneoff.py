@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from orchestrator import runstate
 from orchestrator.environ import build_env
 from orchestrator.errors import DevupError, UsageError
 from orchestrator.manifest import Manifest
+from orchestrator.quoting import quoted
 
 # Sent to devup by another process (kill, a process manager, a closed terminal): passed on.
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -45,12 +47,12 @@ def check_service(manifest: Manifest, name: str) -> None:
     lines = [n for n in manifest.services if n.startswith(name + ".")]
     if lines:
         raise UsageError(
-            f'"{name}" is a Procfile with {len(lines)} services; name one',
+            f"{quoted(name)} is a Procfile with {len(lines)} services; name one",
             hint=f"services: {', '.join(lines)}",
         )
     close = difflib.get_close_matches(name, list(manifest.services), n=1)
     hint = f'did you mean "{close[0]}"?' if close else f"services: {', '.join(manifest.services)}"
-    raise UsageError(f'unknown service "{name}"', hint=hint)
+    raise UsageError(f"unknown service {quoted(name)}", hint=hint)
 
 
 def run_oneoff(
@@ -78,6 +80,14 @@ def run_oneoff(
         raise CommandNotRunnable(f"{argv[0]}: command not found (in {spec.cwd})") from None
     except PermissionError:
         raise CommandNotRunnable(f"{argv[0]}: permission denied") from None
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            raise
+        from orchestrator.argsize import too_long
+
+        error = CommandNotRunnable(f"cannot run {argv[0]}: {too_long(argv, env)}")
+        error.exit_code = 126  # what a shell answers for a command it found but cannot run
+        raise error from None
     with _forwarding(child):
         code = child.wait()
     return 128 - code if code < 0 else code

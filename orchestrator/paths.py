@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from pathlib import Path
 
 PRIVATE_DIR_MODE = 0o700
@@ -66,13 +65,11 @@ def _sha256_hex(data: bytes) -> str:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) as 0700; tighten it if it already exists with a looser mode."""
-    path = Path(path)
-    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode != PRIVATE_DIR_MODE:
-        os.chmod(path, PRIVATE_DIR_MODE)
-    return path
+    """Create `path` (and parents) as 0700; tighten it if it already exists with a looser mode.
+    A symlink or another user's folder there is refused (safefs.UnsafePath)."""
+    from orchestrator.safefs import private_dir
+
+    return private_dir(path)
 
 
 def write_private_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

@@ -17,8 +17,13 @@ from typing import Any
 
 from orchestrator.errors import DevupError
 from orchestrator.paths import devup_home, ensure_private_dir, project_key, write_private_atomic
+from orchestrator.safefs import UnsafePath, open_file, read_file
 
 REGISTRY_VERSION = 1
+# Far above what thousands of projects' leases take; more is damage, not a registry.
+MAX_REGISTRY_BYTES = 16 * 1024 * 1024
+# A version above this is no devup's: damage (a 5,000-digit number), not a newer format.
+MAX_PLAUSIBLE_VERSION = 1000
 LOCK_TIMEOUT_S = 10.0
 LOCK_POLL_S = 0.005
 
@@ -97,7 +102,7 @@ class Registry:
     def _lock(self) -> Iterator[None]:
         try:
             ensure_private_dir(self.home)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = open_file(self.lock_path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise DevupError(
                 f"cannot use the port registry in {self.home}: {exc.strerror}",
@@ -132,16 +137,38 @@ class Registry:
         self.warnings = []
         self.temporary = self._load_temporary()
         try:
-            raw = self.path.read_bytes()
+            raw = read_file(self.path, MAX_REGISTRY_BYTES)
         except FileNotFoundError:
             return {}, False
+        except UnsafePath:
+            return self._start_over("a symbolic link")
+        except IsADirectoryError:
+            return self._start_over("a folder")
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # a FIFO, a device, ...
+                return self._start_over("not a regular file")
+            raise DevupError(
+                f"cannot read the port registry {self.path}: {exc.strerror or exc}",
+                hint=f"make it readable (chmod 600 {self.path}), or remove it: "
+                "devup then starts with no leases",
+            ) from None
+        if len(raw) > MAX_REGISTRY_BYTES:
+            return self._start_over(f"larger than {MAX_REGISTRY_BYTES // 2**20} MiB")
         try:
             doc = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._start_over(raw, f"unreadable ({exc})")
+            return self._start_over(f"unreadable ({exc})")
+        except ValueError:  # int() refuses over 4,300 digits
+            return self._start_over("unreadable (a number too long)")
+        except RecursionError:  # [[[[... 100,000 deep
+            return self._start_over("unreadable (nested too deeply)")
         version = doc.get("version") if isinstance(doc, dict) else None
-        if not isinstance(version, int) or not isinstance(doc.get("projects"), dict):
-            return self._start_over(raw, "not a devup port registry")
+        if (
+            not isinstance(version, int)
+            or not 1 <= version <= MAX_PLAUSIBLE_VERSION
+            or not isinstance(doc.get("projects"), dict)
+        ):
+            return self._start_over("not a devup port registry")
         if version != REGISTRY_VERSION:
             raise DevupError(
                 f"port registry {self.path} has version {version}, "
@@ -159,21 +186,32 @@ class Registry:
     def _load_temporary(self) -> Temporary:
         """The temporary ports of projects whose devup still runs; a damaged file is no loss."""
         try:
-            doc = json.loads(self.temporary_path.read_bytes())
+            doc = json.loads(read_file(self.temporary_path, MAX_REGISTRY_BYTES))
             projects = doc["projects"]
-        except (OSError, ValueError, TypeError, KeyError):
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
             return {}
         return _parse_temporary(projects) if isinstance(projects, dict) else {}
 
-    def _start_over(self, raw: bytes, problem: str) -> tuple[Leases, bool]:
-        # Leases are a convenience, not data worth refusing to start over; keep the damaged
-        # bytes for whoever wants to look, and let the next write replace the file.
-        corrupt = self.path.with_name(self.path.name + ".corrupt")
-        with contextlib.suppress(OSError):
-            write_private_atomic(corrupt, raw)
+    def _start_over(self, problem: str) -> tuple[Leases, bool]:
+        # Leases are a convenience that devup rebuilds, not data worth refusing to run over:
+        # the damaged file (or folder, or link) is set aside for whoever wants to look, and the
+        # next write creates a fresh one.
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        for n in range(1, 100):  # a second damage within the same second keeps the first
+            if not os.path.lexists(aside):
+                break
+            aside = aside.with_name(f"{aside.name.split('~')[0]}~{n}")
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:  # a non-empty folder of that name already, ...
+            raise DevupError(
+                f"port registry {self.path} is {problem} and cannot be set aside: "
+                f"{exc.strerror or exc}",
+                hint=f"remove it (rm -r {self.path}); devup then starts with no leases",
+            ) from None
         self.warnings.append(
             f"port registry {self.path} is {problem}; starting with no leases "
-            f"(the damaged file is kept as {corrupt.name})"
+            f"(the damaged one is kept as {aside.name})"
         )
         return {}, True
 

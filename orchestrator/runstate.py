@@ -19,9 +19,11 @@ from orchestrator import runmark
 from orchestrator.errors import DevupError
 from orchestrator.paths import ensure_private_dir, project_state_dir, write_private_atomic
 from orchestrator.process import GroupId
+from orchestrator.safefs import open_file, read_file
 
 LOCK_NAME = "run.lock"
 STATE_NAME = "run.json"
+MAX_STATE_BYTES = 16 * 1024 * 1024
 
 
 class RunLock:
@@ -34,7 +36,7 @@ class RunLock:
     def acquire(self) -> None:
         try:
             ensure_private_dir(self._dir)
-            fd = os.open(self._dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_file(self._dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         except OSError as exc:  # .devup is a file, the folder is read-only, ...
             raise DevupError(
                 f"cannot create {exc.filename or self._dir}: {exc.strerror or exc}",
@@ -64,7 +66,7 @@ def running_pid(root: Path) -> int | None:
     """The pid of the devup running in this project, or None."""
     path = project_state_dir(root) / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_file(path, os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -105,8 +107,8 @@ def _devup_started_at() -> float:
 def read_state(root: Path) -> dict[str, Any] | None:
     """The last run's record, or None if there is none or it cannot be read."""
     try:
-        doc = json.loads((project_state_dir(root) / STATE_NAME).read_bytes())
-    except (OSError, ValueError):
+        doc = json.loads(read_file(project_state_dir(root) / STATE_NAME, MAX_STATE_BYTES))
+    except (OSError, ValueError, RecursionError):  # a folder, garbage, nested 100,000 deep
         return None
     return doc if isinstance(doc, dict) else None
 

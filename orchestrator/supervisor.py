@@ -6,6 +6,7 @@ SimpleQueue; everything they report is acted on here, so no devup state needs a 
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import re
@@ -93,7 +94,14 @@ Spawn = Callable[[ServiceSpec, dict[str, str]], process.Child]
 
 
 def spawn_service(spec: ServiceSpec, env: dict[str, str]) -> process.Child:
-    return process.spawn(spec.cmd, spec.cwd, env)
+    try:
+        return process.spawn(spec.cmd, spec.cwd, env)
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            raise
+        from orchestrator.argsize import too_long  # names what "Argument list too long" means
+
+        raise OSError(exc.errno, too_long([spec.cmd], env)) from None
 
 
 @dataclass
@@ -352,6 +360,7 @@ class Supervisor:
             self._set_state(svc, State.STOPPED)
             self._answer_waiters(svc)
             self._start_ready_services()
+            self._maybe_exit()  # nothing may ever start it again (--no-watch): devup ends, 1
             return
         svc.child = child
         svc.group = child.group

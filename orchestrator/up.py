@@ -25,6 +25,7 @@ from orchestrator.manifest_diff import Plan
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
 from orchestrator.reach import Reach
+from orchestrator.safefs import create_file
 from orchestrator.supervisor import Supervisor
 from orchestrator.writer import TerminalWriter
 
@@ -46,9 +47,9 @@ def use_color(no_color: bool, stream: IO[str] | None = None) -> bool:
 def open_log(folder: Path, name: str) -> IO[bytes]:
     """A fresh 0600 log file for this run (the previous run's becomes NAME.log.1)."""
     path = folder / f"{name}.log"
-    if path.exists():
+    if os.path.lexists(path):  # a dangling symlink too: moved aside, never written through
         os.replace(path, folder / f"{name}.log.1")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    fd = create_file(path, os.O_WRONLY | os.O_APPEND)
     return os.fdopen(fd, "wb", buffering=256 * 1024)
 
 
