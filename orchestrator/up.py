@@ -18,6 +18,7 @@ from orchestrator import audit, reaper, recovery, runstate
 from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
 from orchestrator.envview import env_file_warnings
+from orchestrator.logfiles import LogFile, start_fresh
 from orchestrator.manifest import Manifest, start_order
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
@@ -39,15 +40,6 @@ def use_color(no_color: bool, stream: IO[str] | None = None) -> bool:
     return not no_color and "NO_COLOR" not in os.environ and stream is not None and stream.isatty()
 
 
-def open_log(folder: Path, name: str) -> IO[bytes]:
-    """A fresh 0600 log file for this run (the previous run's becomes NAME.log.1)."""
-    path = folder / f"{name}.log"
-    if path.exists():
-        os.replace(path, folder / f"{name}.log.1")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-    return os.fdopen(fd, "wb", buffering=256 * 1024)
-
-
 def up(manifest: Manifest, options: UpOptions) -> int:
     from orchestrator.ports import allocate_ports
 
@@ -55,13 +47,12 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     lock = runstate.RunLock(manifest.root)
     lock.acquire()
     writer = TerminalWriter(sys.stdout.fileno())
-    printer = Printer(
-        order, writer.write, color=options.color, write_urgent=partial(writer.write, urgent=True)
-    )
+    printer = Printer(order, writer.write, color=options.color, terminal=writer)
     try:
         logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
         for name in [DEVUP, *order]:
-            printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
+            log = LogFile(start_fresh(logs, name), on_problem=partial(_say_urgent, printer))
+            printer.add_log(name, log)
         # What a killed devup left behind holds the ports this run is about to hand out.
         recovery.stop_leftovers(manifest.root, manifest, printer.say)
         reaper.become_subreaper()
@@ -111,6 +102,10 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         writer.close()
         _report_final_drops(writer)
         lock.release()
+
+
+def _say_urgent(printer: Printer, text: str) -> None:
+    printer.say(text, urgent=True)
 
 
 def _record_run(root: Path) -> Any:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, DevupProcess, Project, py
 
-from orchestrator import logs, printer
+from orchestrator import logs
 from orchestrator.errors import UsageError
+from orchestrator.logfiles import LogFile, start_fresh
 from orchestrator.printer import Printer
-from orchestrator.up import open_log
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 # Prints a line each time a file named `go-N` appears in its folder, so the test decides when.
@@ -182,9 +182,8 @@ def test_follow_reads_across_rotation_and_a_new_run(tmp_path: Path) -> None:
 def test_a_log_past_the_cap_is_rotated_keeping_the_newest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(printer, "LOG_CAP_BYTES", 1000)
     p = Printer(["api"], lambda data: None, color=False)
-    p.add_log_file("api", open_log(tmp_path, "api"), lambda: open_log(tmp_path, "api"))
+    p.add_log("api", LogFile(start_fresh(tmp_path, "api"), cap_bytes=1000))
     for i in range(100):
         p.lines("api", [f"line {i:03d} " + "x" * 40])
     p.close_logs()
