@@ -66,7 +66,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             envs[name] = env
             for warning in warnings:
                 printer.say(warning)
-        record = _record_run(manifest.root)
+        record = _tolerant(_record_run(manifest.root), printer)
         supervisor = Supervisor(
             manifest,
             order,
@@ -106,6 +106,27 @@ def up(manifest: Manifest, options: UpOptions) -> int:
 
 def _say_urgent(printer: Printer, text: str) -> None:
     printer.say(text, urgent=True)
+
+
+def _tolerant(record: Any, printer: Printer) -> Any:
+    """The run record's write on every state change must not end the run when .devup's disk is
+    full or devup is out of descriptors: said once, and written again at the next change."""
+    failing = False
+
+    def tolerant(sup: Supervisor) -> None:
+        nonlocal failing
+        try:
+            record(sup)
+        except OSError as exc:
+            if not failing:
+                printer.say(f"cannot write the run record: {exc.strerror or exc}; retrying")
+            failing = True
+        else:
+            if failing:
+                printer.say("the run record is written again")
+            failing = False
+
+    return tolerant
 
 
 def _record_run(root: Path) -> Any:
