@@ -38,6 +38,7 @@ class TerminalWriter:
         self._max = max_buffered_bytes
         self._clock = clock
         self._chunks: deque[bytes] = deque()
+        self._notices = 0  # urgent chunks at the front of _chunks
         self._buffered = 0
         self._dropped = 0
         self._closing = False
@@ -72,9 +73,18 @@ class TerminalWriter:
         with self._cond:
             if self._broken:
                 return
+            if urgent:
+                # A notice (of drops, of a failing log) goes ahead of the backlog it is about,
+                # after the notices already there; its copy in a log file is not replayed.
+                data = render()
+                self._chunks.insert(self._notices, data)
+                self._notices += 1
+                self._buffered += len(data)
+                self._cond.notify()
+                return
             if self._behind_since is None:
                 data = render()
-                if self._buffered + len(data) <= self._max or urgent:
+                if self._buffered + len(data) <= self._max:
                     self._chunks.append(data)
                     self._buffered += len(data)
                     self._cond.notify()
@@ -85,11 +95,6 @@ class TerminalWriter:
                 self._behind_since, self._behind_said = self._clock(), False
             if landed is not None:
                 self._backlog.add(name, log_fd, *landed)
-                self._cond.notify()
-            elif urgent:
-                data = render()
-                self._chunks.append(data)
-                self._buffered += len(data)
                 self._cond.notify()
             else:
                 self._dropped += len(render())
@@ -147,6 +152,7 @@ class TerminalWriter:
             data = b"".join(self._chunks)
             if self._chunks:
                 self._chunks.clear()
+                self._notices = 0
             else:
                 if self._backlog.empty():
                     return False  # closing, and nothing left

@@ -136,6 +136,26 @@ def test_a_terminal_that_fell_behind_catches_up_from_the_logs_in_colour(tmp_path
     assert len(shown) == len(want)
 
 
+def test_a_drop_notice_goes_ahead_of_the_backlog_it_is_about() -> None:
+    read_fd, write_fd = os.pipe()
+    writer = TerminalWriter(write_fd, max_buffered_bytes=100 * 1024)
+    writer.write(b"f" * 70 * 1024 + b"\n")  # more than the pipe holds: the writer blocks on it
+    for i in range(3):
+        writer.write(f"backlog {i}\n".encode())
+    writer.write(b"x" * 40 * 1024 + b"\n")  # in no log file, past the cap: dropped
+    dropped = writer.take_dropped()
+    writer.write(f"dropped {dropped} bytes\n".encode(), urgent=True)
+    got = b""
+    while b"backlog 2" not in got:
+        got += os.read(read_fd, 65536)
+    writer.close()
+    os.close(write_fd)
+    os.close(read_fd)
+    assert dropped == 40 * 1024 + 1
+    assert b"x" not in got and got.index(b"dropped 40961 bytes") < got.index(b"backlog 0")
+
+
+@pytest.mark.timeout(300)  # ~25 MB through devup, its logs, `logs -n` and a pipe: a loaded machine
 def test_the_logs_keep_every_line_and_the_terminal_gets_them_all_late(project: Project) -> None:
     """A flood of ~25 MB while nobody reads devup's stdout: the log files (NAME.log.1 + NAME.log)
     hold every line, `devup logs -n` reaches into the rotated part, and the terminal, read only
@@ -157,7 +177,7 @@ def test_the_logs_keep_every_line_and_the_terminal_gets_them_all_late(project: P
                 total += path.read_bytes().count(b"| s0 ")
         return total
 
-    wait_for(lambda: log_lines() == n, 60, interval=0.2, what="all lines in the log files")
+    wait_for(lambda: log_lines() == n, 240, interval=0.2, what="all lines in the log files")
     chunks: list[bytes] = []
 
     def read_all() -> None:
@@ -166,12 +186,12 @@ def test_the_logs_keep_every_line_and_the_terminal_gets_them_all_late(project: P
 
     reader = threading.Thread(target=read_all)
     reader.start()
-    recent = project.devup("logs", "-n", "200000", "s0")
+    recent = project.devup("logs", "-n", "200000", "s0", timeout=120)
     texts = [line.split(" | ", 1)[1] for line in recent.stdout.splitlines()]
     assert texts == [f"s0 {i:07d} " + "x" * 60 for i in range(n - 200_000, n)]
-    reader.join(60)
+    reader.join(240)
     os.close(read_fd)
-    assert proc.wait(30) == 0
+    assert proc.wait(60) == 0
     assert proc.stderr is not None
     stderr = proc.stderr.read()
     assert b"dropped" not in stderr and b"Traceback" not in stderr
