@@ -147,11 +147,13 @@ def _record_run(root: Path) -> Any:
 
 
 def _report_drops(supervisor: Supervisor, writer: TerminalWriter) -> None:
-    """Say how much output a slow stdout reader made devup drop, at most once a second."""
+    """Say how much output devup had to drop, at most once a second: a slow stdout is fed from
+    the log files, so this is only output that a failing log write kept out of them."""
     dropped = writer.take_dropped()
     if dropped:
         supervisor.printer.say(
-            f"dropped {dropped} bytes of output: stdout was not being read fast enough",
+            f"dropped {dropped} bytes of output: stdout fell behind while the log files could "
+            "not be written",
             urgent=True,
         )
     if supervisor.exit_code is None:
@@ -164,7 +166,10 @@ def _report_final_drops(writer: TerminalWriter) -> None:
     lost = writer.take_dropped() + writer.unwritten()
     if not lost:
         return
-    line = f"devup: dropped {lost} bytes of output: stdout was not being read fast enough\n"
+    line = (
+        f"devup: {lost} bytes of output were not shown: stdout stopped taking them "
+        "(`devup logs` shows what the log files kept)\n"
+    )
     with contextlib.suppress(OSError):  # stderr full or closed too: nothing more to do
         fd = sys.stderr.fileno()
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
