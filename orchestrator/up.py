@@ -18,6 +18,7 @@ from orchestrator import audit, reaper, recovery, runstate
 from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
 from orchestrator.envview import env_file_warnings
+from orchestrator.errors import DevupError
 from orchestrator.logfiles import LogFile, start_fresh
 from orchestrator.manifest import Manifest, start_order
 from orchestrator.paths import ensure_private_dir, project_state_dir
@@ -51,8 +52,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     try:
         logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
         for name in [DEVUP, *order]:
-            log = LogFile(start_fresh(logs, name), on_problem=partial(_say_urgent, printer))
-            printer.add_log(name, log)
+            printer.add_log(name, _open_log(logs, name, printer))
         # What a killed devup left behind holds the ports this run is about to hand out.
         recovery.stop_leftovers(manifest.root, manifest, printer.say)
         reaper.become_subreaper()
@@ -102,6 +102,16 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         writer.close()
         _report_final_drops(writer)
         lock.release()
+
+
+def _open_log(folder: Path, name: str, printer: Printer) -> LogFile:
+    try:
+        return LogFile(start_fresh(folder, name), on_problem=partial(_say_urgent, printer))
+    except OSError as exc:
+        raise DevupError(
+            f"cannot create the log file {folder / (name + '.log')}: {exc.strerror or exc}",
+            hint="check .devup/logs (a file or link where devup writes, a full disk)",
+        ) from None
 
 
 def _say_urgent(printer: Printer, text: str) -> None:

@@ -441,3 +441,13 @@ def test_idle_control_clients_cost_devup_no_descriptors_it_needs(project: Projec
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 130, out[-2000:]
     assert b"Traceback" not in out
+
+
+def test_a_log_file_that_cannot_be_made_is_one_error_line(project: Project) -> None:
+    project.write('[services.api]\ncmd = "true"\nport = false\nrestart = "no"\n')
+    blocker = project.root / ".devup" / "logs" / "api.log.1" / "x"
+    blocker.mkdir(parents=True)  # a folder where the last run's rotated log is removed
+    result = project.devup("--no-watch")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("devup: error: cannot create the log file "), result.stderr
+    assert "Traceback" not in result.stderr
