@@ -159,7 +159,7 @@ def test_a_drop_notice_goes_ahead_of_the_backlog_it_is_about() -> None:
 def test_the_logs_keep_every_line_and_the_terminal_gets_them_all_late(project: Project) -> None:
     """A flood of ~25 MB while nobody reads devup's stdout: the log files (NAME.log.1 + NAME.log)
     hold every line, `devup logs -n` reaches into the rotated part, and the terminal, read only
-    once the flood is over, still gets every line in order, with one note that it was behind."""
+    once the flood is over, still gets every line in order, with nothing dropped."""
     n = 300_000
     flood_project(project, n)
     read_fd, write_fd = os.pipe()
@@ -196,7 +196,9 @@ def test_the_logs_keep_every_line_and_the_terminal_gets_them_all_late(project: P
     stderr = proc.stderr.read()
     assert b"dropped" not in stderr and b"not shown" not in stderr and b"Traceback" not in stderr
     own = check_lines(b"".join(chunks).decode(), n)
-    assert sum("s behind: catching up from the log files" in line for line in own) == 1
+    # Said once, if it was a second or more behind when the catching up began (timing-dependent:
+    # the note itself is tested with a scripted clock above).
+    assert sum("s behind: catching up from the log files" in line for line in own) <= 1
     assert not any("dropped" in line for line in own)
 
 
