@@ -9,6 +9,7 @@ processes leaked over --kills SIGKILLs of devup in spawn/restart/stop (`--only k
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -432,19 +434,187 @@ def _alive(entry: dict[str, object]) -> bool:
         return False
 
 
+IO_FLOOD = """
+import sys
+for i in range(int(sys.argv[1])):
+    print(f"line {i:07d} " + "x" * 50)
+"""
+
+
+def slow_reader_flood_figure(lines: int, rate_bps: int) -> dict[str, object]:
+    """A flood of `lines` lines while devup's stdout is read at `rate_bps`: what the log files
+    and `logs -f` (started during the flood) hold, and what the terminal got."""
+    script = Path(tempfile.mkdtemp(prefix="devup-bench-")) / "flood.py"
+    script.write_text(IO_FLOOD)
+    p = Project(
+        f'[services.blast]\ncmd = "{sys.executable} {script} {lines}"\nport = false\n'
+        'restart = "no"\n[services.idle]\ncmd = "sleep 1000"\nport = false\n'
+    )
+    proc = subprocess.Popen(
+        [*DEVUP, "--no-watch"],
+        cwd=p.root,
+        env=p.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    STARTED.append(proc)  # type: ignore[arg-type]
+    assert proc.stdout is not None
+    logs = p.root / ".devup" / "logs"
+    got = 0
+    follow = None
+    began = time.monotonic()
+    # The slow reader: rate_bps, in 1 KiB reads, until the log files hold the whole flood.
+    while True:
+        data = os.read(proc.stdout.fileno(), 1024)
+        got += data.count(b"\n")
+        if follow is None and (logs / "blast.log").exists():
+            follow = subprocess.Popen(
+                [*DEVUP, "logs", "-f", "blast"],
+                cwd=p.root,
+                env=p.env,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+            )
+            STARTED.append(follow)  # type: ignore[arg-type]
+            followed: list[int] = [0]
+
+            def count(stream: Any = follow.stdout, into: list[int] = followed) -> None:
+                for chunk in iter(lambda: stream.read1(1 << 20), b""):
+                    into[0] += chunk.count(b"\n")  # blast.log holds only blast's lines
+
+            threading.Thread(target=count, daemon=True).start()
+        kept = sum(
+            f.read_bytes().count(b"| line ")
+            for f in (logs / "blast.log.1", logs / "blast.log")
+            if f.exists()
+        )
+        if kept >= lines or time.monotonic() - began > 300:
+            break
+        time.sleep(1024 / rate_bps)  # the reader's pace
+    flood_s = time.monotonic() - began
+    deadline = time.monotonic() + 10
+    while followed[0] < kept and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = proc.poll() is None
+    for started in (proc, follow):
+        if started is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(started.pid, signal.SIGINT)
+            started.wait(30)
+    p.cleanup()
+    shutil.rmtree(script.parent, ignore_errors=True)
+    return {
+        "lines in the log files": f"{kept:,} of {lines:,}",
+        "lines `logs -f` got (started during the flood)": f"{followed[0]:,}",
+        "lines the slow terminal had read by then": f"{got:,}",
+        "devup alive through it": alive,
+        "flood took s": round(flood_s, 1),
+    }
+
+
+def idle_clients_figure(clients: int) -> dict[str, object]:
+    """`clients` idle connections to the control socket; then `devup status`, and devup's fds."""
+    import socket
+
+    p = Project('[services.idle]\ncmd = "sleep 1000"\nport = false\n')
+    run = p.start("--no-watch")
+    run.expect("1 service up")
+    sock_path = subprocess.run(
+        [*DEVUP, "status", "--json"], cwd=p.root, env=p.env, capture_output=True, check=True
+    )
+    from orchestrator.client import socket_path
+
+    os.environ["DEVUP_HOME"] = p.env["DEVUP_HOME"]
+    path = str(socket_path(p.root))
+    del sock_path
+    idle = []
+    refused = 0
+    for _ in range(clients):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(5)
+        try:
+            conn.connect(path)
+            idle.append(conn)
+        except OSError:
+            refused += 1
+            conn.close()
+    began = time.monotonic()
+    status = subprocess.run(
+        [*DEVUP, "status"], cwd=p.root, env=p.env, capture_output=True, text=True
+    )
+    took = time.monotonic() - began
+    fds = len(os.listdir(f"/proc/{run.proc.pid}/fd"))
+    alive = run.proc.poll() is None
+    for conn in idle:
+        conn.close()
+    run.proc.send_signal(signal.SIGINT)
+    code = run.proc.wait(30)
+    p.cleanup()
+    return {
+        "connects refused": refused,
+        "status exit code / s": (status.returncode, round(took, 2)),
+        "devup's open fds meanwhile": fds,
+        "devup alive / exit code after Ctrl-C": (alive, code),
+    }
+
+
+def concurrent_status_figure(count: int) -> dict[str, object]:
+    p = Project('[services.idle]\ncmd = "sleep 1000"\nport = false\n')
+    run = p.start("--no-watch")
+    run.expect("1 service up")
+    began = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [*DEVUP, "status"],
+            cwd=p.root,
+            env=p.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    results = [(proc.wait(60), proc.stderr.read() if proc.stderr else "") for proc in procs]
+    took = time.monotonic() - began
+    failed = [err.strip() for code, err in results if code != 0]
+    run.proc.send_signal(signal.SIGINT)
+    run.proc.wait(30)
+    p.cleanup()
+    return {
+        "failed": len(failed),
+        "first failure": failed[0] if failed else "-",
+        "all answered within s": round(took, 2),
+    }
+
+
+def io_figures(show: Callable[[str, object], None], flood_lines: int) -> None:
+    for key, value in slow_reader_flood_figure(flood_lines, 10_000).items():
+        show(f"{flood_lines:,}-line flood, stdout read at 10 KB/s: {key}", value)
+    for key, value in idle_clients_figure(1000).items():
+        show(f"1,000 idle control clients: {key}", value)
+    for key, value in concurrent_status_figure(180).items():
+        show(f"180 concurrent `devup status`: {key}", value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--kills", type=int, default=100, help="SIGKILLs of devup")
     parser.add_argument("--only", choices=["kills"], help="run one figure only")
+    parser.add_argument("--only-io", action="store_true", help="only the output/control figures")
+    parser.add_argument("--flood-lines", type=int, default=1_000_000)
     args = parser.parse_args()
 
     def show(title: str, value: object) -> None:
         print(f"{title:<58} {value}", flush=True)
 
     try:
-        figures(args, show)
+        if not args.only_io:
+            figures(args, show)
+        if args.only is None:
+            io_figures(show, args.flood_lines)
     finally:
         for proc in STARTED:
             if proc.poll() is None:

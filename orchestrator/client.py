@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 from orchestrator.errors import DevupError
 from orchestrator.paths import control_dir
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 SOCKET_NAME = "control.sock"
 CONNECT_TIMEOUT_S = 2.0
+CONNECT_RETRY_S = 0.005
 NOT_RUNNING = "devup is not running in this project"
 
 
@@ -45,13 +47,7 @@ def request_path(
 ) -> dict[str, Any]:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.settimeout(CONNECT_TIMEOUT_S)
-        try:
-            conn.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise DevupError(NOT_RUNNING) from None
-        except OSError as exc:
-            raise DevupError(f"cannot reach devup: {exc.strerror or exc}") from None
+        _connect(conn, str(path), CONNECT_TIMEOUT_S)
         line = {"verb": verb, "names": names or [], "options": options or {}}
         conn.sendall(json.dumps(line).encode() + b"\n")
         conn.settimeout(timeout_s)
@@ -67,6 +63,25 @@ def request_path(
     if not isinstance(answer, dict):
         raise DevupError("devup sent an answer that is not a JSON object")
     return answer
+
+
+def _connect(conn: socket.socket, path: str, timeout_s: float) -> None:
+    """Connect, retrying while the listen backlog is full: an AF_UNIX connect fails with EAGAIN
+    at once then (it does not wait like TCP's), so many clients at once would fail for nothing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            conn.connect(path)
+            return
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise DevupError(NOT_RUNNING) from None
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DevupError("cannot reach devup: too busy to accept (timed out)") from None
+            time.sleep(CONNECT_RETRY_S)  # the backlog drains as devup accepts: poll it
+        except OSError as exc:
+            raise DevupError(f"cannot reach devup: {exc.strerror or exc}") from None
 
 
 def check_answer(answer: dict[str, Any]) -> dict[str, Any]:

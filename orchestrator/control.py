@@ -26,6 +26,12 @@ from orchestrator.paths import ensure_private_dir
 VERBS = ("status", "restart", "stop", "start", "reload")
 MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_READ_TIMEOUT_S = 5.0
+LISTEN_BACKLOG = 4096
+# Open connections at most (each costs a file descriptor and a thread): past it the oldest one that
+# has not sent its request yet is closed, so idle clients can neither starve devup of descriptors
+# (EMFILE in a spawn) nor lock out a real `devup status`.
+MAX_CONNECTIONS = 64
+ACCEPT_BACKOFF_S = 0.05  # after EMFILE at accept: the pending connection stays in the backlog
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -61,6 +67,8 @@ class ControlServer:
         self._pending: set[queue.SimpleQueue[dict[str, Any] | None]] = set()
         self._lock = threading.Lock()  # guards _pending between connection threads and stop()
         self._stopped = False  # set by stop(), under _lock
+        # Every open connection, in accept order, and whether it still waits for its request.
+        self._conns: dict[socket.socket, bool] = {}  # under _lock
 
     def start(self) -> None:
         try:
@@ -78,7 +86,9 @@ class ControlServer:
             listener.bind(str(self.path))
             # The folder is 0700 already, so nobody else could reach it between bind and chmod.
             os.chmod(self.path, 0o600)
-            listener.listen(16)
+            # Many `devup status` at once (an editor, a script, an agent per service): a short
+            # backlog makes the surplus fail at connect with EAGAIN. The kernel caps it (somaxconn).
+            listener.listen(LISTEN_BACKLOG)
         except OSError:
             listener.close()
             raise
@@ -113,26 +123,63 @@ class ControlServer:
                 return
             try:
                 conn, _ = self._listener.accept()
-            except OSError:
+            except OSError:  # EMFILE, ENFILE, ENOBUFS: make room, then let the client wait
+                self._close_oldest_idle()
+                select.select([self._wake_r], [], [], ACCEPT_BACKOFF_S)
                 continue
-            threading.Thread(
-                target=self._serve, args=(conn,), name="devup-control-conn", daemon=True
-            ).start()
+            with self._lock:
+                full = len(self._conns) >= MAX_CONNECTIONS
+            if full and not self._close_oldest_idle():
+                _refuse(conn, "too many control connections waiting for devup; try again")
+                continue
+            with self._lock:
+                self._conns[conn] = True
+            try:
+                threading.Thread(
+                    target=self._serve, args=(conn,), name="devup-control-conn", daemon=True
+                ).start()
+            except RuntimeError:  # no thread to be had
+                self._forget(conn)
+                _refuse(conn, "devup cannot take more control connections now")
+
+    def _close_oldest_idle(self) -> bool:
+        """Shut the oldest connection that has not sent its request yet; its thread then ends."""
+        with self._lock:
+            idle = next((c for c, waiting in self._conns.items() if waiting), None)
+            if idle is None:
+                return False
+            self._conns[idle] = False  # shut once
+        with contextlib.suppress(OSError):
+            idle.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def _forget(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.pop(conn, None)
+        conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
+        try:
             try:
                 answer = self._answer(conn)
             except (OSError, ValueError) as exc:
                 answer = {"ok": False, "error": f"bad request: {exc}"}
+            except RecursionError:  # `[[[[...` 50,000 deep: json's parser recurses per level
+                answer = {"ok": False, "error": "bad request: nested too deeply"}
             with contextlib.suppress(OSError):
                 conn.sendall(json.dumps(answer).encode() + b"\n")
+        finally:
+            self._forget(conn)
 
     def _answer(self, conn: socket.socket) -> dict[str, Any]:
         if peer_uid(conn) != self._allowed_uid:
             return {"ok": False, "error": "refused: the peer is another user"}
         conn.settimeout(REQUEST_READ_TIMEOUT_S)
-        request = json.loads(_read_line(conn))
+        line = _read_line(conn)
+        with self._lock:
+            if conn in self._conns:
+                self._conns[conn] = False  # has asked: no longer idle
+        request = json.loads(line)
         verb = request.get("verb") if isinstance(request, dict) else None
         if verb not in VERBS:
             return {"ok": False, "error": f"unknown verb {verb!r}"}
@@ -157,6 +204,13 @@ class ControlServer:
             with self._lock:
                 self._pending.discard(answers)
         return answer if answer is not None else {"ok": False, "error": "devup stopped"}
+
+
+def _refuse(conn: socket.socket, why: str) -> None:
+    """Say no without waiting on the client, and close."""
+    with conn, contextlib.suppress(OSError):
+        conn.setblocking(False)
+        conn.send(json.dumps({"ok": False, "error": why}).encode() + b"\n")
 
 
 def _read_line(conn: socket.socket) -> bytes:

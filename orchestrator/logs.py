@@ -169,8 +169,10 @@ def show(
         except FileNotFoundError:
             continue
         st = os.fstat(file.fileno())
-        lines, consumed = read_tail(file, st.st_size, count if cutoff is None else None)
-        keyed = _keyed(lines, st.st_mtime)
+        wanted = count if cutoff is None else None
+        lines, consumed = read_tail(file, st.st_size, wanted)
+        keyed = _older_part(path, None if wanted is None else wanted - len(lines))
+        keyed += _keyed(lines, st.st_mtime)
         if cutoff is not None:
             keyed = [item for item in keyed if item[0] >= cutoff]
             if count is not None:
@@ -198,6 +200,20 @@ def show(
     finally:
         for entry in followed.values():
             entry.close()
+
+
+def _older_part(path: Path, count: int | None) -> list[tuple[float, bytes]]:
+    """The last `count` (None: all) lines of NAME.log.1, this run's part rotated away: a flood
+    that has just rotated the log still shows its recent lines."""
+    if count is not None and count <= 0:
+        return []
+    try:
+        with open(path.with_name(path.name + ".1"), "rb") as file:
+            st = os.fstat(file.fileno())
+            lines, _ = read_tail(file, st.st_size, count)
+    except OSError:
+        return []
+    return _keyed(lines, st.st_mtime)
 
 
 def _write_lines(write: Callable[[bytes], None], lines: list[bytes]) -> None:

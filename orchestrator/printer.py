@@ -1,4 +1,4 @@
-"""Formats log lines as `HH:MM:SS name | text` and hands them to the terminal writer and log files.
+"""Formats log lines as `HH:MM:SS name | text` and hands them to the log files and the terminal.
 
 Owned by the supervisor's thread; formatting is batched per chunk, on bytes, so a fast child costs
 a few C calls per chunk, not a call per line.
@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import IO
+from typing import TYPE_CHECKING
 
 from orchestrator.ansi import strip_ansi
+from orchestrator.catchup import colorizer
+
+if TYPE_CHECKING:
+    from orchestrator.logfiles import LogFile
+    from orchestrator.writer import TerminalWriter
 
 # Foreman's palette order; devup's own lines are left uncoloured so they stand out.
 COLORS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95", "94", "91")
 RESET = "\x1b[0m"
 DEVUP = "devup"
-# Past this a log file is rotated (NAME.log -> NAME.log.1), so a chatty child cannot fill the disk.
-LOG_CAP_BYTES = 10 * 1024 * 1024
 
 
 class Printer:
@@ -29,7 +32,10 @@ class Printer:
         color: bool,
         clock: Callable[[], float] = time.time,
         write_urgent: Callable[[bytes], None] | None = None,
+        terminal: TerminalWriter | None = None,
     ) -> None:
+        """Lines go to `terminal` (which catches up from the log files when it falls behind),
+        or without one to `write`."""
         self._write = write
         self._write_urgent = write_urgent or write  # for lines that must pass a full buffer
         self._clock = clock
@@ -37,20 +43,18 @@ class Printer:
         names = list(names)
         self._width = max([len(DEVUP), *(len(n) for n in names)])
         self._colors = {name: COLORS[i % len(COLORS)] for i, name in enumerate(names)}
-        self._log_files: dict[str, IO[bytes]] = {}
-        self._log_sizes: dict[str, int] = {}
-        self._log_reopen: dict[str, Callable[[], IO[bytes]]] = {}
+        self._logs: dict[str, LogFile] = {}
         self._stamp_second = -1
         self._stamp = ""
+        self._terminal = terminal
+        if terminal is not None:
+            # What the terminal catches up on from the log files is coloured the same way, or,
+            # with colour off, loses the services' own escapes as live lines do.
+            terminal.recolor = colorizer(self._color_code, self._width) if color else _strip_block
+            terminal.notice = self._notice
 
-    def add_log_file(
-        self, name: str, file: IO[bytes], reopen: Callable[[], IO[bytes]] | None = None
-    ) -> None:
-        """`reopen` rotates: it is called for a fresh file once this one passes LOG_CAP_BYTES."""
-        self._log_files[name] = file
-        self._log_sizes[name] = 0
-        if reopen is not None:
-            self._log_reopen[name] = reopen
+    def add_log(self, name: str, log: LogFile) -> None:
+        self._logs[name] = log
 
     def add_name(self, name: str) -> None:
         """A service added while running (devports.toml edited): its own colour; the name column
@@ -68,37 +72,48 @@ class Printer:
         Works on bytes: the prefix goes in with one replace, so a chunk of many lines costs a few
         C calls rather than a call per line. `urgent` lines pass a full terminal buffer.
         """
-        write = self._write_urgent if urgent else self._write
         stamp = self._timestamp()
         plain = f"{stamp} {name.ljust(self._width)} | ".encode()
         data = plain + block.replace(b"\n", b"\n" + plain) + b"\n"
-        log = self._log_files.get(name)
-        if log is not None:
-            self._log_sizes[name] += log.write(data)
-            if self._log_sizes[name] > LOG_CAP_BYTES and name in self._log_reopen:
-                log.close()
-                self._log_files[name] = self._log_reopen[name]()
-                self._log_sizes[name] = 0
+        log = self._logs.get(name)
+        landed = log.write(data) if log is not None else None
         code = self._colors.get(name) if self._color else None
-        if code is None:
-            # Colour off: the services' own escapes go too (the log file above keeps them).
-            write(data if self._color else strip_ansi(data))
-            return
-        pretty = f"\x1b[{code}m{stamp} {name.ljust(self._width)} {RESET}| ".encode()
-        write(pretty + block.replace(b"\n", b"\n" + pretty) + b"\n")
+
+        def render() -> bytes:
+            if code is None:
+                # Colour off: the services' own escapes go too (the log file keeps them).
+                return data if self._color else strip_ansi(data)
+            pretty = f"\x1b[{code}m{stamp} {name.ljust(self._width)} {RESET}| ".encode()
+            return pretty + block.replace(b"\n", b"\n" + pretty) + b"\n"
+
+        if self._terminal is not None:
+            fd = log.fd if log is not None else -1
+            self._terminal.feed(name, render, fd, landed, urgent=urgent)
+        else:
+            (self._write_urgent if urgent else self._write)(render())
 
     def say(self, text: str, *, urgent: bool = False) -> None:
         """One of devup's own lines."""
         self.lines(DEVUP, text.split("\n"), urgent=urgent)
 
     def flush_logs(self) -> None:
-        for file in self._log_files.values():
-            file.flush()
+        """Retry what a failed log write left over (a no-op unless one failed)."""
+        for log in self._logs.values():
+            log.retry()
 
     def close_logs(self) -> None:
-        for file in self._log_files.values():
-            file.close()
-        self._log_files.clear()
+        for log in self._logs.values():
+            log.close()
+        self._logs.clear()
+
+    def _color_code(self, name: str) -> bytes | None:
+        code = self._colors.get(name) if self._color else None
+        return None if code is None else f"\x1b[{code}m".encode()
+
+    def _notice(self, text: str) -> bytes:
+        """One of devup's own lines for the terminal only."""
+        stamp = time.strftime("%H:%M:%S")  # the writer's thread: not the supervisor's cached stamp
+        return f"{stamp} {DEVUP.ljust(self._width)} | {text}\n".encode()
 
     def _timestamp(self) -> str:
         now = self._clock()
@@ -107,3 +122,7 @@ class Printer:
             self._stamp_second = second
             self._stamp = time.strftime("%H:%M:%S", time.localtime(now))
         return self._stamp
+
+
+def _strip_block(_name: str, block: bytes) -> bytes:
+    return strip_ansi(block)

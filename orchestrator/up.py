@@ -19,13 +19,14 @@ from orchestrator import audit, reaper, recovery, runmark, runstate
 from orchestrator.control import ControlServer
 from orchestrator.environ import build_env
 from orchestrator.envview import env_file_warnings
+from orchestrator.errors import DevupError
 from orchestrator.live import Live, SwappableWatcher, own_files, without_own_files
+from orchestrator.logfiles import LogFile, start_fresh
 from orchestrator.manifest import Manifest, start_order
 from orchestrator.manifest_diff import Plan
 from orchestrator.paths import ensure_private_dir, project_state_dir
 from orchestrator.printer import DEVUP, Printer
 from orchestrator.reach import Reach
-from orchestrator.safefs import create_file
 from orchestrator.supervisor import Supervisor
 from orchestrator.writer import TerminalWriter
 
@@ -44,15 +45,6 @@ def use_color(no_color: bool, stream: IO[str] | None = None) -> bool:
     return not no_color and "NO_COLOR" not in os.environ and stream is not None and stream.isatty()
 
 
-def open_log(folder: Path, name: str) -> IO[bytes]:
-    """A fresh 0600 log file for this run (the previous run's becomes NAME.log.1)."""
-    path = folder / f"{name}.log"
-    if os.path.lexists(path):  # a dangling symlink too: moved aside, never written through
-        os.replace(path, folder / f"{name}.log.1")
-    fd = create_file(path, os.O_WRONLY | os.O_APPEND)
-    return os.fdopen(fd, "wb", buffering=256 * 1024)
-
-
 def up(manifest: Manifest, options: UpOptions) -> int:
     from orchestrator.ports import allocate_ports
 
@@ -60,13 +52,11 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     lock = runstate.RunLock(manifest.root)
     lock.acquire()
     writer = TerminalWriter(sys.stdout.fileno())
-    printer = Printer(
-        order, writer.write, color=options.color, write_urgent=partial(writer.write, urgent=True)
-    )
+    printer = Printer(order, writer.write, color=options.color, terminal=writer)
     try:
         logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
         for name in [DEVUP, *order]:
-            printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
+            printer.add_log(name, _open_log(logs, name, printer))
         # What a killed devup left behind holds the ports this run is about to hand out.
         recovery.stop_leftovers(manifest.root, manifest, printer.say)
         reaper.become_subreaper()
@@ -85,8 +75,11 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         # Recorded before any spawn: a killed devup's children are then found by their marker
         # (runmark.py) even if it dies before their groups are recorded.
         run_id = runmark.new_run_id()
-        record = _record_run(manifest.root, run_id)
-        runstate.write_state(manifest.root, run_id, {})
+        record = _tolerant(_record_run(manifest.root, run_id), printer)
+        try:
+            runstate.write_state(manifest.root, run_id, {})
+        except OSError as exc:  # a full disk: the run goes on; its children still carry the marker
+            printer.say(f"cannot write the run record: {exc.strerror or exc}; retrying")
         supervisor = Supervisor(
             manifest,
             order,
@@ -147,7 +140,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
 def _add_output(printer: Printer, logs: Path, name: str) -> None:
     """A service added while running gets its colour and log file."""
     printer.add_name(name)
-    printer.add_log_file(name, open_log(logs, name), partial(open_log, logs, name))
+    printer.add_log(name, _open_log(logs, name, printer))
 
 
 def _say_self_reloaders(manifest: Manifest, order: list[str], say: Callable[[str], None]) -> None:
@@ -176,6 +169,41 @@ def _env_with_reach(
     return build_env(manifest, ports, name, color=color, urls=urls)[0]
 
 
+def _open_log(folder: Path, name: str, printer: Printer) -> LogFile:
+    try:
+        return LogFile(start_fresh(folder, name), on_problem=partial(_say_urgent, printer))
+    except OSError as exc:
+        raise DevupError(
+            f"cannot create the log file {folder / (name + '.log')}: {exc.strerror or exc}",
+            hint="check .devup/logs (a file or link where devup writes, a full disk)",
+        ) from None
+
+
+def _say_urgent(printer: Printer, text: str) -> None:
+    printer.say(text, urgent=True)
+
+
+def _tolerant(record: Any, printer: Printer) -> Any:
+    """The run record's write on every state change must not end the run when .devup's disk is
+    full or devup is out of descriptors: said once, and written again at the next change."""
+    failing = False
+
+    def tolerant(sup: Supervisor) -> None:
+        nonlocal failing
+        try:
+            record(sup)
+        except OSError as exc:
+            if not failing:
+                printer.say(f"cannot write the run record: {exc.strerror or exc}; retrying")
+            failing = True
+        else:
+            if failing:
+                printer.say("the run record is written again")
+            failing = False
+
+    return tolerant
+
+
 def _record_run(root: Path, run_id: str) -> Any:
     """The run record's writer: rewrites run.json only when what it records has changed (the
     supervisor calls it at most once per turn of its loop)."""
@@ -201,11 +229,13 @@ def _record_run(root: Path, run_id: str) -> Any:
 
 
 def _report_drops(supervisor: Supervisor, writer: TerminalWriter) -> None:
-    """Say how much output a slow stdout reader made devup drop, at most once a second."""
+    """Say how much output devup had to drop, at most once a second: a slow stdout is fed from
+    the log files, so this is only output that a failing log write kept out of them."""
     dropped = writer.take_dropped()
     if dropped:
         supervisor.printer.say(
-            f"dropped {dropped} bytes of output: stdout was not being read fast enough",
+            f"dropped {dropped} bytes of output: stdout fell behind while the log files could "
+            "not be written",
             urgent=True,
         )
     if supervisor.exit_code is None:
@@ -218,7 +248,10 @@ def _report_final_drops(writer: TerminalWriter) -> None:
     lost = writer.take_dropped() + writer.unwritten()
     if not lost:
         return
-    line = f"devup: dropped {lost} bytes of output: stdout was not being read fast enough\n"
+    line = (
+        f"devup: {lost} bytes of output were not shown: stdout stopped taking them "
+        "(`devup logs` shows what the log files kept)\n"
+    )
     with contextlib.suppress(OSError):  # stderr full or closed too: nothing more to do
         fd = sys.stderr.fileno()
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, DevupProcess, Project, py
 
-from orchestrator import logs, printer
+from orchestrator import logs
 from orchestrator.errors import UsageError
+from orchestrator.logfiles import LogFile, start_fresh
 from orchestrator.printer import Printer
-from orchestrator.up import open_log
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 # Prints a line each time a file named `go-N` appears in its folder, so the test decides when.
@@ -182,9 +182,8 @@ def test_follow_reads_across_rotation_and_a_new_run(tmp_path: Path) -> None:
 def test_a_log_past_the_cap_is_rotated_keeping_the_newest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(printer, "LOG_CAP_BYTES", 1000)
     p = Printer(["api"], lambda data: None, color=False)
-    p.add_log_file("api", open_log(tmp_path, "api"), lambda: open_log(tmp_path, "api"))
+    p.add_log("api", LogFile(start_fresh(tmp_path, "api"), cap_bytes=1000))
     for i in range(100):
         p.lines("api", [f"line {i:03d} " + "x" * 40])
     p.close_logs()
@@ -217,3 +216,21 @@ def test_logs_n_fast_path_matches_the_full_cli(project: Project) -> None:
     assert [line.split(" | ")[1] for line in fast.stdout.splitlines()] == ["2", "3"]
     wrong = project.devup("logs", "-n", "2", "apj")
     assert wrong.returncode == 2 and 'did you mean "api"?' in wrong.stderr
+
+
+def test_a_new_run_keeps_the_last_runs_log_as_prev_and_drops_its_rotated_part(
+    tmp_path: Path,
+) -> None:
+    """NAME.log.1 is always this run's older part, so `logs` may read it: a new run moves the
+    last run's NAME.log to NAME.log.prev and removes the last run's NAME.log.1."""
+    (tmp_path / "api.log").write_text("12:00:01 api | last run, newest\n")
+    (tmp_path / "api.log.1").write_text("12:00:00 api | last run, rotated\n")
+    p = Printer(["api"], lambda data: None, color=False)
+    p.add_log("api", LogFile(start_fresh(tmp_path, "api")))
+    p.lines("api", ["this run"])
+    p.close_logs()
+    assert (tmp_path / "api.log.prev").read_text() == "12:00:01 api | last run, newest\n"
+    assert not (tmp_path / "api.log.1").exists()
+    out: list[bytes] = []
+    logs.show(tmp_path, ["api"], out.append)
+    assert [line.split(b" | ")[1] for line in b"".join(out).splitlines()] == [b"this run"]

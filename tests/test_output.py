@@ -4,17 +4,18 @@ coalescing, and a flood through a real devup keeping every line whole and in ord
 from __future__ import annotations
 
 import fcntl
-import io
 import os
 import queue
 import random
 import re
 import threading
+from pathlib import Path
 
 from conftest import Project, py
 
 from orchestrator.events import Event, OutputClosed, OutputRead
 from orchestrator.lines import CUT_MARKER, LineSplitter
+from orchestrator.logfiles import LogFile
 from orchestrator.printer import Printer
 from orchestrator.supervisor import READ_CHUNK_BYTES, READ_COALESCE_S, _read_output
 
@@ -76,17 +77,18 @@ def test_an_ascii_block_passes_through_as_the_same_bytes() -> None:
     assert splitter.feed_block(b"\n\n") == b"no newline yet\n"  # that line, then an empty one
 
 
-def test_the_printer_formats_a_block_like_the_same_lines() -> None:
+def test_the_printer_formats_a_block_like_the_same_lines(tmp_path: Path) -> None:
     def run(color: bool, use_block: bool) -> tuple[bytes, bytes]:
         out: list[bytes] = []
         printer = Printer(["api", "web"], out.append, color=color, clock=lambda: 0.0)
-        log = io.BytesIO()
-        printer.add_log_file("web", log)
+        path = tmp_path / f"{color}-{use_block}-{len(list(tmp_path.iterdir()))}.log"
+        printer.add_log("web", LogFile(path))
         if use_block:
             printer.block("web", "a\n\nb €".encode())
         else:
             printer.lines("web", ["a", "", "b €"])
-        return b"".join(out), log.getvalue()
+        printer.close_logs()
+        return b"".join(out), path.read_bytes()
 
     for color in (False, True):
         assert run(color, use_block=True) == run(color, use_block=False)

@@ -45,7 +45,7 @@ def test_a_dangling_log_symlink_is_moved_aside_not_written_through(
     assert not os.path.lexists(target)
     log = logs / "a.log"
     assert stat.S_ISREG(log.lstat().st_mode) and "hello" in log.read_text()
-    assert os.readlink(logs / "a.log.1") == str(target)
+    assert os.readlink(logs / "a.log.prev") == str(target)  # the previous run's, set aside
 
 
 def test_dot_devup_as_a_symlink_to_a_shared_folder_is_refused_untouched(

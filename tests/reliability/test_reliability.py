@@ -311,12 +311,16 @@ def test_a_flood_of_output_keeps_devup_memory_bounded(project: Project, records:
     assert tick_done < float((records / "blast-done").read_text())
     tick_log = (project.root / ".devup" / "logs" / "tick.log").read_bytes()
     assert tick_log.count(b"| tick 0") == 1024 * 1024 // 13
-    # stdout (a file here, so nothing is dropped) has every line; blast.log is capped at 10 MiB.
+    # stdout (a file here, so nothing is dropped) has every line, and so have the log files
+    # (blast.log.1 holds the older part if the flood passed the rotation size).
     assert text.count(b"[devup: line cut at 64 KiB]") == 100
     assert text.count(b"x" * 99 + b"\n") == 100 * (1024 * 1024 // 100)  # every line
     logs = project.root / ".devup" / "logs"
-    assert 0 < (logs / "blast.log").stat().st_size <= 11 * 1024 * 1024
-    assert (logs / "blast.log.1").exists()
+    kept = b"".join(
+        p.read_bytes() for p in (logs / "blast.log.1", logs / "blast.log") if p.exists()
+    )
+    assert kept.count(b"[devup: line cut at 64 KiB]") == 100
+    assert kept.count(b"x" * 99 + b"\n") == 100 * (1024 * 1024 // 100)
 
 
 def _peak_until_exit(proc: subprocess.Popen[bytes]) -> int:
@@ -337,9 +341,12 @@ def _vm_kib(pid: int, key: str) -> int:
     raise AssertionError(f"no {key} for {pid}")
 
 
-def test_a_slow_stdout_reader_gets_a_drop_report_and_children_are_not_blocked(
+def test_a_slow_stdout_reader_gets_every_line_late_and_children_are_not_blocked(
     project: Project, records: Path
 ) -> None:
+    """48 MiB past a reader of ~1.3 MB/s: the child is never blocked, devup's memory stays
+    bounded, and the reader still gets every line (fed from the log files once it is behind),
+    with nothing dropped."""
     go = records.parent / "go"
     project.write(
         f"""
@@ -357,20 +364,32 @@ def test_a_slow_stdout_reader_gets_a_drop_report_and_children_are_not_blocked(
         env={**os.environ, "RELIABILITY_GO": str(go)},
     )
     assert proc.stdout is not None
-    got = bytearray()
+    payload = [0]
+    own: list[bytes] = []
     fast = threading.Event()
 
     def read() -> None:
         assert proc.stdout is not None
+        carry = b""
         while chunk := os.read(proc.stdout.fileno(), 65536):
-            got.extend(chunk[-4096:] if b"dropped" not in chunk else chunk)
+            data = carry + chunk
+            whole = data.rfind(b"\n") + 1
+            lines, carry = data[:whole], data[whole:]
+            payload[0] += lines.count(b"| " + b"x" * 99 + b"\n")
+            if b" devup " in lines:
+                own.extend(line for line in lines.split(b"\n") if b" devup " in line)
             if not fast.is_set():
                 time.sleep(0.05)  # the slow reader under test: about 1.3 MB/s
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        wait_for(lambda: b"blast waiting" in got, 20, what="blast waiting")
+        blast_log = project.root / ".devup" / "logs" / "blast.log"
+        wait_for(
+            lambda: blast_log.exists() and b"blast waiting" in blast_log.read_bytes(),
+            20,
+            what="blast waiting",
+        )
         baseline_kib = _vm_kib(proc.pid, "VmRSS")
         go.touch()
         done = records / "blast-done"
@@ -378,21 +397,19 @@ def test_a_slow_stdout_reader_gets_a_drop_report_and_children_are_not_blocked(
         fast.set()
         peak_kib = _peak_until_exit(proc)
         assert proc.returncode == 0
-        reader.join(10)
+        reader.join(30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    match = re.search(rb"dropped (\d+) bytes of output: stdout was not being read fast enough", got)
-    assert match, bytes(got[-2000:])
-    assert int(match.group(1)) > 0
+    text = b"\n".join(own)
+    assert payload[0] == 48 * 10485, text[-2000:]
+    assert b"dropped" not in text
+    # Said once if the terminal fell a second or more behind (not always, on a fast machine).
+    assert text.count(b"catching up from the log files") <= 1, text[-2000:]
     # A full 16 MiB buffer (and the copy being written) is the most devup holds for its stdout.
     growth_mb = (peak_kib - baseline_kib) / 1024
     assert growth_mb <= 64, growth_mb
-    # The child was never blocked (it wrote blast-done in time, above); the log files, capped at
-    # 10 MiB and rotated once, hold the newest lines up to the last, whole.
-    logs = project.root / ".devup" / "logs"
-    log = (logs / "blast.log").read_bytes()
+    log = (project.root / ".devup" / "logs" / "blast.log").read_bytes()
     assert log.endswith(b"| blast done\n")
-    kept = log + (logs / "blast.log.1").read_bytes()
-    assert kept.count(b"x" * 99 + b"\n") >= 10 * 1024 * 1024 // 120
+    assert log.count(b"| " + b"x" * 99 + b"\n") == 48 * 10485
