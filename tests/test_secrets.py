@@ -30,7 +30,14 @@ def mode(path: Path) -> int:
 
 
 def files_under(*folders: Path) -> list[Path]:
-    return [p for folder in folders for p in folder.rglob("*") if p.is_file()]
+    # Not the run record's temporary file: it is renamed over run.json as soon as it is written
+    # (mkstemp makes it 0600), so a listing during a run may name one that is gone a moment later.
+    return [
+        p
+        for folder in folders
+        for p in folder.rglob("*")
+        if p.is_file() and not (p.name.startswith(".run.json.") and p.name.endswith(".tmp"))
+    ]
 
 
 def write_project(project: Project, env_mode: int = 0o600) -> None:

@@ -78,9 +78,12 @@ def test_dependents_start_only_once_their_dependency_listens(
     run = project.start("--no-watch")
     running.append(run)
     run.expect_line(r"db started")
-    run.expect_line(r"db\s+\| serving on")
     run.expect_line(r"api started")
     run.expect_line(r"2 services up")
+    # Both uptimes are read at the same instant: api was spawned at least db's 0.5 s of sleep
+    # after db (db's "serving on" line may be printed after "api started": it follows the listen).
+    services = json.loads(project.devup("status", "--json").stdout)["services"]
+    assert services["db"]["uptime_s"] - services["api"]["uptime_s"] >= 0.5
     assert run.stop() == 130
 
 
