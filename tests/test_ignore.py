@@ -43,9 +43,55 @@ def test_defaults_ignore_tooling_folders_and_editor_temporaries(rel: str, is_dir
     assert ignorer.ignored(f"/p/api/{rel}", is_dir)
 
 
-@pytest.mark.parametrize("rel", ["app.py", "src/app.py", "package.json", "distance.py", "4914"])
+@pytest.mark.parametrize(
+    ("rel", "is_dir"),
+    [
+        ("db.sqlite3", False),
+        ("data/app.sqlite", False),
+        ("dev.db", False),
+        ("db.sqlite3-journal", False),
+        ("db.sqlite3-wal", False),
+        ("db.sqlite3-shm", False),
+        ("development.log", False),
+        ("log", True),
+        ("log/development.log", False),
+        ("tmp", True),
+        ("tmp/pids/server.pid", False),
+        (".pytest_cache/v/cache/lastfailed", False),
+        (".mypy_cache/3.12/app.json", False),
+        (".ruff_cache/x", False),
+        (".tox/py312/log", False),
+        (".cache/x", False),
+        ("coverage/lcov.info", False),
+        (".coverage", False),
+        (".parcel-cache/x", False),
+        (".svelte-kit/generated/root.js", False),
+        (".nuxt/app.js", False),
+        (".turbo/cookies/1", False),
+        ("node_modules/.vite/deps/x.js", False),
+        (".vite/x", True),
+    ],
+)
+def test_defaults_ignore_what_applications_and_tools_write_while_they_run(
+    rel: str, is_dir: bool
+) -> None:
+    ignorer = Ignorer("/p/api", (), GitIgnores())
+    assert ignorer.ignored(f"/p/api/{rel}", is_dir)
+
+
+@pytest.mark.parametrize(
+    "rel", ["app.py", "src/app.py", "package.json", "distance.py", "4914", "src/tmp/x.py"]
+)
 def test_source_files_are_not_ignored(rel: str) -> None:
     assert not Ignorer("/p/api", (), GitIgnores()).ignored(f"/p/api/{rel}")
+
+
+def test_log_and_tmp_are_ignored_only_at_the_services_root() -> None:
+    ignorer = Ignorer("/p/api", (), GitIgnores())
+    assert not ignorer.ignored("/p/api/src/log", is_dir=True)
+    assert not ignorer.ignored("/p/api/src/log/format.py")
+    assert not ignorer.ignored("/p/api/app/tmp", is_dir=True)
+    assert ignorer.ignored("/p/api/tmp/cache/x.rb")
 
 
 def test_service_patterns_are_gitignore_style_relative_to_its_cwd() -> None:
