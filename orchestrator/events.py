@@ -40,6 +40,8 @@ class FilesChanged:
     # time.monotonic() when the watcher read it: the quiet time counts from the change itself,
     # not from when the supervisor got round to it (it may be busy stopping the old process).
     seen_at: float | None = field(default=None, compare=False)
+    # `path` is where a file was moved to: a save by move into place (sed -i, atomic writers)
+    moved_here: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,13 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
 from orchestrator.events import Event, FilesChanged
+from orchestrator.filememory import FileMemory
 from orchestrator.ignore import GITIGNORE, Ignorer, read_gitignores
 from orchestrator.manifest import Manifest
 
-# Everything that changes a file's content, name or mode; never opened / closed-without-write.
+# Everything that may change a file's content or name; never opened / closed-without-write.
+# An attribute change and a close after an open for writing are confirmed against the file
+# (filememory.py): a chmod to the same mode, or a close with no write, changes nothing.
 # Folder creation is left out (its files get events of their own); a folder deleted or moved
 # away may take files with it without a per-file event.
 WATCH_EVENTS: list[type[FileSystemEvent]] = [
@@ -184,29 +187,53 @@ class Watcher:
 
 
 class _Poster(FileSystemEventHandler):
-    """Runs on the observer's thread: match the event against each service, post, nothing else."""
+    """Runs on the observer's thread: match the event against each service, confirm that it
+    changed something, post; nothing else."""
 
     def __init__(self, services: list[WatchedService], post: Callable[[Event], None]) -> None:
         self.services = services
         self.post = post
+        self.memory = FileMemory(time.time_ns())
 
     def dispatch(self, event: FileSystemEvent) -> None:
         if not isinstance(event, WATCH_CLASSES):
             return  # the polling fallback reports folder mtimes too
-        # A move counts by either end: vim moves app.py to app.py~ (ignored) before writing app.py.
         seen_at = time.monotonic()
-        paths = [os.fsdecode(event.src_path)]
-        if event.dest_path:
-            paths.append(os.fsdecode(event.dest_path))
+        src = os.fsdecode(event.src_path)
+        dest = os.fsdecode(event.dest_path) if event.dest_path else ""
+        # A move counts by either end, its destination first (the file saved, for sed -i and
+        # atomic writers); vim moves app.py to app.py~ (ignored) before writing app.py.
+        paths = [dest, src] if dest else [src]
         if any(os.path.basename(path) == GITIGNORE for path in paths):
             for service in self.services:
                 service.ignorer.forget()  # as git would, from now on by the file as it is now
+        wanted: list[tuple[WatchedService, str]] = []
         for service in self.services:
             for path in paths:
                 if service.wants(path, event.is_directory):
-                    rel = os.path.relpath(path, service.cwd)
-                    self.post(FilesChanged(service.name, rel, seen_at))
+                    wanted.append((service, path))
                     break
+        if not wanted or not self._changed_something(event, src, dest):
+            return
+        for service, path in wanted:
+            rel = os.path.relpath(path, service.cwd)
+            self.post(FilesChanged(service.name, rel, seen_at, moved_here=path == dest))
+
+    def _changed_something(self, event: FileSystemEvent, src: str, dest: str) -> bool:
+        """A write, creation, deletion or move did; an attribute change or a close-after-write
+        did only if the file is not what it was (the kernel reports a close after an open for
+        writing, and a chmod to the same mode, as much as a real write or `touch`)."""
+        if event.is_directory:
+            return True
+        if isinstance(event, FileDeletedEvent):
+            self.memory.forget(src)
+            return True
+        if isinstance(event, FileMovedEvent):
+            self.memory.forget(src)
+            self.memory.changed(dest, sure=True)
+            return True
+        doubtful = isinstance(event, (FileAttribEvent, FileClosedEvent))
+        return self.memory.changed(src, sure=not doubtful)
 
 
 _NATIVE = "inotify" if sys.platform.startswith("linux") else "FSEvents"

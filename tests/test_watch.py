@@ -401,3 +401,42 @@ def test_a_gitignore_written_during_the_run_counts_from_then_on(tmp_path: Path) 
             assert path != "gen/bundle.js"
     finally:
         watcher.stop()
+
+
+def make_sqlite(path: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("create table t (x integer)")
+        db.execute("insert into t values (1)")
+    db.close()
+
+
+def test_a_close_unwritten_a_chmod_to_the_same_mode_and_a_sqlite_read_restart_nothing(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    import sqlite3
+
+    # Named so no default ignore applies: the database is told apart by what it is, not its name.
+    make_sqlite(project.root / "store.data")
+    run, _ = start(project, running)
+    app = project.root / "app.py"
+    os.close(os.open(app, os.O_WRONLY))  # opened for writing, closed unwritten
+    os.close(os.open(app, os.O_RDWR))
+    os.chmod(app, app.stat().st_mode & 0o7777)  # chmod to the mode it has
+    db = sqlite3.connect(project.root / "store.data")  # opens it read-write, as Django does
+    assert db.execute("select x from t").fetchall() == [(1,)]
+    db.close()
+    prove_quiet(project, run)
+    assert count(run, "api: ") == 0, run.lines
+    assert count(run, "api started") == 1
+
+
+def test_touch_is_a_change(project: Project, running: list[DevupProcess]) -> None:
+    run, _ = start(project, running)
+    subprocess.run(["touch", str(project.root / "app.py")], check=True)
+    run.expect_line(r"api: app.py changed, restarting")
+    run.expect_line(r"api ready on")
+    prove_quiet(project, run)
+    assert count(run, "api: ") == 1, run.lines
+    assert count(run, "api started") == 2
