@@ -45,6 +45,13 @@ class FilesChanged:
 
 
 @dataclass(frozen=True)
+class WatcherSaid:
+    """A line of the watcher's (it runs on threads of its own; the supervisor prints it)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ControlRequested:
     """A command from `devup status/restart/stop/start`; `reply` is called with the answer."""
 
@@ -55,5 +62,11 @@ class ControlRequested:
 
 
 Event = (
-    OutputRead | OutputClosed | SignalReceived | ChildrenChanged | FilesChanged | ControlRequested
+    OutputRead
+    | OutputClosed
+    | SignalReceived
+    | ChildrenChanged
+    | FilesChanged
+    | ControlRequested
+    | WatcherSaid
 )

@@ -27,6 +27,7 @@ from orchestrator.events import (
     OutputClosed,
     OutputRead,
     SignalReceived,
+    WatcherSaid,
 )
 from orchestrator.lines import LineSplitter
 from orchestrator.listening import is_listening
@@ -34,7 +35,7 @@ from orchestrator.manifest import Manifest, ServiceSpec
 from orchestrator.policy import decide, first_backoff_s, format_delay
 from orchestrator.ports import is_port_free
 from orchestrator.printer import Printer
-from orchestrator.selftrigger import SelfTriggerGuard
+from orchestrator.selftrigger import SelfTriggerGuard, holder_of
 from orchestrator.states import State, check_transition
 from orchestrator.timers import Timers
 
@@ -167,9 +168,9 @@ class Supervisor:
         """Start everything, supervise until the run ends, return devup's exit code."""
         previous = self._install_signal_handlers()
         try:
+            if watcher is not None:
+                watcher.start()  # on its own thread, while the services start
             self._start_ready_services()
-            if watcher is not None and not self.shutting_down:
-                watcher.start()
             while self.exit_code is None:
                 self._step(self.timers.timeout(IDLE_WAKEUP_S))
             return self.exit_code
@@ -224,6 +225,8 @@ class Supervisor:
             self._on_files_changed(event)
         elif isinstance(event, ControlRequested):
             self._on_control(event)
+        elif isinstance(event, WatcherSaid):
+            self.say(event.text)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -621,6 +624,7 @@ class Supervisor:
                 svc.port_wait_since = now
             self.timers.call_later(PORT_WAIT_POLL_S, lambda: self._try_start(svc))
             return
+        self._announce_change(svc)
         self._spawn_now(svc)
 
     def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
@@ -686,6 +690,7 @@ class Supervisor:
         if svc.state in (State.STOPPING, State.RESTARTING) and svc.restart_due is not None:
             # A burst: fold into the restart under way, just push its start past the quiet time.
             svc.burst_events += 1
+            self.self_triggers.folded(svc.name, event.path, event.moved_here)
             quiet_s = (
                 debounce_s if svc.burst_events < BURST_EVENTS else max(debounce_s, BURST_QUIET_S)
             )
@@ -702,15 +707,40 @@ class Supervisor:
             # Seen before this process was spawned (the watcher's thread was slow to post it, a
             # busy machine): the process reads the files as they are after the change already.
             return
-        up_for_s = now - svc.started_at if svc.state.is_up else None
-        told = self.self_triggers.check(svc.name, event.path, now, up_for_s)
-        if told is not None:  # it keeps restarting itself: watching it is suspended
-            if told:
-                self.say(told)
-            return
-        self.say(f"{svc.name}: {event.path} changed, restarting")
+        if svc.name in self.self_triggers.suspended:
+            return  # it restarted itself by its own writes; `devup restart` lifts this
+        up_for_s = max(0.0, seen_at - svc.started_at) if svc.state.is_up else None
+        if svc.state.is_up and svc.group is not None:
+            path = os.path.join(svc.spec.cwd, event.path)
+            holder = holder_of(path, process.group_members(svc.group))
+            if holder is not None:
+                self.say(self.self_triggers.suspend_for_holder(svc.name, event.path, holder))
+                return
+        pid = svc.child.pid if svc.child is not None else None
+        self.self_triggers.began(svc.name, svc.generation, pid, event.path, up_for_s)
         svc.burst_events = 1
-        self.request_restart(svc, changed_at + debounce_s - now)
+        delay_s = changed_at + debounce_s - now
+        self.request_restart(svc, delay_s)
+        self.timers.call_later(max(delay_s, 0.0), lambda: self._announce_change(svc))
+
+    def _announce_change(self, svc: ServiceRun) -> None:
+        """Name the file of a file-change restart once its changes are gathered (its quiet time
+        is over, or its new process starts): a file saved by a move into place (sed -i, vim,
+        atomic writers) is named by where it went, not by its temporary name."""
+        now = self._clock()
+        due = svc.restart_due
+        if svc.state in (State.STOPPING, State.RESTARTING) and due is not None and due > now:
+            self.timers.call_later(due - now, lambda: self._announce_change(svc))
+            return
+        cwd = svc.spec.cwd
+        told = self.self_triggers.announce(
+            svc.name, lambda rel: os.path.lexists(os.path.join(cwd, rel))
+        )
+        if told is not None:
+            label, suspension = told
+            self.say(f"{svc.name}: {label} changed, restarting")
+            if suspension:
+                self.say(suspension)
 
     # -- the end -------------------------------------------------------------------------------
 

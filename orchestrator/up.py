@@ -91,7 +91,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         if options.watching:
             from orchestrator.watcher import make_watcher
 
-            watcher = make_watcher(manifest, order, supervisor.events.put, printer.say)
+            watcher = make_watcher(manifest, order, supervisor.events.put)
         control = ControlServer(manifest.root, supervisor.events.put)
         control.start()
         try:
