@@ -42,6 +42,9 @@ class FilesChanged:
     seen_at: float | None = field(default=None, compare=False)
     # `path` is where a file was moved to: a save by move into place (sed -i, atomic writers)
     moved_here: bool = field(default=False, compare=False)
+    # time.monotonic() of the file's mtime, when known: when it was written, however late the
+    # watcher's thread read the event (a burst of thousands of files on a busy machine)
+    written_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

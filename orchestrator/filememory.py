@@ -22,17 +22,20 @@ class FileMemory:
         self._since_ns = since_ns - CLOCK_SLACK_NS  # when watching began
         self._stat = stat
         self._known: dict[str, Signature] = {}
+        self.mtime_ns: int | None = None  # of the file last asked about, if it could be read
 
     def changed(self, path: str, sure: bool) -> bool:
         """Remember `path` as it is now; whether that is a change. `sure`: the event proves one
         (a write, a creation). Otherwise the file is compared with what it was when last seen;
         a file never seen counts as changed only if its mtime is later than when watching began
         (a close or chmod of a file untouched since then changed nothing)."""
+        self.mtime_ns = None
         try:
             st = self._stat(path)
         except OSError:
             self._known.pop(path, None)
             return True  # gone already: its deletion is the change
+        self.mtime_ns = st.st_mtime_ns
         now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
         before = self._known.get(path)
         if len(self._known) >= MEMORY_MAX:
@@ -45,4 +48,5 @@ class FileMemory:
         return now != before
 
     def forget(self, path: str) -> None:
+        self.mtime_ns = None
         self._known.pop(path, None)

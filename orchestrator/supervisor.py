@@ -56,6 +56,8 @@ PORT_WAIT_WARN_S = 5.0
 # burst for longer than debounce_ms midway. A single save still restarts after debounce_ms.
 BURST_EVENTS = 20
 BURST_QUIET_S = 0.3
+# The kernel stamps mtimes from a coarse clock: a write is at most this much later than its mtime.
+MTIME_TICK_S = 0.01
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
 IDLE_WAKEUP_S = 1.0
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -706,6 +708,10 @@ class Supervisor:
         if event.seen_at is not None and event.seen_at < svc.started_at:
             # Seen before this process was spawned (the watcher's thread was slow to post it, a
             # busy machine): the process reads the files as they are after the change already.
+            return
+        if event.written_at is not None and event.written_at + MTIME_TICK_S < svc.started_at:
+            # Written before the spawn, however late the watcher read it: the 90th file of a
+            # 5,000-file burst read after the new process started gave a second restart.
             return
         if svc.name in self.self_triggers.suspended:
             return  # it restarted itself by its own writes; `devup restart` lifts this

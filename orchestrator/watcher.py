@@ -348,9 +348,21 @@ class _Poster(FileSystemEventHandler):
                     break
         if not wanted or not self._changed_something(event, src, dest):
             return
+        written_at = None
+        if isinstance(event, (FileModifiedEvent, FileClosedEvent)) and self.memory.mtime_ns:
+            # A write stamps the mtime (a copy or move may carry an old one: not those).
+            written_at = seen_at - max(0, time.time_ns() - self.memory.mtime_ns) / 1e9
         for service, path in wanted:
             rel = os.path.relpath(path, service.cwd)
-            self.post(FilesChanged(service.name, rel, seen_at, moved_here=path == dest))
+            self.post(
+                FilesChanged(
+                    service.name,
+                    rel,
+                    seen_at,
+                    path == dest,
+                    written_at,
+                )
+            )
 
     def _changed_something(self, event: FileSystemEvent, src: str, dest: str) -> bool:
         """A write, creation, deletion or move did; an attribute change or a close-after-write

@@ -115,6 +115,31 @@ def test_a_change_seen_before_the_process_was_spawned_does_not_restart_it(
     assert (api.restart_due is not None) is restarts
 
 
+@pytest.mark.parametrize("state", [State.READY, State.STARTING])
+@pytest.mark.parametrize(
+    ("written_after_spawn_s", "restarts"),
+    [
+        (-0.05, False),  # written before the spawn, read 0.2 s after it by a lagging watcher
+        (-0.005, True),  # within the coarse mtime clock's tick of the spawn: it may be after
+        (0.01, True),
+    ],
+)
+def test_a_change_written_before_the_spawn_but_read_after_it_does_not_restart_it(
+    tmp_path: Path, port: int, state: State, written_after_spawn_s: float, restarts: bool
+) -> None:
+    """bench/restart's 5,000-file burst: the watcher's thread, behind the writer, read the 90th
+    file after the new process was spawned; that file had been written before."""
+    clock = Clock()
+    sup = supervisor(tmp_path, clock, port)
+    api = sup.services["api"]
+    api.state = state
+    api.started_at = clock.now - 0.2
+    written_at = api.started_at + written_after_spawn_s
+    sup._on_files_changed(FilesChanged("api", "src/f90.py", clock.now, written_at=written_at))
+    assert (api.state is not state) is restarts
+    assert (api.restart_due is not None) is restarts
+
+
 @pytest.mark.parametrize(
     ("starting_for_s", "next_probe_in_s"),
     [(0.02, 0.01), (0.3, 0.03), (5.0, 0.05)],  # a tenth of its age, within 10-50 ms
