@@ -733,6 +733,8 @@ class Supervisor:
         """Name the file of a file-change restart once its changes are gathered (its quiet time
         is over, or its new process starts): a file saved by a move into place (sed -i, vim,
         atomic writers) is named by where it went, not by its temporary name."""
+        if self.shutting_down:
+            return
         now = self._clock()
         due = svc.restart_due
         if svc.state in (State.STOPPING, State.RESTARTING) and due is not None and due > now:
