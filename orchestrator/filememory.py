@@ -16,7 +16,8 @@ Signature = tuple[int, int, int, int]
 
 
 class FileMemory:
-    """Used from the watcher's threads only (one observer thread at a time asks)."""
+    """Used from the observers' threads (inotify's, and the polling one's when some tree is
+    polled): a race between the two costs at worst one verdict on one file."""
 
     def __init__(self, since_ns: int, stat: Callable[[str], os.stat_result] = os.stat) -> None:
         self._since_ns = since_ns - CLOCK_SLACK_NS  # when watching began

@@ -56,6 +56,7 @@ PORT_WAIT_WARN_S = 5.0
 # burst for longer than debounce_ms midway. A single save still restarts after debounce_ms.
 BURST_EVENTS = 20
 BURST_QUIET_S = 0.3
+ANNOUNCE_RECHECK_S = 0.05  # how often a restart still gathering changes checks for a burst
 # The kernel stamps mtimes from a coarse clock: a write is at most this much later than its mtime.
 MTIME_TICK_S = 0.01
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
@@ -725,7 +726,14 @@ class Supervisor:
         pid = svc.child.pid if svc.child is not None else None
         self.self_triggers.began(svc.name, svc.generation, pid, event.path, up_for_s)
         svc.burst_events = 1
-        delay_s = changed_at + debounce_s - now
+        quiet_s = debounce_s
+        if up_for_s is not None and up_for_s < BURST_QUIET_S:
+            # A change while the new process is still starting is most likely the rest of the
+            # burst that restarted it (a checkout the machine starved for CPU while the restart
+            # ran): gather the rest of it as a burst, not a restart per trickle of files.
+            svc.burst_events = BURST_EVENTS
+            quiet_s = max(debounce_s, BURST_QUIET_S)
+        delay_s = changed_at + quiet_s - now
         self.request_restart(svc, delay_s)
         self.timers.call_later(max(delay_s, 0.0), lambda: self._announce_change(svc))
 
@@ -737,8 +745,11 @@ class Supervisor:
             return
         now = self._clock()
         due = svc.restart_due
-        if svc.state in (State.STOPPING, State.RESTARTING) and due is not None and due > now:
-            self.timers.call_later(due - now, lambda: self._announce_change(svc))
+        gathering = svc.state in (State.STOPPING, State.RESTARTING)
+        if gathering and due is not None and due > now and svc.burst_events < BURST_EVENTS:
+            # A burst is said at once (no move into place to wait for); a save once it is over.
+            wait_s = min(due - now, ANNOUNCE_RECHECK_S)
+            self.timers.call_later(wait_s, lambda: self._announce_change(svc))
             return
         cwd = svc.spec.cwd
         told = self.self_triggers.announce(

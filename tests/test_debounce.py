@@ -14,7 +14,7 @@ from orchestrator.events import FilesChanged
 from orchestrator.manifest import load_manifest
 from orchestrator.printer import Printer
 from orchestrator.states import State
-from orchestrator.supervisor import Supervisor
+from orchestrator.supervisor import BURST_QUIET_S, Supervisor
 
 DEBOUNCE_S = 0.05
 
@@ -113,6 +113,24 @@ def test_a_change_seen_before_the_process_was_spawned_does_not_restart_it(
     sup._on_files_changed(FilesChanged("api", "app.py", seen_at))
     assert (api.state is not state) is restarts
     assert (api.restart_due is not None) is restarts
+
+
+@pytest.mark.parametrize(
+    ("up_for_s", "quiet_s"),
+    [(0.1, BURST_QUIET_S), (0.29, BURST_QUIET_S), (0.31, DEBOUNCE_S), (30.0, DEBOUNCE_S)],
+)
+def test_a_change_soon_after_the_start_waits_for_a_bursts_quiet(
+    tmp_path: Path, port: int, up_for_s: float, quiet_s: float
+) -> None:
+    """A checkout starved for CPU trickles its files: each restart's new process met the next
+    file and restarted again (8 restarts for one burst); the rest of it now folds into one."""
+    clock = Clock()
+    sup = supervisor(tmp_path, clock, port)
+    api = sup.services["api"]
+    api.state = State.READY
+    api.started_at = clock.now - up_for_s
+    sup._on_files_changed(FilesChanged("api", "src/f9.py", clock.now))
+    assert api.restart_due == pytest.approx(clock.now + quiet_s)
 
 
 @pytest.mark.parametrize("state", [State.READY, State.STARTING])

@@ -167,7 +167,8 @@ def inotify_fds(pid: int) -> int:
 
 def test_no_watch_never_restarts(project: Project, running: list[DevupProcess]) -> None:
     watching, _ = start(project, running)
-    assert inotify_fds(watching.proc.pid) >= 1  # what the --no-watch check below looks for
+    # what the --no-watch check below looks for (the watcher sets up on a thread of its own)
+    wait_for(lambda: inotify_fds(watching.proc.pid) >= 1, 10, what="devup's inotify instance")
     watching.stop()
 
     run, port = start(project, running, "--no-watch")
