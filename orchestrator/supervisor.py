@@ -61,11 +61,13 @@ ANNOUNCE_RECHECK_S = 0.05  # how often a restart still gathering changes checks 
 MTIME_TICK_S = 0.01
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
 IDLE_WAKEUP_S = 1.0
+WATCH_HEAD_START_S = 0.1
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 class Watcher(Protocol):
     def start(self) -> None: ...
+    def wait_started(self, timeout_s: float) -> bool: ...
     def stop(self) -> None: ...
 
 
@@ -172,7 +174,10 @@ class Supervisor:
         previous = self._install_signal_handlers()
         try:
             if watcher is not None:
-                watcher.start()  # on its own thread, while the services start
+                watcher.start()  # on its own thread
+                # A small tree is watched before any service starts (nothing it writes or is
+                # saved at once is missed); a big one is walked while the services start.
+                watcher.wait_started(WATCH_HEAD_START_S)
             self._start_ready_services()
             while self.exit_code is None:
                 self._step(self.timers.timeout(IDLE_WAKEUP_S))

@@ -89,9 +89,9 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         _report_drops(supervisor, writer)
         watcher = None
         if options.watching:
-            from orchestrator.watcher import make_watcher
+            from orchestrator.watchlater import WatcherLater
 
-            watcher = make_watcher(manifest, order, supervisor.events.put)
+            watcher = WatcherLater(manifest, order, supervisor.events.put)
         control = ControlServer(manifest.root, supervisor.events.put)
         control.start()
         try:

@@ -146,6 +146,9 @@ class Watcher:
         self.started = threading.Event()  # every root is watched (or polled)
         self.polled: list[str] = []  # roots that fell back to polling
 
+    def wait_started(self, timeout_s: float) -> bool:
+        return self.started.wait(timeout_s)
+
     def start(self, wait: bool = False) -> None:
         """Begin watching on the watcher's thread; `wait`: return once every root is watched."""
         self._thread = threading.Thread(target=self._run, name="devup-watch", daemon=True)
