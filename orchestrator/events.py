@@ -40,6 +40,18 @@ class FilesChanged:
     # time.monotonic() when the watcher read it: the quiet time counts from the change itself,
     # not from when the supervisor got round to it (it may be busy stopping the old process).
     seen_at: float | None = field(default=None, compare=False)
+    # `path` is where a file was moved to: a save by move into place (sed -i, atomic writers)
+    moved_here: bool = field(default=False, compare=False)
+    # time.monotonic() of the file's mtime, when known: when it was written, however late the
+    # watcher's thread read the event (a burst of thousands of files on a busy machine)
+    written_at: float | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class WatcherSaid:
+    """A line of the watcher's (it runs on threads of its own; the supervisor prints it)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -66,4 +78,5 @@ Event = (
     | FilesChanged
     | ControlRequested
     | ManifestChanged
+    | WatcherSaid
 )

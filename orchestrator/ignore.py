@@ -34,6 +34,30 @@ DEFAULT_IGNORES = (
     ".#*",
     "*___jb_tmp___",
     "*___jb_old___",  # JetBrains' safe write moves the old file there before it deletes it
+    # what applications write while they run: SQLite databases and their journals, logs, and
+    # log/ and tmp/ at the service's root (Rails writes both; anchored, so src/tmp/ still counts)
+    "*.sqlite3",
+    "*.sqlite",
+    "*.db",
+    "*-journal",
+    "*-wal",
+    "*-shm",
+    "*.log",
+    "/log/",
+    "/tmp/",
+    # tool caches
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".tox",
+    ".cache",
+    "coverage",
+    ".coverage",
+    ".parcel-cache",
+    ".svelte-kit",
+    ".nuxt",
+    ".turbo",
+    ".vite",
 )
 
 

@@ -61,11 +61,18 @@ def _never(_path: bytes) -> bool:
     return False
 
 
+def _ignore(_root: bytes, _folder: bytes) -> None:
+    pass
+
+
 @dataclass
 class _PrunedWatchGroup(InotifyWatchGroup):
     """watchdog's recursive inotify watch, minus the folders `prune` says nobody needs."""
 
     prune: Callable[[bytes], bool] = _never
+    # Called (on the emitter's thread) when a folder made after the start cannot be watched:
+    # watchdog logs nothing and misses its changes for good.
+    on_exhausted: Callable[[bytes, bytes], None] = _ignore
     exhausted: bool = field(default=False, init=False)
     _move_event_grouper: InotifyMoveEventGrouper = field(
         default_factory=_FastMoveGrouper, init=False
@@ -83,21 +90,35 @@ class _PrunedWatchGroup(InotifyWatchGroup):
             self._add_callback(folder)
 
     def _add_callback(self, path: bytes) -> None:
+        """watchdog's, except that running out of watches below the root is not swallowed."""
         try:
-            super()._add_callback(path)
+            wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            self.exhausted = True
+            if exc.errno == errno.ENOSPC:
+                self.exhausted = True
+                if self.is_active:
+                    self.on_exhausted(self.path, path)
+            elif path == self.path:
+                raise  # a failure to watch the root reaches the caller, as in watchdog
+            return  # a folder gone or unreadable since it was listed
+        self._active_callbacks_by_path[path] = wd
+        self._active_callbacks_by_watch[wd] = path
 
     def _recursive_simulate(self, src_path: bytes) -> list[Any]:
         return [] if self.prune(src_path) else list(super()._recursive_simulate(src_path))
 
 
 class _PrunedEmitter(InotifyEmitter):
-    def __init__(self, *args: Any, prune: Callable[[bytes], bool], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        prune: Callable[[bytes], bool],
+        on_exhausted: Callable[[bytes, bytes], None],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._prune = prune
+        self._on_exhausted = on_exhausted
 
     def on_thread_start(self) -> None:
         group = _PrunedWatchGroup(
@@ -107,6 +128,7 @@ class _PrunedEmitter(InotifyEmitter):
             is_recursive=self.watch.is_recursive,
             follow_symlink=self.watch.follow_symlink,
             prune=self._prune,
+            on_exhausted=self._on_exhausted,
         )
         if group.exhausted:
             group.deactivate()
@@ -117,13 +139,20 @@ class _PrunedEmitter(InotifyEmitter):
 class PrunedInotifyObserver(BaseObserver):
     """watchdog's InotifyObserver (one inotify instance for all watches) with pruned watches."""
 
-    def __init__(self, prune: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        prune: Callable[[str], bool],
+        on_exhausted: Callable[[str, str], None] = lambda root, folder: None,
+    ) -> None:
+        """`on_exhausted(root, folder)`: a folder made below `root` after its watch was set up
+        could not be watched (max_user_watches); called on an emitter's thread."""
         self._inotify_fd = InotifyFD()
         self._inotify_fd.start()
         super().__init__(
             _PrunedEmitter,
             inotify_fd=self._inotify_fd,
             prune=lambda path: prune(os.fsdecode(path)),
+            on_exhausted=lambda root, folder: on_exhausted(os.fsdecode(root), os.fsdecode(folder)),
         )
 
     def on_thread_stop(self) -> None:

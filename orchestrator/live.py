@@ -142,6 +142,9 @@ class SwappableWatcher:
         if self.inner is not None:
             self.inner.start()
 
+    def wait_started(self, timeout_s: float) -> bool:
+        return self.inner.wait_started(timeout_s) if self.inner is not None else True
+
     def stop(self) -> None:
         self._started = False
         if self.inner is not None:

@@ -32,6 +32,7 @@ from orchestrator.events import (
     OutputClosed,
     OutputRead,
     SignalReceived,
+    WatcherSaid,
 )
 from orchestrator.holders import describe_all, find_holders
 from orchestrator.lines import LineSplitter
@@ -42,7 +43,7 @@ from orchestrator.ports import is_port_free
 from orchestrator.printer import Printer
 from orchestrator.reach import Reach
 from orchestrator.readiness import ReadyProbe
-from orchestrator.selftrigger import SelfTriggerGuard
+from orchestrator.selftrigger import SelfTriggerGuard, holder_of
 from orchestrator.states import State, check_transition
 from orchestrator.timers import Timers
 
@@ -72,13 +73,18 @@ PORT_WAIT_WARN_S = 5.0
 # burst for longer than debounce_ms midway. A single save still restarts after debounce_ms.
 BURST_EVENTS = 20
 BURST_QUIET_S = 0.3
+ANNOUNCE_RECHECK_S = 0.05  # how often a restart still gathering changes checks for a burst
+# The kernel stamps mtimes from a coarse clock: a write is at most this much later than its mtime.
+MTIME_TICK_S = 0.01
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
 IDLE_WAKEUP_S = 1.0
+WATCH_HEAD_START_S = 0.1
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 class Watcher(Protocol):
     def start(self) -> None: ...
+    def wait_started(self, timeout_s: float) -> bool: ...
     def stop(self) -> None: ...
 
 
@@ -231,10 +237,13 @@ class Supervisor:
         """Start everything, supervise until the run ends, return devup's exit code."""
         previous = self._install_signal_handlers()
         try:
+            if watcher is not None:
+                watcher.start()  # on its own thread
+                # A small tree is watched before any service starts (nothing it writes or is
+                # saved at once is missed); a big one is walked while the services start.
+                watcher.wait_started(WATCH_HEAD_START_S)
             self._start_ready_services()
             self._tell_change()
-            if watcher is not None and not self.shutting_down:
-                watcher.start()
             while self.exit_code is None:
                 self._step(self.timers.timeout(IDLE_WAKEUP_S))
             return self.exit_code
@@ -301,6 +310,8 @@ class Supervisor:
             self._on_control(event)
         elif isinstance(event, ManifestChanged) and self.live is not None:
             self.live.changed()
+        elif isinstance(event, WatcherSaid):
+            self.say(event.text)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -830,6 +841,7 @@ class Supervisor:
                 svc.port_wait_since = now
             self.timers.call_later(PORT_WAIT_POLL_S, lambda: self._try_start(svc))
             return
+        self._announce_change(svc)
         self._spawn_now(svc)
 
     def _poll_orphans(self, svc: ServiceRun, generation: int) -> None:
@@ -910,6 +922,7 @@ class Supervisor:
         if svc.state in (State.STOPPING, State.RESTARTING) and svc.restart_due is not None:
             # A burst: fold into the restart under way, just push its start past the quiet time.
             svc.burst_events += 1
+            self.self_triggers.folded(svc.name, event.path, event.moved_here)
             quiet_s = (
                 debounce_s if svc.burst_events < BURST_EVENTS else max(debounce_s, BURST_QUIET_S)
             )
@@ -926,15 +939,56 @@ class Supervisor:
             # Seen before this process was spawned (the watcher's thread was slow to post it, a
             # busy machine): the process reads the files as they are after the change already.
             return
-        up_for_s = now - svc.started_at if svc.state.is_up else None
-        told = self.self_triggers.check(svc.name, event.path, now, up_for_s)
-        if told is not None:  # it keeps restarting itself: watching it is suspended
-            if told:
-                self.say(told)
+        if event.written_at is not None and event.written_at + MTIME_TICK_S < svc.started_at:
+            # Written before the spawn, however late the watcher read it: the 90th file of a
+            # 5,000-file burst read after the new process started gave a second restart.
             return
-        self.say(f"{svc.name}: {event.path} changed, restarting")
+        if svc.name in self.self_triggers.suspended:
+            return  # it restarted itself by its own writes; `devup restart` lifts this
+        up_for_s = max(0.0, seen_at - svc.started_at) if svc.state.is_up else None
+        if svc.state.is_up and svc.group is not None:
+            path = os.path.join(svc.spec.cwd, event.path)
+            holder = holder_of(path, process.group_members(svc.group))
+            if holder is not None:
+                self.say(self.self_triggers.suspend_for_holder(svc.name, event.path, holder))
+                return
+        pid = svc.child.pid if svc.child is not None else None
+        self.self_triggers.began(svc.name, svc.generation, pid, event.path, up_for_s)
         svc.burst_events = 1
-        self.request_restart(svc, changed_at + debounce_s - now)
+        quiet_s = debounce_s
+        if up_for_s is not None and up_for_s < BURST_QUIET_S:
+            # A change while the new process is still starting is most likely the rest of the
+            # burst that restarted it (a checkout the machine starved for CPU while the restart
+            # ran): gather the rest of it as a burst, not a restart per trickle of files.
+            svc.burst_events = BURST_EVENTS
+            quiet_s = max(debounce_s, BURST_QUIET_S)
+        delay_s = changed_at + quiet_s - now
+        self.request_restart(svc, delay_s)
+        self.timers.call_later(max(delay_s, 0.0), lambda: self._announce_change(svc))
+
+    def _announce_change(self, svc: ServiceRun) -> None:
+        """Name the file of a file-change restart once its changes are gathered (its quiet time
+        is over, or its new process starts): a file saved by a move into place (sed -i, vim,
+        atomic writers) is named by where it went, not by its temporary name."""
+        if self.shutting_down:
+            return
+        now = self._clock()
+        due = svc.restart_due
+        gathering = svc.state in (State.STOPPING, State.RESTARTING)
+        if gathering and due is not None and due > now and svc.burst_events < BURST_EVENTS:
+            # A burst is said at once (no move into place to wait for); a save once it is over.
+            wait_s = min(due - now, ANNOUNCE_RECHECK_S)
+            self.timers.call_later(wait_s, lambda: self._announce_change(svc))
+            return
+        cwd = svc.spec.cwd
+        told = self.self_triggers.announce(
+            svc.name, lambda rel: os.path.lexists(os.path.join(cwd, rel))
+        )
+        if told is not None:
+            label, suspension = told
+            self.say(f"{svc.name}: {label} changed, restarting")
+            if suspension:
+                self.say(suspension)
 
     # -- a changed manifest ----------------------------------------------------------------------
 

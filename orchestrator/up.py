@@ -97,10 +97,12 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         def new_watcher(current: Manifest, names: list[str]) -> Any:
             if not options.watching:
                 return None
-            from orchestrator.watcher import make_watcher
+            from orchestrator.watchlater import WatcherLater
 
+            # Built and started on its own thread (watchlater.py), so a big tree costs the
+            # services' start nothing.
             current = without_own_files(current, own_files(current, names))
-            return make_watcher(current, names, supervisor.events.put, printer.say)
+            return WatcherLater(current, names, supervisor.events.put)
 
         watcher = SwappableWatcher(new_watcher(manifest, order))
         live = Live(

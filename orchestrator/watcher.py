@@ -10,9 +10,12 @@ On macOS, watchdog's FSEvents observer watches each tree as one stream.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,14 +34,17 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserverVFS
 
-from orchestrator.events import Event, FilesChanged
+from orchestrator.events import Event, FilesChanged, WatcherSaid
+from orchestrator.filememory import FileMemory
 from orchestrator.ignore import GITIGNORE, Ignorer, read_gitignores
 from orchestrator.manifest import Manifest
 
-# Everything that changes a file's content, name or mode; never opened / closed-without-write.
+# Everything that may change a file's content or name; never opened / closed-without-write.
+# An attribute change and a close after an open for writing are confirmed against the file
+# (filememory.py): a chmod to the same mode, or a close with no write, changes nothing.
 # Folder creation is left out (its files get events of their own); a folder deleted or moved
 # away may take files with it without a per-file event.
 WATCH_EVENTS: list[type[FileSystemEvent]] = [
@@ -53,6 +59,7 @@ WATCH_EVENTS: list[type[FileSystemEvent]] = [
 ]
 WATCH_CLASSES = tuple(WATCH_EVENTS)
 POLL_INTERVAL_S = 1.0
+GONE_POLL_S = 0.25  # how often a deleted watched folder is looked for
 SYSCTL_FIX = "sudo sysctl fs.inotify.max_user_watches=524288"
 
 
@@ -111,7 +118,11 @@ def watched_services(manifest: Manifest, names: Sequence[str]) -> list[WatchedSe
 
 
 class Watcher:
-    """Started by the supervisor once the services are up; stopped at the end of the run."""
+    """Sets up its watches on a thread of its own, started by the supervisor before the services
+    (the walk of a big tree then costs their start nothing), and looks after them on that thread
+    until stopped: a watched folder that is deleted is watched again when it comes back (a git
+    checkout of a branch without it, then back), and a tree where inotify watches run out is
+    polled instead."""
 
     def __init__(
         self,
@@ -122,59 +133,179 @@ class Watcher:
         self.services = list(services)
         self._post = post
         self._say = say
-        self._handler = _Poster(self.services, post)
+        self._handler = _Poster(self.services, post, self._on_root_deleted)
         self._observers: list[BaseObserver] = []
+        self._native: BaseObserver | None = None
+        self._polling: BaseObserver | None = None
+        self._watches: dict[str, tuple[BaseObserver, ObservedWatch]] = {}
+        self._recursive: dict[str, bool] = {}  # every root scheduled: whether recursively
+        self._gone: set[str] = set()  # roots deleted, waited for
+        self._told_polled: set[str] = set()  # services said to be polled
+        self._told_gone: set[str] = set()
+        self._requests: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started = threading.Event()  # every root is watched (or polled)
         self.polled: list[str] = []  # roots that fell back to polling
 
-    def start(self) -> None:
-        dirs = _outermost([d for s in self.services for d in s.dirs])
-        file_parents = sorted({os.path.dirname(f) for s in self.services for f in s.files})
-        native: BaseObserver | None = None
-        try:
-            native = _native_observer(self._prune)
-            native.start()
-            self._observers.append(native)
-        except OSError as exc:  # EMFILE: the user's inotify instances (max_user_instances) ran out
-            native = None
-            fix = "; raise fs.inotify.max_user_instances to watch instantly"
-            self._say(
-                f"cannot use {_NATIVE} ({exc.strerror or exc}): polling every"
-                f" {POLL_INTERVAL_S:g}s instead{fix if _NATIVE == 'inotify' else ''}"
-            )
-        polling: BaseObserver | None = None
-        for path, recursive in [(d, True) for d in dirs] + [(p, False) for p in file_parents]:
-            try:
-                if native is None:
-                    raise OSError(errno.ENOSPC, "no inotify instance")  # poll, as when full
-                native.schedule(self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    self._say(f"cannot watch {path}: {exc.strerror or exc}")
-                    continue
-                if polling is None:
-                    polling = PollingObserverVFS(
-                        os.stat, self._pruned_listdir, polling_interval=POLL_INTERVAL_S
-                    )
-                    polling.start()
-                    self._observers.append(polling)
-                polling.schedule(
-                    self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
-                )
-                self.polled.append(path)
-        if self.polled and native is not None:
-            names = [s.name for s in self.services if any(_covers(p, s) for p in self.polled)]
-            self._say(
-                f"inotify watches ran out ({_max_user_watches()}): polling every"
-                f" {POLL_INTERVAL_S:g}s for {', '.join(names)} instead; to watch them instantly,"
-                f" raise the limit: {SYSCTL_FIX}"
-            )
+    def wait_started(self, timeout_s: float) -> bool:
+        return self.started.wait(timeout_s)
+
+    def start(self, wait: bool = False) -> None:
+        """Begin watching on the watcher's thread; `wait`: return once every root is watched."""
+        self._thread = threading.Thread(target=self._run, name="devup-watch", daemon=True)
+        self._thread.start()
+        if wait:
+            self.started.wait()
 
     def stop(self) -> None:
+        self._stopping.set()
+        self._requests.put(("stop", "", ""))
+        if self._thread is not None:
+            self._thread.join(timeout=30)  # a walk under way ends at its next root
         for observer in self._observers:
             observer.stop()
         for observer in self._observers:
             observer.join(timeout=2)
         self._observers.clear()
+
+    def _run(self) -> None:
+        try:
+            self._set_up()
+        finally:
+            self.started.set()
+        while not self._stopping.is_set():
+            try:
+                kind, root, folder = self._requests.get(timeout=GONE_POLL_S if self._gone else None)
+            except queue.Empty:
+                kind = ""
+            if kind == "gone":
+                self._forget_root(root)
+            elif kind == "exhausted":
+                self._poll_instead(root, folder)
+            self._rewatch_returned()
+
+    def _set_up(self) -> None:
+        dirs = _outermost([d for s in self.services for d in s.dirs])
+        file_parents = sorted({os.path.dirname(f) for s in self.services for f in s.files})
+        try:
+            self._native = _native_observer(self._prune, self._on_exhausted)
+            self._native.start()
+            self._observers.append(self._native)
+        except OSError as exc:  # EMFILE: the user's inotify instances (max_user_instances) ran out
+            self._native = None
+            fix = "; raise fs.inotify.max_user_instances to watch instantly"
+            self._say(
+                f"cannot use {_NATIVE} ({exc.strerror or exc}): polling every"
+                f" {POLL_INTERVAL_S:g}s instead{fix if _NATIVE == 'inotify' else ''}"
+            )
+            self._told_polled.update(s.name for s in self.services)
+        for path, recursive in [(d, True) for d in dirs] + [(p, False) for p in file_parents]:
+            if self._stopping.is_set():
+                return
+            self._recursive[path] = recursive
+            self._schedule(path)
+        self._say_polled(self.polled)
+
+    def _schedule(self, path: str) -> None:
+        """Watch `path` natively, else (no inotify instance, or no watches left) poll it."""
+        recursive = self._recursive[path]
+        if self._native is not None:
+            try:
+                watch = self._native.schedule(
+                    self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
+                )
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    self._say(f"cannot watch {path}: {exc.strerror or exc}")
+                    return
+            else:
+                self._watches[path] = (self._native, watch)
+                return
+        if self._polling is None:
+            self._polling = PollingObserverVFS(
+                os.stat, self._pruned_listdir, polling_interval=POLL_INTERVAL_S
+            )
+            self._polling.start()
+            self._observers.append(self._polling)
+        watch = self._polling.schedule(
+            self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
+        )
+        self._watches[path] = (self._polling, watch)
+        self.polled.append(path)
+
+    def _say_polled(self, roots: Sequence[str]) -> None:
+        names = [
+            s.name
+            for s in self.services
+            if s.name not in self._told_polled and any(_covers(p, s) for p in roots)
+        ]
+        if not names or self._native is None:
+            return
+        self._told_polled.update(names)
+        self._say(
+            f"inotify watches ran out ({_max_user_watches()}): polling every"
+            f" {POLL_INTERVAL_S:g}s for {', '.join(names)} instead; to watch them instantly,"
+            f" raise the limit: {SYSCTL_FIX}"
+        )
+
+    def _unschedule(self, root: str) -> None:
+        found = self._watches.pop(root, None)
+        if found is not None:
+            observer, watch = found
+            with contextlib.suppress(KeyError, RuntimeError):
+                observer.unschedule(watch)
+        if root in self.polled:
+            self.polled.remove(root)
+
+    def _on_root_deleted(self, root: str) -> None:
+        if root in self._recursive:  # on an observer's thread: hand it to the watcher's
+            self._requests.put(("gone", root, ""))
+
+    def _on_exhausted(self, root: str, folder: str) -> None:
+        self._requests.put(("exhausted", root, folder))  # on an emitter's thread, likewise
+
+    def _forget_root(self, root: str) -> None:
+        """A watched folder was deleted; its watch ended with it. Wait for it to come back."""
+        if root in self._gone:
+            return
+        self._unschedule(root)
+        self._gone.add(root)
+        if root not in self._told_gone:
+            self._told_gone.add(root)
+            covering = [s for s in self.services if _covers(root, s)]
+            shown = os.path.relpath(root, covering[0].cwd) if covering else root
+            names = ", ".join(s.name for s in covering)
+            self._say(f"{shown} was deleted; watching it again for {names} once it is back")
+        self._rewatch_returned()
+
+    def _rewatch_returned(self) -> None:
+        for root in sorted(self._gone):
+            if not os.path.isdir(root):
+                continue
+            self._gone.discard(root)
+            self._schedule(root)
+            self._say_polled([root])
+            self._post_change(root)  # what was made in it before its watch was set up
+
+    def _poll_instead(self, root: str, folder: str) -> None:
+        """A folder made below `root` could not be watched: poll the whole of `root`."""
+        found = self._watches.get(root)
+        if found is None or found[0] is not self._native:
+            return  # polled already, or gone
+        self._unschedule(root)
+        native, self._native = self._native, None  # poll, as when no watch is left
+        self._schedule(root)
+        self._native = native
+        self._say_polled([root])
+        self._post_change(folder)
+
+    def _post_change(self, path: str) -> None:
+        seen_at = time.monotonic()
+        for service in self.services:
+            if service.wants(path, True) or _covers(path, service):
+                rel = os.path.relpath(path, service.cwd)
+                self._post(FilesChanged(service.name, rel, seen_at))
 
     def _prune(self, folder: str) -> bool:
         return not any(s.needs_folder(folder) for s in self.services)
@@ -186,42 +317,88 @@ class Watcher:
 
 
 class _Poster(FileSystemEventHandler):
-    """Runs on the observer's thread: match the event against each service, post, nothing else."""
+    """Runs on the observer's thread: match the event against each service, confirm that it
+    changed something, post; nothing else."""
 
-    def __init__(self, services: list[WatchedService], post: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        services: list[WatchedService],
+        post: Callable[[Event], None],
+        on_deleted: Callable[[str], None],
+    ) -> None:
         self.services = services
         self.post = post
+        self.folder_deleted = on_deleted  # told of every folder deleted; it knows the roots
+        self.memory = FileMemory(time.time_ns())
 
     def dispatch(self, event: FileSystemEvent) -> None:
         if not isinstance(event, WATCH_CLASSES):
             return  # the polling fallback reports folder mtimes too
-        # A move counts by either end: vim moves app.py to app.py~ (ignored) before writing app.py.
         seen_at = time.monotonic()
-        paths = [os.fsdecode(event.src_path)]
-        if event.dest_path:
-            paths.append(os.fsdecode(event.dest_path))
+        src = os.fsdecode(event.src_path)
+        dest = os.fsdecode(event.dest_path) if event.dest_path else ""
+        if isinstance(event, DirDeletedEvent):
+            self.folder_deleted(src)
+        # A move counts by either end, its destination first (the file saved, for sed -i and
+        # atomic writers); vim moves app.py to app.py~ (ignored) before writing app.py.
+        paths = [dest, src] if dest else [src]
         if any(os.path.basename(path) == GITIGNORE for path in paths):
             for service in self.services:
                 service.ignorer.forget()  # as git would, from now on by the file as it is now
+        wanted: list[tuple[WatchedService, str]] = []
         for service in self.services:
             for path in paths:
                 if service.wants(path, event.is_directory):
-                    rel = os.path.relpath(path, service.cwd)
-                    self.post(FilesChanged(service.name, rel, seen_at))
+                    wanted.append((service, path))
                     break
+        if not wanted or not self._changed_something(event, src, dest):
+            return
+        written_at = None
+        if isinstance(event, (FileModifiedEvent, FileClosedEvent)) and self.memory.mtime_ns:
+            # A write stamps the mtime (a copy or move may carry an old one: not those).
+            written_at = seen_at - max(0, time.time_ns() - self.memory.mtime_ns) / 1e9
+        for service, path in wanted:
+            rel = os.path.relpath(path, service.cwd)
+            self.post(
+                FilesChanged(
+                    service.name,
+                    rel,
+                    seen_at,
+                    path == dest,
+                    written_at,
+                )
+            )
+
+    def _changed_something(self, event: FileSystemEvent, src: str, dest: str) -> bool:
+        """A write, creation, deletion or move did; an attribute change or a close-after-write
+        did only if the file is not what it was (the kernel reports a close after an open for
+        writing, and a chmod to the same mode, as much as a real write or `touch`)."""
+        if event.is_directory:
+            return True
+        if isinstance(event, FileDeletedEvent):
+            self.memory.forget(src)
+            return True
+        if isinstance(event, FileMovedEvent):
+            self.memory.forget(src)
+            self.memory.changed(dest, sure=True)
+            return True
+        doubtful = isinstance(event, (FileAttribEvent, FileClosedEvent))
+        return self.memory.changed(src, sure=not doubtful)
 
 
 _NATIVE = "inotify" if sys.platform.startswith("linux") else "FSEvents"
 
 
-def _native_observer(prune: Callable[[str], bool]) -> BaseObserver:
+def _native_observer(
+    prune: Callable[[str], bool], on_exhausted: Callable[[str, str], None]
+) -> BaseObserver:
     """Linux: one inotify instance whose recursive watches skip the folders `prune` names.
     Elsewhere (macOS): watchdog's own observer (FSEvents), which watches a tree as one stream, so
     an ignored folder costs nothing and its events are dropped as they come (`_Poster`)."""
     if _NATIVE == "inotify":
         from orchestrator.inotify_tree import PrunedInotifyObserver
 
-        return PrunedInotifyObserver(prune)
+        return PrunedInotifyObserver(prune, on_exhausted)
     from watchdog.observers import Observer
 
     observer: BaseObserver = Observer()
@@ -251,9 +428,7 @@ def _max_user_watches() -> str:
 
 
 def make_watcher(
-    manifest: Manifest,
-    names: Sequence[str],
-    post: Callable[[Event], None],
-    say: Callable[[str], None],
+    manifest: Manifest, names: Sequence[str], post: Callable[[Event], None]
 ) -> Watcher:
-    return Watcher(watched_services(manifest, names), post, say)
+    """The run's watcher; its lines go through the supervisor's queue, as its events do."""
+    return Watcher(watched_services(manifest, names), post, lambda text: post(WatcherSaid(text)))

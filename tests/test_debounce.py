@@ -16,7 +16,7 @@ from orchestrator.printer import Printer
 from orchestrator.process import GroupId
 from orchestrator.readiness import ReadyProbe
 from orchestrator.states import State
-from orchestrator.supervisor import Supervisor
+from orchestrator.supervisor import BURST_QUIET_S, Supervisor
 
 DEBOUNCE_S = 0.05
 
@@ -113,6 +113,49 @@ def test_a_change_seen_before_the_process_was_spawned_does_not_restart_it(
     api.started_at = clock.now - 0.03
     seen_at = api.started_at + seen_after_spawn_s
     sup._on_files_changed(FilesChanged("api", "app.py", seen_at))
+    assert (api.state is not state) is restarts
+    assert (api.restart_due is not None) is restarts
+
+
+@pytest.mark.parametrize(
+    ("up_for_s", "quiet_s"),
+    [(0.1, BURST_QUIET_S), (0.29, BURST_QUIET_S), (0.31, DEBOUNCE_S), (30.0, DEBOUNCE_S)],
+)
+def test_a_change_soon_after_the_start_waits_for_a_bursts_quiet(
+    tmp_path: Path, port: int, up_for_s: float, quiet_s: float
+) -> None:
+    """A checkout starved for CPU trickles its files: each restart's new process met the next
+    file and restarted again (8 restarts for one burst); the rest of it now folds into one."""
+    clock = Clock()
+    sup = supervisor(tmp_path, clock, port)
+    api = sup.services["api"]
+    api.state = State.READY
+    api.started_at = clock.now - up_for_s
+    sup._on_files_changed(FilesChanged("api", "src/f9.py", clock.now))
+    assert api.restart_due == pytest.approx(clock.now + quiet_s)
+
+
+@pytest.mark.parametrize("state", [State.READY, State.STARTING])
+@pytest.mark.parametrize(
+    ("written_after_spawn_s", "restarts"),
+    [
+        (-0.05, False),  # written before the spawn, read 0.2 s after it by a lagging watcher
+        (-0.005, True),  # within the coarse mtime clock's tick of the spawn: it may be after
+        (0.01, True),
+    ],
+)
+def test_a_change_written_before_the_spawn_but_read_after_it_does_not_restart_it(
+    tmp_path: Path, port: int, state: State, written_after_spawn_s: float, restarts: bool
+) -> None:
+    """bench/restart's 5,000-file burst: the watcher's thread, behind the writer, read the 90th
+    file after the new process was spawned; that file had been written before."""
+    clock = Clock()
+    sup = supervisor(tmp_path, clock, port)
+    api = sup.services["api"]
+    api.state = state
+    api.started_at = clock.now - 0.2
+    written_at = api.started_at + written_after_spawn_s
+    sup._on_files_changed(FilesChanged("api", "src/f90.py", clock.now, written_at=written_at))
     assert (api.state is not state) is restarts
     assert (api.restart_due is not None) is restarts
 
