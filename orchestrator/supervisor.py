@@ -207,6 +207,7 @@ class Supervisor:
         # Rebuilds a service's environment with where other services really answer (up.py).
         self._env_for = env_for
         self._changed = False
+        self._errors_said: set[tuple[str, int | None]] = set()
         # Every child carries DEVUP_RUN_ID=<run_id>:<service> (runmark.py): a killed devup's
         # processes are found by it, and so are a service's adopted orphans.
         self.run_id = run_id
@@ -261,16 +262,31 @@ class Supervisor:
         except queue.Empty:
             self._reap()  # a safety net for a lost SIGCHLD; costs a few syscalls a second
         else:
-            self._handle(first)
+            self._survive(partial(self._handle, first), _WHAT.get(type(first), "an event"))
             # Drain what else is queued before flushing, so output goes out in batches.
             for _ in range(1000):
                 try:
-                    self._handle(self.events.get_nowait())
+                    event = self.events.get_nowait()
                 except queue.Empty:
                     break
-        self.timers.run_due()
+                self._survive(partial(self._handle, event), _WHAT.get(type(event), "an event"))
+        self.timers.run_due(self._survive)
         self.printer.flush_logs()
         self._tell_change()
+
+    def _survive(self, action: Callable[[], None], what: str = "a timer") -> None:
+        """Run one step of the loop. An OSError there (out of descriptors, a full disk, a /proc
+        that cannot be read) is said once per kind and the run goes on: a supervisor keeps its
+        children running whatever fails around it, as supervisord and systemd do."""
+        try:
+            action()
+        except OSError as exc:
+            key = (what, exc.errno)
+            if key not in self._errors_said:
+                self._errors_said.add(key)
+                self.say(
+                    f"handling {what} failed: {exc.strerror or exc}; the services keep running"
+                )
 
     def mark_changed(self) -> None:
         """Something the run record shows changed outside a state change (an audit's findings)."""
@@ -1208,3 +1224,16 @@ def _needs(manifest: Manifest, name: str) -> set[str]:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# What each event is, for the line said when handling one fails.
+_WHAT: dict[type, str] = {
+    OutputRead: "a service's output",
+    OutputClosed: "the end of a service's output",
+    ChildrenChanged: "a child's exit",
+    SignalReceived: "a signal",
+    FilesChanged: "a file change",
+    ControlRequested: "a control request",
+    ManifestChanged: "a change of devports.toml",
+    WatcherSaid: "a watcher's message",
+}

@@ -22,8 +22,13 @@ class Timers:
             return longest_s
         return max(0.0, min(longest_s, self._heap[0][0] - self._clock()))
 
-    def run_due(self) -> None:
+    def run_due(self, guard: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """Run every callback that is due; `guard` runs each one (so a failing callback is
+        handled there and the rest still run)."""
         now = self._clock()
         while self._heap and self._heap[0][0] <= now:
             _, _, callback = heapq.heappop(self._heap)
-            callback()
+            if guard is None:
+                callback()
+            else:
+                guard(callback)
