@@ -72,9 +72,12 @@ def read_env_bindings(text: str, path: Path) -> list[tuple[str, str]]:
     bindings = list(parse_stream(io.StringIO(text, newline=None)))
     for binding in bindings:
         if binding.error:  # python-dotenv would only log a warning and skip it
-            shown = binding.original.string.strip().splitlines()[0][:60]
+            # Only what comes before "=": the rest may be a secret (a quote left open).
+            shown = binding.original.string.strip().splitlines()[0].split("=", 1)[0][:60]
             where = f"{printable(path)}:{binding.original.line}"
-            raise DevupError(f"env file {where}: cannot parse {shown!r}")
+            raise DevupError(
+                f"env file {where}: cannot parse the line of {shown!r} (value not shown)"
+            )
     return [(b.key, b.value) for b in bindings if b.key is not None and b.value is not None]
 
 
@@ -177,7 +180,7 @@ def service_variables(
         from_file: dict[str, str] = {}  # earlier lines win over `base`, as in python-dotenv
         for key, raw in read_env_bindings(read_env_text(env_file), env_file):
             value = _resolve_capped(key, raw, {**base, **from_file}, env_file)
-            shown = _only_injected(_dotenv_references(raw), result, from_file)
+            shown = _only_injected(raw, _dotenv_references(raw), result, from_file)
             if key == "PORT":
                 warnings.append(f"{name}: {env_file.name} sets PORT, ignored (devup assigns it)")
                 continue
@@ -193,21 +196,30 @@ def service_variables(
                 line=spec.line,
                 hint=f'look at the ${{...}} references in env "{key}" and the ones they name',
             )
-        shown = _only_injected(_REFERENCE.findall(raw), result, {})
+        shown = _only_injected(raw, _REFERENCE.findall(raw), result, {})
         result[key] = Variable(key, expanded, "env", secret=not shown)
     return list(result.values()), warnings
 
 
 def _only_injected(
-    references: list[str], known: Mapping[str, Variable], own: Mapping[str, str]
+    raw: str, references: list[str], known: Mapping[str, Variable], own: Mapping[str, str]
 ) -> bool:
     """Whether a value built only from references to what devup injects (`${API_URL}`,
     `http://${HOST}:${API_PORT}`) may be shown: it holds nothing the user wrote as a value.
-    A literal value, or one naming an env-file or `env` value or the parent environment, is
-    masked."""
-    return bool(references) and all(
-        ref not in own and ref in known and not known[ref].secret for ref in references
+    A literal value, one whose own text could hold a credential (userinfo before `@`, a query
+    `key=value`: `postgres://app:hunter2@${HOST}/db`), or one naming an env-file or `env` value
+    or the parent environment, is masked."""
+    return (
+        bool(references)
+        and _GLUE.fullmatch(_ANY_REFERENCE.sub("", raw)) is not None
+        and all(ref not in own and ref in known and not known[ref].secret for ref in references)
     )
+
+
+# What may stand around references in a value that is shown: a scheme, a path (`/api/v1`); not
+# a URL's userinfo (`user:pass@`), a query's `key=value` or spaces, where credentials go.
+_ANY_REFERENCE = re.compile(r"\$\{[^}]*\}")
+_GLUE = re.compile(r"[^@=\s]*")
 
 
 def build_env(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -151,8 +152,11 @@ class SwappableWatcher:
             self.inner.stop()
 
     def replace(self, inner: Watcher | None) -> None:
-        if self._started and self.inner is not None:
-            self.inner.stop()
+        old = self.inner
+        if self._started and old is not None:
+            # Off the supervisor's thread: stopping a watcher still walking a big tree waits
+            # for its walk, and the run must not freeze for that.
+            threading.Thread(target=old.stop, name="devup-watch-stop", daemon=True).start()
         self.inner = inner
         if self._started and inner is not None:
             inner.start()

@@ -149,6 +149,8 @@ class _Chooser:
             if root != self.key
             for service, port in ports.items()
         }
+        # A live reload: the temporary ports this run keeps are its services', not free ports.
+        self.reserved.update({port: (self.key, name) for name, port in self.kept_temporary.items()})
         self.ports: dict[str, int | None] = {}
         self.holders: dict[str, Holder | None] = {}
         self.messages: list[str] = []

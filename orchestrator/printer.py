@@ -56,6 +56,9 @@ class Printer:
     def add_log(self, name: str, log: LogFile) -> None:
         self._logs[name] = log
 
+    def has_log(self, name: str) -> bool:
+        return name in self._logs
+
     def add_name(self, name: str) -> None:
         """A service added while running (devports.toml edited): its own colour; the name column
         keeps its width, so a longer name only shifts its own lines."""

@@ -78,6 +78,7 @@ ANNOUNCE_RECHECK_S = 0.05  # how often a restart still gathering changes checks 
 MTIME_TICK_S = 0.01
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
 IDLE_WAKEUP_S = 1.0
+RETRY_AFTER_ERROR_S = 0.1  # a timer whose callback failed with an OSError runs again after this
 WATCH_HEAD_START_S = 0.1
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
@@ -260,7 +261,7 @@ class Supervisor:
                 self.events.get(timeout=timeout_s) if timeout_s > 0 else self.events.get_nowait()
             )
         except queue.Empty:
-            self._reap()  # a safety net for a lost SIGCHLD; costs a few syscalls a second
+            self._survive(self._reap, "a child's exit")  # a lost SIGCHLD's safety net
         else:
             self._survive(partial(self._handle, first), _WHAT.get(type(first), "an event"))
             # Drain what else is queued before flushing, so output goes out in batches.
@@ -277,7 +278,9 @@ class Supervisor:
     def _survive(self, action: Callable[[], None], what: str = "a timer") -> None:
         """Run one step of the loop. An OSError there (out of descriptors, a full disk, a /proc
         that cannot be read) is said once per kind and the run goes on: a supervisor keeps its
-        children running whatever fails around it, as supervisord and systemd do."""
+        children running whatever fails around it, as supervisord and systemd do. A timer is
+        tried again shortly: the polls that stop, start and watch services re-arm themselves
+        only when they finish, so a lost one would leave a service stopping for ever."""
         try:
             action()
         except OSError as exc:
@@ -287,6 +290,8 @@ class Supervisor:
                 self.say(
                     f"handling {what} failed: {exc.strerror or exc}; the services keep running"
                 )
+            if what == "a timer":
+                self.timers.call_later(RETRY_AFTER_ERROR_S, action)
 
     def mark_changed(self) -> None:
         """Something the run record shows changed outside a state change (an audit's findings)."""
@@ -562,20 +567,24 @@ class Supervisor:
     # -- output --------------------------------------------------------------------------------
 
     def _on_output(self, event: OutputRead) -> None:
-        svc = self.services[event.name]
-        if event.generation == svc.generation:
-            block = svc.splitter.feed_block(event.data)
-            if block is None:
-                pass
-            elif self._inspects_output(svc, block):
-                self._print_lines(svc, block.decode("utf-8", "replace").split("\n"))
-            else:
-                self.printer.block(svc.name, block)  # the fast path: no line objects
-        svc.slots.release()
+        svc = self.services.get(event.name)
+        if svc is None:
+            return  # removed from devports.toml and forgotten; a leftover still wrote
+        try:
+            if event.generation == svc.generation:
+                block = svc.splitter.feed_block(event.data)
+                if block is None:
+                    pass
+                elif self._inspects_output(svc, block):
+                    self._print_lines(svc, block.decode("utf-8", "replace").split("\n"))
+                else:
+                    self.printer.block(svc.name, block)  # the fast path: no line objects
+        finally:
+            svc.slots.release()  # whatever failed above, the reader must not stall
 
     def _on_output_closed(self, event: OutputClosed) -> None:
-        svc = self.services[event.name]
-        if event.generation != svc.generation:
+        svc = self.services.get(event.name)
+        if svc is None or event.generation != svc.generation:
             return
         self._print_lines(svc, svc.splitter.flush())
         svc.output_open = False
@@ -928,8 +937,8 @@ class Supervisor:
 
     def _on_files_changed(self, event: FilesChanged) -> None:
         svc = self.services.get(event.name)
-        if svc is None or not self.watching or self.shutting_down:
-            return
+        if svc is None or not self.watching or self.shutting_down or svc.name in self.retiring:
+            return  # a removed service that is stopping is not brought back by a late change
         debounce_s = self.manifest.settings.debounce_ms / 1000
         now = self._clock()
         # Quiet counts from when the watcher saw the change (never more than debounce_s back).
@@ -1020,10 +1029,11 @@ class Supervisor:
         leave, added ones start once their dependencies are up, changed ones restart, in
         dependency order, or only take their new settings; the rest are not touched."""
         self.manifest = manifest
-        self.ports = {**{n: p for n, p in self.ports.items() if n in self.retiring}, **ports}
         for name in diff.removed:
             if name in self.services:
                 self._retire(self.services[name])
+        # A removed service's port stays shown while its process may still hold it.
+        self.ports = {**{n: p for n, p in self.ports.items() if n in self.retiring}, **ports}
         restarting = {c.name for c in diff.changed if c.restart}
         for name in order:
             spec, port, env = manifest.services[name], ports.get(name), envs[name]
@@ -1040,6 +1050,8 @@ class Supervisor:
             if name in restarting:
                 after_deps = any(d in restarting for d in _needs(manifest, name))
                 self._restart_changed(svc, after_deps)  # signals with the old spec's stop_signal
+            if port != svc.port:
+                svc.reach = None  # where it answered was on the old port
             svc.spec, svc.port, svc.env = spec, port, env
         self.order = [*order, *(n for n in self.order if n in self.retiring and n not in order)]
         self.services = {n: self.services[n] for n in self.order}

@@ -140,9 +140,15 @@ def up(manifest: Manifest, options: UpOptions) -> int:
 
 
 def _add_output(printer: Printer, logs: Path, name: str) -> None:
-    """A service added while running gets its colour and log file."""
+    """A service added while running gets its colour and log file (one removed and added back
+    keeps the file it had in this run)."""
     printer.add_name(name)
-    printer.add_log(name, _open_log(logs, name, printer))
+    if printer.has_log(name):
+        return
+    try:
+        printer.add_log(name, _open_log(logs, name, printer))
+    except DevupError as exc:  # a full disk, a folder in the way: the run goes on without it
+        printer.say(f"{exc.message}; {name}'s lines are shown but not kept")
 
 
 def _say_self_reloaders(manifest: Manifest, order: list[str], say: Callable[[str], None]) -> None:

@@ -89,7 +89,7 @@ def test_an_invalid_gitignore_line_is_skipped_as_git_does(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("A=1\nB='unclosed\n", '.env:2: cannot parse "B=\'unclosed"'),
+        ("A=1\nB='unclosed\n", ".env:2: cannot parse the line of 'B' (value not shown)"),
         ("A=1\nB=x\0y\n", ".env:2: a NUL character (\\0)"),
         ("A=1\nB=\xff\n", ".env:2: not valid UTF-8"),
     ],

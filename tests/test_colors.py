@@ -94,3 +94,6 @@ def test_strip_ansi_removes_csi_osc_and_short_escapes_only() -> None:
     assert strip_ansi(b"\x1b[1;38;5;200mx\x1b[0m\x1b[2K") == b"x"
     assert strip_ansi(b"\x1b]0;title\x07a\x1b(Bb\x1b7c") == b"abc"
     assert strip_ansi(b"no escapes [31m here") == b"no escapes [31m here"
+    # An unterminated OSC (a title cut short) ends at its line: the lines after it stay.
+    block = b"12:00:00 api | \x1b]0;title\n12:00:00 api | second\n12:00:01 api | third\n"
+    assert strip_ansi(block) == b"12:00:00 api | \n12:00:00 api | second\n12:00:01 api | third\n"

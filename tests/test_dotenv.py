@@ -64,7 +64,10 @@ def test_a_line_dotenv_cannot_parse_is_one_error_naming_file_and_line(project: P
     result = project.devup("env", "api")
     assert result.returncode != 0
     lines = result.stderr.splitlines()
-    assert lines[0] == f"devup: error: env file {project.root / '.env'}:2: cannot parse 'B C=2'"
+    assert (
+        lines[0]
+        == f"devup: error: env file {project.root / '.env'}:2: cannot parse the line of 'B C' (value not shown)"
+    )
     assert "Traceback" not in result.stderr
 
 

@@ -17,9 +17,11 @@ def test_references_to_injected_variables_are_shown_and_the_rest_masked(project:
         [services.web]
         cmd = "true"
         env_file = ".env"
-        env = { VITE_API_URL = "${API_URL}", BASE = "http://${HOST}:${API_PORT}/v1", LEVEL = "debug", TOKEN_COPY = "${TOKEN}", MIXED = "${API_URL}?t=${TOKEN}", HOME_COPY = "${HOME}", OWN = "${OVERRIDDEN}" }
+        env = { VITE_API_URL = "${API_URL}", BASE = "http://${HOST}:${API_PORT}/v1", LEVEL = "debug", TOKEN_COPY = "${TOKEN}", MIXED = "${API_URL}?t=${TOKEN}", DSN = "postgres://app:hunter2@${HOST}:${API_PORT}/db", QUERY = "${API_URL}?key=hunter2", HOME_COPY = "${HOME}", OWN = "${OVERRIDDEN}" }
         """,
-        **{".env": "TOKEN=s3cret\nFILE_API=${API_URL}\nFILE_COPY=${TOKEN}\nOVERRIDDEN=x\n"},
+        **{
+            ".env": "TOKEN=s3cret\nFILE_API=${API_URL}\nFILE_COPY=${TOKEN}\nOVERRIDDEN=x\nFILE_DSN=redis://:hunter2@${HOST}/0\n"
+        },
     )
     (project.root / ".env").chmod(0o600)
     result = project.devup("env", "web", "--json")
@@ -29,9 +31,10 @@ def test_references_to_injected_variables_are_shown_and_the_rest_masked(project:
     assert values["VITE_API_URL"] == api_url
     assert values["BASE"] == f"http://127.0.0.1:{api_port}/v1"
     assert values["FILE_API"] == api_url
-    for masked in ("LEVEL", "TOKEN_COPY", "MIXED", "HOME_COPY", "OWN", "TOKEN", "FILE_COPY"):
+    masked_ones = ("LEVEL", "TOKEN_COPY", "MIXED", "HOME_COPY", "OWN", "TOKEN", "FILE_COPY")
+    for masked in (*masked_ones, "DSN", "QUERY", "FILE_DSN"):  # a password around references
         assert values[masked] == "***", masked
-    assert "s3cret" not in result.stdout
+    assert "s3cret" not in result.stdout and "hunter2" not in result.stdout
     text = project.devup("env", "web").stdout
     assert f"VITE_API_URL={api_url}" in text and "s3cret" not in text
 
