@@ -14,11 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.environ import build_env
 from orchestrator.errors import DevupError
@@ -27,6 +23,10 @@ from orchestrator.manifest import Manifest, load_manifest, start_order
 from orchestrator.manifest_diff import Plan, PlanDiff, compare, ports_to_choose, summary
 from orchestrator.smallfile import read_capped
 from orchestrator.supervisor import Supervisor, Watcher
+
+if TYPE_CHECKING:
+    from watchdog.events import FileSystemEvent
+    from watchdog.observers.api import BaseObserver
 
 RESTARTING_WATCH = ("watch", "ignore", "cwd")  # a change of these needs a new file watcher
 VERSION_CHARS = 16
@@ -81,14 +81,28 @@ def _escape_pattern(path: str) -> str:
 
 
 class ManifestObserver:
-    """A watchdog observer of the folders holding the run's own files (not recursive)."""
+    """A watchdog observer of the folders holding the run's own files (not recursive). watchdog
+    is imported on first use: the run's first `watch` happens off the supervisor's thread, so its
+    import (~50 ms) is not on the services' start."""
 
     def __init__(self, post: Callable[[Event], None], say: Callable[[str], None]) -> None:
         self._handler = _Poster(post)
         self._say = say
         self._observer: BaseObserver | None = None
+        self._lock = threading.Lock()  # the first watch runs on its own thread
+
+    def watch_soon(self, files: Sequence[Path]) -> None:
+        threading.Thread(
+            target=self.watch, args=(files,), name="devup-manifest-watch", daemon=True
+        ).start()
 
     def watch(self, files: Sequence[Path]) -> None:
+        with self._lock:
+            self._watch(files)
+
+    def _watch(self, files: Sequence[Path]) -> None:
+        from watchdog.observers import Observer
+
         self._handler.files = {os.path.abspath(f) for f in files}
         folders = sorted({os.path.dirname(f) for f in self._handler.files})
         if self._observer is None:
@@ -107,18 +121,22 @@ class ManifestObserver:
             if not os.path.isdir(folder):
                 continue  # an env file in a folder that does not exist yet: `devup reload`
             try:
-                self._observer.schedule(self._handler, folder, recursive=False)
+                handler: Any = self._handler  # watchdog only calls its dispatch()
+                self._observer.schedule(handler, folder, recursive=False)
             except OSError as exc:
                 self._say(f"cannot watch {folder} for changes: {exc.strerror or exc}")
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=2)
-            self._observer = None
+        with self._lock:
+            if self._observer is not None:
+                self._observer.stop()
+                self._observer.join(timeout=2)
+                self._observer = None
 
 
-class _Poster(FileSystemEventHandler):
+class _Poster:
+    """A watchdog event handler (duck-typed: watchdog is imported only once watching starts)."""
+
     def __init__(self, post: Callable[[Event], None]) -> None:
         self.post = post
         self.files: set[str] = set()
@@ -192,7 +210,7 @@ class Live:
 
     def start(self) -> None:
         if self._observer is not None:
-            self._observer.watch(self._files)
+            self._observer.watch_soon(self._files)
 
     def stop(self) -> None:
         if self._observer is not None:
