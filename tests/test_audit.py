@@ -92,7 +92,8 @@ def test_a_public_socket_opened_after_ready_is_caught_by_the_recheck(
     extra = free_port(project.pool)
     late = py(f"""
         import os, socket, time
-        a = socket.socket(); a.bind(("127.0.0.1", int(os.environ["PORT"]))); a.listen()
+        a = socket.socket(); a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        a.bind(("127.0.0.1", int(os.environ["PORT"]))); a.listen()
         time.sleep(0.3)
         b = socket.socket(); b.bind(("0.0.0.0", {extra})); b.listen()
         print("second socket open", flush=True)

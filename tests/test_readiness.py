@@ -128,7 +128,8 @@ def test_a_timeout_names_the_foreign_holder_and_a_late_listener_is_still_ready(
         import os, socket, time
         while not os.path.exists({str(go)!r}):
             time.sleep(0.01)
-        s = socket.socket(); s.bind(("127.0.0.1", int(os.environ["PORT"]))); s.listen()
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(os.environ["PORT"]))); s.listen()
         print("listening", flush=True)
         time.sleep(60)
     """)

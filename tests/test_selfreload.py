@@ -191,6 +191,7 @@ def test_a_self_reloader_is_restarted_on_a_new_gitignored_env_file_not_on_an_edi
     repository ignores (.env is in .gitignore): both count; an edit to the source does not."""
     # Listens on PORT: it becomes ready from devup's loop, once the watcher is on.
     fake = f"#!{sys.executable}\nimport os, socket, time\ns = socket.socket()\n"
+    fake += "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"  # as servers do
     fake += "s.bind(('127.0.0.1', int(os.environ['PORT'])))\ns.listen()\ntime.sleep(600)\n"
     project.write(
         """
