@@ -297,12 +297,27 @@ class Live:
         manifest = load_manifest(old.manifest.path)
         order = start_order(manifest, self._names or None)
         ports = {n: p for n, p in old.ports.items() if n in manifest.services}
+        # Removed and added back while its process is still stopping (an editor's undo): it
+        # keeps its port, which that process may still hold, rather than a temporary one.
+        back = {
+            n: self.sup.ports[n]
+            for n in manifest.services
+            if n not in ports and n in self.sup.retiring and self.sup.ports.get(n) is not None
+        }
+        ports.update({n: p for n, p in back.items() if manifest.services[n].needs_port})
         messages: list[str] = []
-        choose = ports_to_choose(old, manifest)
+        choose = [n for n in ports_to_choose(old, manifest) if n not in back]
         if choose:
             # A removed service keeps its lease until the run ends (its process may still hold
-            # the port): the allocator sees it as still in the manifest.
+            # the port): the allocator sees it, and any still stopping, as in the manifest.
             kept = {n: s for n, s in old.manifest.services.items() if n not in manifest.services}
+            kept.update(
+                {
+                    n: self.sup.services[n].spec
+                    for n in self.sup.retiring
+                    if n in self.sup.services and n not in manifest.services
+                }
+            )
             everything = dataclasses.replace(manifest, services={**manifest.services, **kept})
             chosen = allocate_ports(everything, choose)
             ports.update(chosen.ports)
