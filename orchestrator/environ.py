@@ -206,20 +206,24 @@ def _only_injected(
 ) -> bool:
     """Whether a value built only from references to what devup injects (`${API_URL}`,
     `http://${HOST}:${API_PORT}`) may be shown: it holds nothing the user wrote as a value.
-    A literal value, one whose own text could hold a credential (userinfo before `@`, a query
-    `key=value`: `postgres://app:hunter2@${HOST}/db`), or one naming an env-file or `env` value
-    or the parent environment, is masked."""
+    A literal value, one with words of its own around the references (`sk-live-${X}`,
+    `postgres://app:hunter2@${HOST}/db`), or one naming an env-file or `env` value or the parent
+    environment, is masked."""
+    first, *rest = _ANY_REFERENCE.split(raw)
     return (
         bool(references)
-        and _GLUE.fullmatch(_ANY_REFERENCE.sub("", raw)) is not None
+        and _SCHEME.fullmatch(first) is not None
+        and all(_GLUE.fullmatch(part) is not None for part in rest)
         and all(ref not in own and ref in known and not known[ref].secret for ref in references)
     )
 
 
-# What may stand around references in a value that is shown: a scheme, a path (`/api/v1`); not
-# a URL's userinfo (`user:pass@`), a query's `key=value` or spaces, where credentials go.
+# What may stand around references in a value that is shown: a URL scheme before them, and
+# between and after them only `:` and `/` (`http://${HOST}:${API_PORT}`, `${API_URL}/`). Any word
+# the user wrote (`sk-live-${X}`, `${HOST}:s3cret`, `user:pass@`, a path or query) is masked.
 _ANY_REFERENCE = re.compile(r"\$\{[^}]*\}")
-_GLUE = re.compile(r"[^@=\s]*")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)?")
+_GLUE = re.compile(r"[:/]*")
 
 
 def build_env(

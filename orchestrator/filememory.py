@@ -24,19 +24,22 @@ class FileMemory:
         self._stat = stat
         self._known: dict[str, Signature] = {}
         self.mtime_ns: int | None = None  # of the file last asked about, if it could be read
+        # Its ctime: when its content or inode last changed, a time no copy can carry over from
+        # elsewhere (`cp -p`, `tar`, `unzip` set an old mtime on what they write now).
+        self.ctime_ns: int | None = None
 
     def changed(self, path: str, sure: bool) -> bool:
         """Remember `path` as it is now; whether that is a change. `sure`: the event proves one
         (a write, a creation). Otherwise the file is compared with what it was when last seen;
         a file never seen counts as changed only if its mtime is later than when watching began
         (a close or chmod of a file untouched since then changed nothing)."""
-        self.mtime_ns = None
+        self.mtime_ns = self.ctime_ns = None
         try:
             st = self._stat(path)
         except OSError:
             self._known.pop(path, None)
             return True  # gone already: its deletion is the change
-        self.mtime_ns = st.st_mtime_ns
+        self.mtime_ns, self.ctime_ns = st.st_mtime_ns, st.st_ctime_ns
         now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
         before = self._known.get(path)
         if len(self._known) >= MEMORY_MAX:
@@ -49,5 +52,5 @@ class FileMemory:
         return now != before
 
     def forget(self, path: str) -> None:
-        self.mtime_ns = None
+        self.mtime_ns = self.ctime_ns = None
         self._known.pop(path, None)

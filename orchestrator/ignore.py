@@ -142,6 +142,7 @@ class Ignorer:
         """A .gitignore changed: drop every verdict and the files read."""
         self._folders.clear()
         self._files.clear()
+        self._quick.clear()  # keyed by the id() of specs now freed: a new one may reuse it
         self._git.forget()
 
     def ignored(self, path: str, is_dir: bool = False) -> bool:

@@ -13,12 +13,13 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.environ import build_env
 from orchestrator.errors import DevupError
-from orchestrator.events import Event, ManifestChanged
+from orchestrator.events import Event, ManifestChanged, WatcherSaid
 from orchestrator.manifest import Manifest, load_manifest, start_order
 from orchestrator.manifest_diff import Plan, PlanDiff, compare, ports_to_choose, summary
 from orchestrator.smallfile import read_capped
@@ -206,7 +207,10 @@ class Live:
         self.applied = version(self._files)
         self._error: tuple[str, str] | None = None  # (version on disk, its error)
         self._quiet_seq = 0
-        self._observer = ManifestObserver(sup.events.put, sup.say) if observe else None
+        # Its lines go through the supervisor's queue: its first watch runs on its own thread,
+        # and only the supervisor's thread prints.
+        say = partial(_post_line, sup.events.put)
+        self._observer = ManifestObserver(sup.events.put, say) if observe else None
 
     def start(self) -> None:
         if self._observer is not None:
@@ -348,3 +352,7 @@ def _pool_note(old: Plan, new: Plan) -> str:
     ]
     kept = f"; {', '.join(outside)} keep their ports until the next run" if outside else ""
     return f"[devup] ports is now {lo}-{hi}: new ports come from it{kept}"
+
+
+def _post_line(post: Callable[[Event], None], text: str) -> None:
+    post(WatcherSaid(text))

@@ -61,6 +61,8 @@ def program_warnings(manifest: Manifest, order: list[str]) -> list[str]:
     warnings = []
     for name in order:
         spec = manifest.services[name]
+        if "PATH=" in spec.cmd or any(key == "PATH" for key, _ in spec.env) or spec.env_file:
+            continue  # it runs with a PATH of its own (node_modules/.bin, a venv): not devup's
         missing = missing_program(spec.cmd, spec.cwd)
         if missing is not None:
             where = "not found" if "/" in missing else "not on PATH"

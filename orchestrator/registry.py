@@ -188,9 +188,9 @@ class Registry:
         try:
             doc = json.loads(read_file(self.temporary_path, MAX_REGISTRY_BYTES))
             projects = doc["projects"]
-        except (OSError, ValueError, TypeError, KeyError, RecursionError):
-            return {}
-        return _parse_temporary(projects) if isinstance(projects, dict) else {}
+            return _parse_temporary(projects) if isinstance(projects, dict) else {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            return {}  # a NUL in a folder name, a list for a dict: as if there were none
 
     def _start_over(self, problem: str) -> tuple[Leases, bool]:
         # Leases are a convenience that devup rebuilds, not data worth refusing to run over:

@@ -92,7 +92,7 @@ def control(
         return reload(root, settle_s)
     running = list(facts["services"])
     targets, unknown = expand_running(running, names)
-    if unknown and verb in ("restart", "start"):
+    if unknown and verb in ("restart", "start") and _named_in_file(manifest_path, unknown):
         # Named in devports.toml since the run read it? Apply the file, then look again.
         with contextlib.suppress(DevupError):
             client.request(root, "reload", timeout_s=settle_s)
@@ -197,3 +197,17 @@ def settle_timeout(manifest: Manifest) -> float:
 
 def _dash(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def _named_in_file(manifest_path: Path | None, names: list[str]) -> bool:
+    """Whether devports.toml as it is now names each of `names` (a typo never applies pending
+    edits as a side effect of a command that then fails)."""
+    if manifest_path is None:
+        return False
+    from orchestrator.manifest import load_manifest
+
+    try:
+        services = load_manifest(manifest_path).services
+    except DevupError:
+        return False
+    return all(n in services or any(s.startswith(n + ".") for s in services) for n in names)

@@ -473,7 +473,11 @@ class Supervisor:
     def _ready_timed_out(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STARTING:
             return
-        what = f"nothing listens on port {svc.port}" if svc.port else "ready_log did not match"
+        what = (
+            "ready_log did not match"
+            if svc.ready_regex is not None or svc.port is None
+            else f"nothing listens on port {svc.port}"
+        )
         if svc.port is not None and svc.ready_regex is None:
             holders = find_holders(svc.port)
             if holders:  # another program's: it does not make this service ready

@@ -354,9 +354,9 @@ class _Poster(FileSystemEventHandler):
         if not wanted or not self._changed_something(event, src, dest):
             return
         written_at = None
-        if isinstance(event, (FileModifiedEvent, FileClosedEvent)) and self.memory.mtime_ns:
-            # A write stamps the mtime (a copy or move may carry an old one: not those).
-            written_at = seen_at - max(0, time.time_ns() - self.memory.mtime_ns) / 1e9
+        if isinstance(event, (FileModifiedEvent, FileClosedEvent)) and self.memory.ctime_ns:
+            # When it was written: its ctime (`cp -p` or `tar` give it an old mtime, not ctime).
+            written_at = seen_at - max(0, time.time_ns() - self.memory.ctime_ns) / 1e9
         for service, path in wanted:
             rel = os.path.relpath(path, service.cwd)
             self.post(

@@ -17,7 +17,7 @@ def test_references_to_injected_variables_are_shown_and_the_rest_masked(project:
         [services.web]
         cmd = "true"
         env_file = ".env"
-        env = { VITE_API_URL = "${API_URL}", BASE = "http://${HOST}:${API_PORT}/v1", LEVEL = "debug", TOKEN_COPY = "${TOKEN}", MIXED = "${API_URL}?t=${TOKEN}", DSN = "postgres://app:hunter2@${HOST}:${API_PORT}/db", QUERY = "${API_URL}?key=hunter2", HOME_COPY = "${HOME}", OWN = "${OVERRIDDEN}" }
+        env = { VITE_API_URL = "${API_URL}", BASE = "http://${HOST}:${API_PORT}/", PATHED = "${API_URL}/v1", KEY = "sk-live-${DEVUP_SERVICE}-abcdef", AFTER = "${HOST}:s3cr3t", LEVEL = "debug", TOKEN_COPY = "${TOKEN}", MIXED = "${API_URL}?t=${TOKEN}", DSN = "postgres://app:hunter2@${HOST}:${API_PORT}/db", QUERY = "${API_URL}?key=hunter2", HOME_COPY = "${HOME}", OWN = "${OVERRIDDEN}" }
         """,
         **{
             ".env": "TOKEN=s3cret\nFILE_API=${API_URL}\nFILE_COPY=${TOKEN}\nOVERRIDDEN=x\nFILE_DSN=redis://:hunter2@${HOST}/0\n"
@@ -29,10 +29,11 @@ def test_references_to_injected_variables_are_shown_and_the_rest_masked(project:
     values = {v["name"]: v["value"] for v in json.loads(result.stdout)["variables"]}
     api_url, api_port = values["API_URL"], values["API_PORT"]
     assert values["VITE_API_URL"] == api_url
-    assert values["BASE"] == f"http://127.0.0.1:{api_port}/v1"
+    assert values["BASE"] == f"http://127.0.0.1:{api_port}/"
     assert values["FILE_API"] == api_url
     masked_ones = ("LEVEL", "TOKEN_COPY", "MIXED", "HOME_COPY", "OWN", "TOKEN", "FILE_COPY")
-    for masked in (*masked_ones, "DSN", "QUERY", "FILE_DSN"):  # a password around references
+    # Words of the user's own around references: a key, a password, a path, a query.
+    for masked in (*masked_ones, "DSN", "QUERY", "FILE_DSN", "PATHED", "KEY", "AFTER"):
         assert values[masked] == "***", masked
     assert "s3cret" not in result.stdout and "hunter2" not in result.stdout
     text = project.devup("env", "web").stdout

@@ -222,3 +222,16 @@ def test_a_process_holding_the_changed_file_open_for_writing_is_named(tmp_path: 
     message = guard.suspend_for_holder("api", "data.txt", (4242, "python3"))
     assert "pid 4242 python3 holds it open for writing" in message
     assert guard.suspended == {"api"}
+
+
+def test_a_gitignore_changed_again_and_again_is_followed_every_time(tmp_path: Path) -> None:
+    # The verdict memo was keyed by the id() of a freed spec; a new one often got the same id.
+    (tmp_path / ".gitignore").write_text("f0.py\n")
+    ig = Ignorer(str(tmp_path), [], read_gitignores(tmp_path))
+    wrong = 0
+    for i in range(1, 60):
+        (tmp_path / ".gitignore").write_text(f"f{i}.py\n")
+        ig.forget()
+        wrong += not ig.ignored(str(tmp_path / f"f{i}.py"))
+        wrong += ig.ignored(str(tmp_path / f"f{i - 1}.py"))
+    assert wrong == 0

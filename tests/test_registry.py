@@ -448,3 +448,13 @@ def test_devup_ports_release_forgets_this_projects_leases(
         2,
         'devup: error: unknown service "wbe"',
     )
+
+
+def test_a_damaged_temporary_ports_file_is_no_loss(tmp_path: Path) -> None:
+    # A NUL in a project folder's name made every devup command of the user fail.
+    (tmp_path / "temporary.json").write_text(
+        '{"version": 1, "projects": {"/tmp/x\\u0000y": {"pid": 5, "ports": {"a": 3000}}}}'
+    )
+    registry = Registry(tmp_path)
+    with registry.locked() as leases:
+        assert leases == {} and registry.temporary == {}
