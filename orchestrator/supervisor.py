@@ -527,6 +527,9 @@ class Supervisor:
     def _told_in_summary(self, svc: ServiceRun) -> bool:
         if svc.state is State.WAITING:
             return bool(self._failing_dependencies(svc))
+        if svc.state is State.RESTARTING:
+            # One fast exit is a hiccup the summary waits out; a second makes it crash-looping.
+            return self._failing(svc)
         return svc.settled or self._failing(svc)
 
     def _failing_dependencies(

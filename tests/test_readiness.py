@@ -310,3 +310,20 @@ def test_where_a_service_answers() -> None:
     assert v6 is not None and v6.url == "http://[::1]:3001" and v6.moved_from(3001)
     other = reach(3001, [("127.0.0.2", 3001)])
     assert other is not None and other.url == "http://127.0.0.2:3001"
+
+
+def test_one_fast_exit_is_waited_out_by_the_summary(
+    project: Project, running: list[DevupProcess], tmp_path: Path
+) -> None:
+    # It fails once (a port still in TIME_WAIT, a lock file), then starts: one summary, "up".
+    flag = tmp_path / "failed-once"
+    project.write(f"""
+        [services.web]
+        cmd = "if [ ! -e {flag} ]; then touch {flag}; exit 1; fi; exec {SERVER}"
+    """)
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"web exited with code 1, restarting in")
+    run.expect_line(r"devup\s+\| 1 service up in")
+    assert not [line for line in run.lines if "0 services up" in line]
+    assert run.stop() == 130
