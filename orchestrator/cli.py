@@ -218,10 +218,19 @@ def ports_command(
     manifest_file: Path | None,
 ) -> int:
     """The port plan: service, port, URL, and who holds a busy port."""
-    from orchestrator.plan import port_plan, release_ports
+    from orchestrator.plan import port_plan, release_ports, running_ports
     from orchestrator.runports import format_ports
 
-    manifest = _ctx(manifest_file).manifest()
+    ctx = _ctx(manifest_file)
+    try:
+        manifest = ctx.manifest()
+    except ManifestError:
+        # A devports.toml that does not parse: the running devup still says what it uses.
+        live = None if release or services else running_ports(ctx.manifest_path().parent)
+        if live is None:
+            raise
+        click.echo(json.dumps(live, indent=2) if as_json else format_ports(live))
+        return 0
     if release:
         click.echo(release_ports(manifest, list(services)))
         return 0

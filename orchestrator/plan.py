@@ -154,6 +154,23 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
     return {"services": services, "running": running, "messages": list(plan.messages)}
 
 
+def running_ports(root: Path) -> dict[str, Any] | None:
+    """The ports the project's running devup uses, from the run alone (no manifest), or None."""
+    from orchestrator import client
+    from orchestrator.errors import DevupError
+    from orchestrator.paths import project_key
+    from orchestrator.registry import Registry
+    from orchestrator.runports import live_ports
+
+    try:
+        answer = client.check_answer(client.request(root, "status"))
+        if "ports" not in answer.get("run", {}):
+            return None
+    except DevupError:
+        return None
+    return live_ports(answer, Registry().read().get(project_key(root), {}))
+
+
 def _ask_the_run(root: Path, order: list[str]) -> dict[str, Any] | None:
     """The running devup's own answer (runports.py), or None from a devup that cannot give it."""
     from orchestrator import client

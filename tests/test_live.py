@@ -129,6 +129,9 @@ def test_a_broken_manifest_keeps_the_run_and_control_works(
     assert logs.returncode == 0 and "invalid TOML" in logs.stdout
     logs = project.devup("logs", "--since", "1h", "api")
     assert logs.returncode == 0 and "serving on" in logs.stdout
+    ports = project.devup("ports", "--json")  # from the run: the file does not parse
+    assert ports.returncode == 0, ports.stderr
+    assert set(json.loads(ports.stdout)["services"]) == set(before)
 
     reload = project.devup("reload")
     assert reload.returncode == 1
