@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orchestrator.errors import DevupError
 from orchestrator.paths import PRIVATE_DIR_MODE
+from orchestrator.smallfile import read_up_to
 
 
 class UnsafePath(DevupError):
@@ -101,15 +102,7 @@ def read_file(path: Path, limit: int) -> bytes:
     what "too large" means)."""
     fd = open_file(path, os.O_RDONLY)
     try:
-        chunks: list[bytes] = []
-        left = limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+        return read_up_to(fd, limit)
     finally:
         os.close(fd)
 
