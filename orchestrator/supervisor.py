@@ -757,12 +757,18 @@ class Supervisor:
                 self._try_start(svc)  # the restart waited for the old group to be gone
             self._maybe_exit()
             return
+        self._kill_when_overdue(
+            svc, f"{svc.name}: its leftovers", partial(self._signal_group, svc, signal.SIGKILL)
+        )
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
+
+    def _kill_when_overdue(self, svc: ServiceRun, what: str, kill: Callable[[], None]) -> None:
+        """Past the stop deadline: say so and SIGKILL (once) what is still there."""
         if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
             timeout = self.manifest.settings.stop_timeout_s
-            self.say(f"{svc.name}: its leftovers did not stop within {timeout:g}s, sending SIGKILL")
-            self._signal_group(svc, signal.SIGKILL)
+            self.say(f"{what} did not stop within {timeout:g}s, sending SIGKILL")
+            kill()
             svc.kill_deadline = None
-        self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -807,11 +813,7 @@ class Supervisor:
         if svc.child is not None and svc.exit_status is None:
             self._reap()
         if not self._check_group_gone(svc):
-            if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
-                timeout = self.manifest.settings.stop_timeout_s
-                self.say(f"{svc.name} did not stop within {timeout:g}s, sending SIGKILL")
-                self._signal_group(svc, signal.SIGKILL)
-                svc.kill_deadline = None
+            self._kill_when_overdue(svc, svc.name, partial(self._signal_group, svc, signal.SIGKILL))
             self.timers.call_later(STOP_POLL_S, lambda: self._poll_stopped(svc, generation))
 
     def _check_group_gone(self, svc: ServiceRun) -> bool:
@@ -883,11 +885,9 @@ class Supervisor:
         if not orphans:
             self._try_start(svc)
             return
-        if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
-            timeout = self.manifest.settings.stop_timeout_s
-            self.say(f"{svc.name}: its orphans did not stop within {timeout:g}s, sending SIGKILL")
-            reaper.signal_adopted(orphans, signal.SIGKILL)
-            svc.kill_deadline = None
+        self._kill_when_overdue(
+            svc, f"{svc.name}: its orphans", partial(reaper.signal_adopted, orphans, signal.SIGKILL)
+        )
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
 
     def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
