@@ -42,14 +42,6 @@ DECOY_COMMANDS = [
 
 
 @pytest.fixture
-def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "records"
-    folder.mkdir()
-    monkeypatch.setenv("RELIABILITY_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
 def decoys(tmp_path: Path) -> Iterator[Path]:
     """The fixtures' command lines, run outside devup (PORT=0: any free port); they must survive."""
     folder = tmp_path / "decoys"

@@ -40,14 +40,6 @@ def unrelated() -> Iterator[list[subprocess.Popen[bytes]]]:
         popen.wait(10)
 
 
-@pytest.fixture
-def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "records"
-    folder.mkdir()
-    monkeypatch.setenv("RELIABILITY_DIR", str(folder))
-    return folder
-
-
 def setsid_job(started: list[subprocess.Popen[bytes]], cmd: str) -> subprocess.Popen[bytes]:
     popen = subprocess.Popen(["/bin/sh", "-c", cmd], start_new_session=True)
     started.append(popen)
