@@ -124,7 +124,7 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
     order = start_order(manifest, names)
     running = runstate.running_pid(manifest.root) is not None
     if running:
-        live = _ask_the_run(manifest.root, order)
+        live = running_ports(manifest.root, order)
         if live is not None:
             return live
     groups = _live_groups(manifest.root)
@@ -154,8 +154,10 @@ def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, A
     return {"services": services, "running": running, "messages": list(plan.messages)}
 
 
-def running_ports(root: Path) -> dict[str, Any] | None:
-    """The ports the project's running devup uses, from the run alone (no manifest), or None."""
+def running_ports(root: Path, order: list[str] | None = None) -> dict[str, Any] | None:
+    """The ports the project's running devup uses, from the run alone (no manifest), limited to
+    `order` (in that order) when given; None when no devup there can answer (it ended just now,
+    or is still starting: the plan answers then)."""
     from orchestrator import client
     from orchestrator.errors import DevupError
     from orchestrator.paths import project_key
@@ -168,27 +170,10 @@ def running_ports(root: Path) -> dict[str, Any] | None:
             return None
     except DevupError:
         return None
-    return live_ports(answer, Registry().read().get(project_key(root), {}))
-
-
-def _ask_the_run(root: Path, order: list[str]) -> dict[str, Any] | None:
-    """The running devup's own answer (runports.py), or None from a devup that cannot give it."""
-    from orchestrator import client
-    from orchestrator.errors import DevupError
-    from orchestrator.paths import project_key
-    from orchestrator.registry import Registry
-    from orchestrator.runports import live_ports
-
-    try:
-        answer = client.check_answer(client.request(root, "status"))
-        if "ports" not in answer.get("run", {}):
-            return None
-    except DevupError:
-        return None  # it ended just now, or is still starting: the plan answers
-    leases = Registry().read().get(project_key(root), {})
-    live = live_ports(answer, leases, order)
-    # The run's order is the full start order; the named services keep theirs.
-    live["services"] = {n: live["services"][n] for n in order if n in live["services"]}
+    live = live_ports(answer, Registry().read().get(project_key(root), {}), order)
+    if order is not None:
+        # The run's order is the full start order; the named services keep theirs.
+        live["services"] = {n: live["services"][n] for n in order if n in live["services"]}
     return live
 
 

@@ -204,10 +204,10 @@ def _named_in_file(manifest_path: Path | None, names: list[str]) -> bool:
     edits as a side effect of a command that then fails)."""
     if manifest_path is None:
         return False
-    from orchestrator.manifest import load_manifest
+    from orchestrator.manifest import load_manifest, service_names
 
     try:
-        services = load_manifest(manifest_path).services
-    except DevupError:
+        service_names(load_manifest(manifest_path), names)  # a Procfile group names its lines
+    except DevupError:  # a file that does not parse, or a name it does not have
         return False
-    return all(n in services or any(s.startswith(n + ".") for s in services) for n in names)
+    return True
