@@ -33,15 +33,6 @@ class Variable:
     secret: bool
 
 
-def read_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A `.env` file read as python-dotenv's `dotenv_values` reads it (what most apps load the
-    same file with): `export`, quotes, escapes, comments, multi-line values, and `${VAR}` /
-    `${VAR:-default}` from the file's earlier lines, then `base` (the environment it is loaded
-    into). A bare `NAME` without `=` sets nothing. Missing file = {}."""
-    text = read_env_text(path)
-    return _interpolate(read_env_bindings(text, path), base or {}, path) if text else {}
-
-
 def read_env_text(path: Path) -> str:
     """The text of an env file ("" if missing), refusing what dotenv_values would hang on or
     flood with (a FIFO, a device), a file over the cap, invalid UTF-8 and NULs."""
@@ -79,18 +70,6 @@ def read_env_bindings(text: str, path: Path) -> list[tuple[str, str]]:
                 f"env file {where}: cannot parse the line of {shown!r} (value not shown)"
             )
     return [(b.key, b.value) for b in bindings if b.key is not None and b.value is not None]
-
-
-def _interpolate(
-    values: list[tuple[str, str]], base: Mapping[str, str], path: Path
-) -> dict[str, str]:
-    """python-dotenv's resolve_variables (override=True), resolved against `base` rather than
-    this process's os.environ: earlier lines of the file win over `base`. A value that would
-    grow past MAX_VALUE_BYTES (lines doubling `${A}${A}`) is refused before it is built."""
-    resolved: dict[str, str] = {}
-    for name, value in values:
-        resolved[name] = _resolve_capped(name, value, {**base, **resolved}, path)
-    return resolved
 
 
 def _resolve_capped(name: str, raw: str, known: Mapping[str, str], path: Path) -> str:

@@ -50,9 +50,6 @@ class PlanDiff:
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.settings)
 
-    def change_of(self, name: str) -> ServiceChange | None:
-        return next((c for c in self.changed if c.name == name), None)
-
 
 def ports_to_choose(old: Plan, new: Manifest) -> list[str]:
     """Services of `new` that need a port chosen: new ones, and those whose `port` setting changed

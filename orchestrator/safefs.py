@@ -1,6 +1,6 @@
 """Opening devup's own state folders and files without following what someone planted there: a
-state folder must be a real folder of this user, a state file is opened with O_NOFOLLOW (and
-O_EXCL where devup creates it) and must be a regular file.
+state folder must be a real folder of this user, a state file is opened with O_NOFOLLOW and
+must be a regular file (the log files are created with O_EXCL too: logfiles.open_new).
 """
 
 from __future__ import annotations
@@ -90,11 +90,6 @@ def open_file(path: Path, flags: int, mode: int = 0o600) -> int:
         os.close(fd)
         raise
     return fd
-
-
-def create_file(path: Path, flags: int, mode: int = 0o600) -> int:
-    """A new file at `path` (O_CREAT | O_EXCL): never an existing file or a link's target."""
-    return open_file(path, flags | os.O_CREAT | os.O_EXCL, mode)
 
 
 def read_file(path: Path, limit: int) -> bytes:
