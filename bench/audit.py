@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import audit
-from orchestrator.listening import is_listening, listen_sockets
-from orchestrator.process import group_members, spawn
+from orchestrator.ports.listening import is_listening, listen_sockets
+from orchestrator.run import audit
+from orchestrator.system.process import group_members, spawn
 
 
 def median_ms(fn: Callable[[], object], calls: int) -> float:

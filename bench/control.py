@@ -140,7 +140,7 @@ def main() -> None:
             threading.Thread(target=run.stdout.read, daemon=True).start()
 
             os.environ.update(DEVUP_HOME=env["DEVUP_HOME"], XDG_RUNTIME_DIR=env["XDG_RUNTIME_DIR"])
-            from orchestrator import client
+            from orchestrator.control import client
 
             raw = []
             for _ in range(args.runs * 4):
@@ -187,7 +187,7 @@ def main() -> None:
                 "(floor) server.py exec to listening",
                 [child_start_ms(free_port()) for _ in range(n)],
             )
-            from orchestrator.logs import show
+            from orchestrator.output.logs import show
 
             tails = []
             for _ in range(n * 4):

@@ -23,18 +23,18 @@ import textwrap
 import time
 from pathlib import Path
 
-from orchestrator.audit import group_listeners
-from orchestrator.holders import _holders_from_lsof, find_holders
-from orchestrator.paths import project_key
-from orchestrator.process import GroupId
-from orchestrator.registry import Registry
+from orchestrator.base.paths import project_key
+from orchestrator.ports.holders import _holders_from_lsof, find_holders
+from orchestrator.ports.registry import Registry
+from orchestrator.run.audit import group_listeners
+from orchestrator.system.process import GroupId
 
 ALLOCATOR = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from orchestrator.manifest import Manifest, ServiceSpec, Settings
-    from orchestrator.ports import allocate_ports
+    from orchestrator.config.manifest import Manifest, ServiceSpec, Settings
+    from orchestrator.ports.allocation import allocate_ports
 
     root, lo, hi, n = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     names = [f"svc{i}" for i in range(n)]

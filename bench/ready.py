@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.listening import is_listening
-from orchestrator.process import signal_group, spawn
-from orchestrator.readiness import ReadyProbe
+from orchestrator.ports.listening import is_listening
+from orchestrator.run.readiness import ReadyProbe
+from orchestrator.system.process import signal_group, spawn
 
 REPO = Path(__file__).resolve().parent.parent
 

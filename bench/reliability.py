@@ -29,7 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orchestrator.policy import decide  # noqa: E402
+from orchestrator.run.policy import decide  # noqa: E402
 from tests.reliability.records import (  # noqa: E402
     CYCLE_SERVICES,
     PROC,
@@ -523,7 +523,7 @@ def idle_clients_figure(clients: int) -> dict[str, object]:
     sock_path = subprocess.run(
         [*DEVUP, "status", "--json"], cwd=p.root, env=p.env, capture_output=True, check=True
     )
-    from orchestrator.client import socket_path
+    from orchestrator.control.client import socket_path
 
     os.environ["DEVUP_HOME"] = p.env["DEVUP_HOME"]
     path = str(socket_path(p.root))

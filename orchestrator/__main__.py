@@ -1,5 +1,5 @@
 """`python -m orchestrator` is the `devup` command."""
 
-from orchestrator.entry import main
+from orchestrator.cli.entry import main
 
 main()

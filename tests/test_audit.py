@@ -19,11 +19,12 @@ import psutil
 import pytest
 from conftest import REPO, DevupProcess, Project, py, wait_for
 
-from orchestrator import audit, process
-from orchestrator.audit import Listener, assess, framework_hint
-from orchestrator.listening import listen_sockets
-from orchestrator.manifest import Manifest, ServiceSpec, Settings
-from orchestrator.ports import is_port_free
+from orchestrator.config.manifest import Manifest, ServiceSpec, Settings
+from orchestrator.ports.allocation import is_port_free
+from orchestrator.ports.listening import listen_sockets
+from orchestrator.run import audit
+from orchestrator.run.audit import Listener, assess, framework_hint
+from orchestrator.system import process
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import DEVUP, Project
 
-from orchestrator.ignore import Ignorer, read_gitignores
+from orchestrator.config.ignore import Ignorer, read_gitignores
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -158,18 +158,18 @@ def test_init_refuses_a_port_pool_check_would_reject(project: Project) -> None:
 
 
 def test_ctrl_c_while_the_cli_loads_exits_130_without_a_traceback(project: Project) -> None:
-    # Deterministic stand-in for a Ctrl-C in the ~100 ms `import orchestrator.cli` takes.
+    # Deterministic stand-in for a Ctrl-C in the ~100 ms `import orchestrator.cli.main` takes.
     interrupted_import = """
         import sys
 
         class CtrlC:
             def find_spec(self, name, path=None, target=None):
-                if name == "orchestrator.cli":
+                if name == "orchestrator.cli.main":
                     raise KeyboardInterrupt
 
         sys.meta_path.insert(0, CtrlC())
         sys.argv[1:] = ["check"]
-        from orchestrator.entry import main
+        from orchestrator.cli.entry import main
 
         main()
     """

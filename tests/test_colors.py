@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from conftest import DEVUP, DevupProcess, Project, py
 
-from orchestrator.ansi import strip_ansi
+from orchestrator.base.ansi import strip_ansi
 
 RED = "\x1b[31mred\x1b[0m \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ plain"
 

@@ -17,9 +17,10 @@ import psutil
 import pytest
 from conftest import REPO, DevupProcess, Project, marked_processes, py, wait_for
 
-from orchestrator import client, control
-from orchestrator.errors import DevupError
-from orchestrator.paths import control_dir
+from orchestrator.base.errors import DevupError
+from orchestrator.base.paths import control_dir
+from orchestrator.control import client
+from orchestrator.control import server as control
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 WORKER = py("import time\nprint('working', flush=True)\nwhile True: time.sleep(1)")
@@ -192,7 +193,7 @@ def test_a_peer_of_another_user_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_request_is_posted_and_answered_from_another_thread(tmp_path: Path) -> None:
-    from orchestrator.events import ControlRequested
+    from orchestrator.run.events import ControlRequested
 
     def answer(event: ControlRequested) -> None:
         event.reply({"ok": True, "verb": event.verb, "names": list(event.names)})
@@ -223,7 +224,9 @@ def test_status_fast_path_answers_as_the_full_cli_does(project: Project) -> None
 
 
 SLEEPER = py("import time; print('working', flush=True); time.sleep(600)")  # one Procfile line
-NO_CLICK = "import sys; sys.modules['click'] = None; from orchestrator.entry import main; main()"
+NO_CLICK = (
+    "import sys; sys.modules['click'] = None; from orchestrator.cli.entry import main; main()"
+)
 
 
 def test_restart_skips_click_and_checks_names_against_the_running_devup(

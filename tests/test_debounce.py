@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.events import FilesChanged
-from orchestrator.manifest import load_manifest
-from orchestrator.printer import Printer
-from orchestrator.process import GroupId
-from orchestrator.readiness import ReadyProbe
-from orchestrator.states import State
-from orchestrator.supervisor import BURST_QUIET_S, Supervisor
+from orchestrator.config.manifest import load_manifest
+from orchestrator.output.printer import Printer
+from orchestrator.run.events import FilesChanged
+from orchestrator.run.readiness import ReadyProbe
+from orchestrator.run.states import State
+from orchestrator.run.supervisor import BURST_QUIET_S, Supervisor
+from orchestrator.system.process import GroupId
 
 DEBOUNCE_S = 0.05
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.environ import build_env, service_variables
-from orchestrator.manifest import Manifest, ServiceSpec, Settings
+from orchestrator.config.environ import build_env, service_variables
+from orchestrator.config.manifest import Manifest, ServiceSpec, Settings
 
 
 def manifest(tmp_path: Path, **api: object) -> Manifest:

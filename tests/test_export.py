@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, Project, marked_processes, wait_for
 
-from orchestrator.cli import EXPORT_FORMATS
-from orchestrator.export import FORMATS
-from orchestrator.ports import is_port_free
+from orchestrator.cli.export import FORMATS
+from orchestrator.cli.main import EXPORT_FORMATS
+from orchestrator.ports.allocation import is_port_free
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 HONCHO = Path(sys.executable).parent / "honcho"

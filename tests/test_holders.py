@@ -15,7 +15,13 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from orchestrator.holders import Holder, _holders_from_lsof, describe, describe_all, find_holders
+from orchestrator.ports.holders import (
+    Holder,
+    _holders_from_lsof,
+    describe,
+    describe_all,
+    find_holders,
+)
 
 
 def _has_ipv6() -> bool:

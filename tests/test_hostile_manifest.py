@@ -11,7 +11,7 @@ import pytest
 from conftest import Project
 from test_bad_input import error_line
 
-from orchestrator.treewalk import _mount_types
+from orchestrator.base.mounts import mount_types
 
 
 @pytest.mark.parametrize("name", ["devup", "DevUp"])
@@ -155,7 +155,7 @@ def test_watching_the_root_or_a_pseudo_file_system_is_a_manifest_error(
     path = Path(watch.strip('"'))
     if path != Path("/"):
         device = path.stat().st_dev
-        fstype = _mount_types().get(f"{os.major(device)}:{os.minor(device)}")
+        fstype = mount_types().get(f"{os.major(device)}:{os.minor(device)}")
         if fstype is None or f" on a {fstype} " not in problem:
             pytest.skip(f"{path} is on {fstype} here")
     project.write(f'[services.a]\ncmd = "true"\nwatch = ["src", {watch}]\n')
@@ -171,7 +171,7 @@ def test_watching_a_folder_that_holds_a_pseudo_file_system_is_a_manifest_error(
     cgroups = Path("/sys/fs/cgroup")
     below = [p for p in cgroups.iterdir() if os.path.ismount(p)] if cgroups.is_dir() else []
     device = cgroups.stat().st_dev if cgroups.is_dir() else 0
-    if not below or _mount_types().get(f"{os.major(device)}:{os.minor(device)}") != "tmpfs":
+    if not below or mount_types().get(f"{os.major(device)}:{os.minor(device)}") != "tmpfs":
         pytest.skip("no tmpfs /sys/fs/cgroup holding cgroup mounts here")
     project.write('[services.a]\ncmd = "true"\nwatch = ["/sys/fs/cgroup"]\n')
     result = project.devup("check")

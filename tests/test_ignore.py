@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ignore import GitIgnores, Ignorer, read_gitignores
-from orchestrator.selftrigger import SelfTriggerGuard
+from orchestrator.config.ignore import GitIgnores, Ignorer, read_gitignores
+from orchestrator.run.selftrigger import SelfTriggerGuard
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -210,7 +210,7 @@ def test_a_file_moved_into_place_names_the_restart_and_its_temporary_is_no_other
 def test_a_process_holding_the_changed_file_open_for_writing_is_named(tmp_path: Path) -> None:
     import psutil
 
-    from orchestrator.selftrigger import holder_of
+    from orchestrator.run.selftrigger import holder_of
 
     path = tmp_path / "data.txt"
     me = psutil.Process()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, DevupProcess, Project
 
-from orchestrator.init import scan
+from orchestrator.cli.init import scan
 
 SERVER = REPO / "tests" / "fixtures" / "server.py"
 

@@ -25,7 +25,7 @@ class _SeenWaiting(threading.Condition):
 
 
 def test_a_reader_holding_a_moved_from_wakes_when_its_pair_replaces_it() -> None:
-    from orchestrator.inotify_tree import _WakeableDelayedQueue
+    from orchestrator.watch.inotify_tree import _WakeableDelayedQueue
 
     hold_s = 60.0  # watchdog's own queue would sleep all of it
     q = _WakeableDelayedQueue(hold_s)
@@ -45,7 +45,7 @@ def test_a_reader_holding_a_moved_from_wakes_when_its_pair_replaces_it() -> None
 
 
 def test_a_lone_moved_from_is_still_held_then_delivered_and_close_ends_a_wait() -> None:
-    from orchestrator.inotify_tree import _WakeableDelayedQueue
+    from orchestrator.watch.inotify_tree import _WakeableDelayedQueue
 
     q = _WakeableDelayedQueue(0.01)
     q.put("moved out of the tree", delay=True)

@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from conftest import DEVUP, Project, py, wait_for
 
-from orchestrator import client, control
-from orchestrator.control import ControlServer
-from orchestrator.events import ControlRequested
-from orchestrator.logfiles import LogFile
-from orchestrator.printer import Printer
-from orchestrator.writer import TerminalWriter
+from orchestrator.control import client
+from orchestrator.control import server as control
+from orchestrator.control.server import ControlServer
+from orchestrator.output.logfiles import LogFile
+from orchestrator.output.printer import Printer
+from orchestrator.output.writer import TerminalWriter
+from orchestrator.run.events import ControlRequested
 
 FLOOD = """
 import sys

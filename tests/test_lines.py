@@ -1,6 +1,6 @@
 """LineSplitter: whole lines out of arbitrary chunks, bounded, never raising on bad bytes."""
 
-from orchestrator.lines import CUT_MARKER, LineSplitter
+from orchestrator.output.lines import CUT_MARKER, LineSplitter
 
 
 def feed_all(chunks: list[bytes], max_line_bytes: int = 64 * 1024) -> list[str]:

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from orchestrator import listening
-from orchestrator.listening import is_listening
+from orchestrator.ports import listening
+from orchestrator.ports.listening import is_listening
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="netlink: Linux")
 

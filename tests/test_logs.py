@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, DevupProcess, Project, py
 
-from orchestrator import logs
-from orchestrator.errors import UsageError
-from orchestrator.logfiles import LogFile, start_fresh
-from orchestrator.printer import Printer
+from orchestrator.base.errors import UsageError
+from orchestrator.output import logs
+from orchestrator.output.logfiles import LogFile, start_fresh
+from orchestrator.output.printer import Printer
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 # Prints a line each time a file named `go-N` appears in its folder, so the test decides when.

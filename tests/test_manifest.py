@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ManifestError, UsageError
-from orchestrator.locate import find_manifest
-from orchestrator.manifest import (
+from orchestrator.base.errors import ManifestError, UsageError
+from orchestrator.base.locate import find_manifest
+from orchestrator.config.manifest import (
     MAX_MANIFEST_BYTES,
     Manifest,
     ServiceSpec,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.environ import build_env
-from orchestrator.live import _pool_note, without_own_files
-from orchestrator.manifest import load_manifest, start_order
-from orchestrator.manifest_diff import Plan, compare, ports_to_choose, summary
+from orchestrator.config.environ import build_env
+from orchestrator.config.manifest import load_manifest, start_order
+from orchestrator.config.manifest_diff import Plan, compare, ports_to_choose, summary
+from orchestrator.run.live import _pool_note, without_own_files
 
 BASE = """
 [services.api]

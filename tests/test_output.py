@@ -13,11 +13,11 @@ from pathlib import Path
 
 from conftest import Project, py
 
-from orchestrator.events import Event, OutputClosed, OutputRead
-from orchestrator.lines import CUT_MARKER, LineSplitter
-from orchestrator.logfiles import LogFile
-from orchestrator.printer import Printer
-from orchestrator.supervisor import READ_CHUNK_BYTES, READ_COALESCE_S, _read_output
+from orchestrator.output.lines import CUT_MARKER, LineSplitter
+from orchestrator.output.logfiles import LogFile
+from orchestrator.output.printer import Printer
+from orchestrator.run.events import Event, OutputClosed, OutputRead
+from orchestrator.run.supervisor import READ_CHUNK_BYTES, READ_COALESCE_S, _read_output
 
 # Every kind of line the splitter treats specially, in one stream.
 TRICKY = (

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.policy import MAX_FAST_FAILURES, backoff_delay, decide, first_backoff_s
+from orchestrator.run.policy import MAX_FAST_FAILURES, backoff_delay, decide, first_backoff_s
 
 
 def test_default_backoff_doubles_from_half_a_second_to_thirty() -> None:

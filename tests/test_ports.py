@@ -20,11 +20,11 @@ from typing import Any
 import psutil
 import pytest
 
-from orchestrator.errors import DevupError, UsageError
-from orchestrator.manifest import Manifest, ServiceSpec, Settings
-from orchestrator.paths import project_key
-from orchestrator.ports import BLOCKED_PORTS, allocate_ports, is_port_free
-from orchestrator.registry import Registry
+from orchestrator.base.errors import DevupError, UsageError
+from orchestrator.base.paths import project_key
+from orchestrator.config.manifest import Manifest, ServiceSpec, Settings
+from orchestrator.ports.allocation import BLOCKED_PORTS, allocate_ports, is_port_free
+from orchestrator.ports.registry import Registry
 
 POOL_SIZE = 200
 
@@ -291,7 +291,7 @@ def test_a_leased_port_held_by_another_process_is_lent_out_for_one_run_or_report
 def test_a_temporary_port_is_reserved_while_its_run_lives(
     tmp_path: Path, pool: tuple[int, int]
 ) -> None:
-    from orchestrator.runstate import RunLock
+    from orchestrator.system.runstate import RunLock
 
     a = make_manifest(make_project(tmp_path, "a"), pool, api={})
     b = make_manifest(make_project(tmp_path, "b"), pool, web={})
@@ -354,8 +354,8 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from orchestrator.manifest import Manifest, ServiceSpec, Settings
-    from orchestrator.ports import allocate_ports
+    from orchestrator.config.manifest import Manifest, ServiceSpec, Settings
+    from orchestrator.ports.allocation import allocate_ports
 
     root, lo, hi = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     names = [f"svc{i}" for i in range(5)]

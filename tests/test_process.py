@@ -11,8 +11,8 @@ import psutil
 import pytest
 from conftest import wait_for
 
-from orchestrator import process
-from orchestrator.process import shell_line
+from orchestrator.system import process
+from orchestrator.system.process import shell_line
 
 ENV = {"PATH": os.environ.get("PATH", os.defpath)}
 

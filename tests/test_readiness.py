@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest import REPO, DevupProcess, Project, py, wait_for
 
-from orchestrator.ports import is_port_free
-from orchestrator.programs import missing_program, program_of
-from orchestrator.reach import reach
+from orchestrator.cli.programs import missing_program, program_of
+from orchestrator.ports.allocation import is_port_free
+from orchestrator.ports.reach import reach
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 # Prints where devup says the api answers, then serves on its own PORT.

@@ -18,18 +18,18 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-import orchestrator.registry as registry_module
-from orchestrator.errors import DevupError
-from orchestrator.manifest import Manifest, ServiceSpec, Settings
-from orchestrator.paths import (
+import orchestrator.ports.registry as registry_module
+from orchestrator.base.errors import DevupError
+from orchestrator.base.paths import (
     devup_home,
     ensure_private_dir,
     project_key,
     project_run_dir,
     write_private_atomic,
 )
-from orchestrator.ports import allocate_ports
-from orchestrator.registry import Registry
+from orchestrator.config.manifest import Manifest, ServiceSpec, Settings
+from orchestrator.ports.allocation import allocate_ports
+from orchestrator.ports.registry import Registry
 
 
 @pytest.fixture
@@ -222,7 +222,7 @@ def test_release_forgets_named_services_or_all(home: Path, project: Path) -> Non
 HOLD_LOCK = textwrap.dedent(
     """
     import sys
-    from orchestrator.registry import Registry
+    from orchestrator.ports.registry import Registry
 
     with Registry().locked():
         print("locked", flush=True)
@@ -270,7 +270,7 @@ def test_an_unusable_home_is_an_expected_error(
 WRITER = textwrap.dedent(
     """
     import os, random, sys
-    from orchestrator.registry import Registry
+    from orchestrator.ports.registry import Registry
 
     root, pause_in = sys.argv[1], sys.argv[2]
     if pause_in != "never":
@@ -350,8 +350,8 @@ ALLOCATOR = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from orchestrator.manifest import Manifest, ServiceSpec, Settings
-    from orchestrator.ports import allocate_ports
+    from orchestrator.config.manifest import Manifest, ServiceSpec, Settings
+    from orchestrator.ports.allocation import allocate_ports
 
     root, lo, hi = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     names = [f"svc{i}" for i in range(5)]

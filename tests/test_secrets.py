@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, DevupProcess, Project
 
-from orchestrator.cli import cli
-from orchestrator.manifest import load_manifest
-from orchestrator.printer import Printer
-from orchestrator.supervisor import Supervisor
+from orchestrator.cli.main import cli
+from orchestrator.config.manifest import load_manifest
+from orchestrator.output.printer import Printer
+from orchestrator.run.supervisor import Supervisor
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 SECRET = "s3cr3t-9f2c1d"

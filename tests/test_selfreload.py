@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import DevupProcess, Project, inotify_watches, wait_for
 
-from orchestrator.manifest import load_manifest
-from orchestrator.plan import check_plan, format_check
-from orchestrator.selfreload import detect
+from orchestrator.cli.plan import check_plan, format_check
+from orchestrator.config.manifest import load_manifest
+from orchestrator.config.selfreload import detect
 
 RECOGNISED = [
     ("vite", "vite"),
@@ -221,7 +221,7 @@ def test_a_self_reloader_is_restarted_on_a_new_gitignored_env_file_not_on_an_edi
 def test_a_config_in_a_missing_folder_is_left_out_of_the_watch(tmp_path: Path) -> None:
     """A file is watched through its folder: Rails' config/application.rb only when config/ is
     there (a missing folder could not be watched and would be reported as an error)."""
-    from orchestrator.selfreload import watch_paths
+    from orchestrator.config.selfreload import watch_paths
 
     rails = detect("bin/rails server", tmp_path)
     assert rails is not None

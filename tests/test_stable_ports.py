@@ -11,8 +11,8 @@ import sys
 import psutil
 from conftest import REPO, DevupProcess, Project
 
-from orchestrator.paths import project_key
-from orchestrator.registry import Registry
+from orchestrator.base.paths import project_key
+from orchestrator.ports.registry import Registry
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 

@@ -7,11 +7,11 @@ import queue
 
 from conftest import Project
 
-from orchestrator.events import FilesChanged, OutputClosed, OutputRead
-from orchestrator.manifest import load_manifest
-from orchestrator.printer import Printer
-from orchestrator.states import State
-from orchestrator.supervisor import RETRY_AFTER_ERROR_S, Supervisor
+from orchestrator.config.manifest import load_manifest
+from orchestrator.output.printer import Printer
+from orchestrator.run.events import FilesChanged, OutputClosed, OutputRead
+from orchestrator.run.states import State
+from orchestrator.run.supervisor import RETRY_AFTER_ERROR_S, Supervisor
 
 
 class FakeClock:

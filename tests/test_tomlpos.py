@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from orchestrator.tomlpos import key_positions
+from orchestrator.config.tomlpos import key_positions
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import treewalk
-from orchestrator.treewalk import walk_folders
+from orchestrator.watch import treewalk
+from orchestrator.watch.treewalk import walk_folders
 
 
 def make_tree(root: Path) -> None:
@@ -92,8 +92,8 @@ def test_mountinfo_is_read_once_for_many_walks(
     make_tree(tmp_path)
     monkeypatch.setattr(treewalk, "_counting", {})
     reads = []
-    real = treewalk._mount_types
-    monkeypatch.setattr(treewalk, "_mount_types", lambda: reads.append(1) or real())
+    real = treewalk.mount_types
+    monkeypatch.setattr(treewalk, "mount_types", lambda: reads.append(1) or real())
     for _ in range(50):
         list(walk_folders(os.fsencode(tmp_path), prune_node_modules))
     assert len(reads) == 1

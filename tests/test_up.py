@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 from conftest import REPO, DevupProcess, Project, marked_processes, py
 
-from orchestrator.ports import is_port_free
+from orchestrator.ports.allocation import is_port_free
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 

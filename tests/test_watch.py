@@ -23,9 +23,9 @@ import psutil
 import pytest
 from conftest import REPO, DevupProcess, Project, py, wait_for
 
-from orchestrator.events import Event, FilesChanged
-from orchestrator.ignore import GitIgnores, Ignorer, read_gitignores
-from orchestrator.watcher import WatchedService, Watcher
+from orchestrator.config.ignore import GitIgnores, Ignorer, read_gitignores
+from orchestrator.run.events import Event, FilesChanged
+from orchestrator.watch.watcher import WatchedService, Watcher
 
 SERVER = REPO / "tests" / "fixtures" / "server.py"
 APP = f"""\
@@ -446,7 +446,7 @@ class NoInotify:
         return None
 
 sys.meta_path.insert(0, NoInotify())
-import orchestrator.watcher, orchestrator.up
+import orchestrator.watch.watcher, orchestrator.cli.up
 print(sorted(n for n in sys.modules if "inotify" in n))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -458,7 +458,7 @@ def test_the_observer_used_off_linux_sees_changes_and_drops_ignored_ones(
 ) -> None:
     """Off Linux the watcher schedules watchdog's own observer on the whole tree and filters each
     event (here that observer is inotify, but the path through devup is the macOS one)."""
-    from orchestrator import watcher as watcher_module
+    from orchestrator.watch import watcher as watcher_module
 
     monkeypatch.setattr(watcher_module, "_NATIVE", "FSEvents")
     (tmp_path / "a" / "node_modules").mkdir(parents=True)

@@ -17,8 +17,8 @@ import psutil
 import pytest
 from conftest import DEVUP, REPO, DevupProcess, Project, wait_for
 
-from orchestrator.manifest import Manifest, ServiceSpec, Settings
-from orchestrator.ports import allocate_ports, is_port_free
+from orchestrator.config.manifest import Manifest, ServiceSpec, Settings
+from orchestrator.ports.allocation import allocate_ports, is_port_free
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator import reaper
-from orchestrator.environ import build_env
-from orchestrator.manifest import load_manifest, start_order
-from orchestrator.ports import allocate_ports
-from orchestrator.printer import Printer
-from orchestrator.states import State
-from orchestrator.supervisor import Supervisor
-from orchestrator.writer import TerminalWriter
+from orchestrator.config.environ import build_env
+from orchestrator.config.manifest import load_manifest, start_order
+from orchestrator.output.printer import Printer
+from orchestrator.output.writer import TerminalWriter
+from orchestrator.ports.allocation import allocate_ports
+from orchestrator.run.states import State
+from orchestrator.run.supervisor import Supervisor
+from orchestrator.system import reaper
 
 
 def main() -> None:

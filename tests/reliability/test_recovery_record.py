@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import process, runmark, runstate
-from orchestrator.manifest import load_manifest
-from orchestrator.recovery import find_leftovers, stop_leftovers
-from orchestrator.runstate import recorded_groups
+from orchestrator.config.manifest import load_manifest
+from orchestrator.run.recovery import find_leftovers, stop_leftovers
+from orchestrator.system import process, runmark, runstate
+from orchestrator.system.runstate import recorded_groups
 from tests.reliability.records import PROC
 
 

@@ -19,11 +19,11 @@ import psutil
 import pytest
 from conftest import DevupProcess, Project, wait_for
 
-from orchestrator import runmark, runstate
-from orchestrator.manifest import load_manifest
-from orchestrator.paths import project_state_dir
-from orchestrator.ports import is_port_free
-from orchestrator.recovery import find_leftovers, stop_leftovers
+from orchestrator.base.paths import project_state_dir
+from orchestrator.config.manifest import load_manifest
+from orchestrator.ports.allocation import is_port_free
+from orchestrator.run.recovery import find_leftovers, stop_leftovers
+from orchestrator.system import runmark, runstate
 from tests.reliability.records import PROC, recorded, same_process
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -180,9 +180,9 @@ def test_the_run_record_is_written_once_per_turn_and_only_when_it_changed(
 ) -> None:
     """Five workers start in one turn of the loop (ten state changes): one write. The same
     record again: no write."""
-    from orchestrator.printer import Printer
-    from orchestrator.supervisor import Supervisor
-    from orchestrator.up import _record_run
+    from orchestrator.cli.up import _record_run
+    from orchestrator.output.printer import Printer
+    from orchestrator.run.supervisor import Supervisor
 
     names = [f"w{i}" for i in range(5)]
     (tmp_path / "devports.toml").write_text(

@@ -1,0 +1,2 @@
+"""Lowest layer: expected errors, quoting names in messages, devup's own files and folders.
+Imports no other folder."""

@@ -1,0 +1,159 @@
+"""The `devup` entry point. `devup --version`, `devup status [--json]`, `devup logs -n N
+[SERVICE...]`, `devup restart|start|stop SERVICE...` and `devup reload` (quickcontrol.py), which
+editors, scripts and agents run often, are answered here without loading click or the manifest
+parser (their imports are most of the time these take, and a running devup must stay reachable
+while devports.toml does not parse); any other command line goes to the click CLI in cli.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C while the CLI loads, before it handles one itself
+        sys.exit(130)
+
+
+def _main() -> None:
+    _reopen_closed_std_fds()
+    args = sys.argv[1:]
+    if args == ["--version"]:  # what editors and scripts run to find devup: click's own wording
+        from orchestrator import __version__
+
+        print(f"devup, version {__version__}")
+        sys.exit(0)
+    if args in (["status"], ["status", "--json"]):
+        sys.exit(_status(as_json=len(args) == 2))
+    if args in (["ports"], ["ports", "--json"]) and _ports(as_json=len(args) == 2):
+        sys.exit(0)
+    if args[:1] == ["logs"] and _logs(args[1:]):
+        sys.exit(0)
+    if args[:1] in (["restart"], ["start"], ["stop"], ["reload"]):
+        from orchestrator.control.quick import run
+
+        try:
+            code = run(args[0], args[1:])
+        except KeyboardInterrupt:
+            code = 130  # as the CLI does
+        if code is not None:
+            sys.exit(code)
+    from orchestrator.cli.main import main as cli_main
+
+    cli_main()
+
+
+def _reopen_closed_std_fds() -> None:
+    """`devup >&-`: a closed stdin, stdout or stderr becomes /dev/null. Left closed, Python has no
+    sys.stdout, and the next file devup opens (its run lock, a log) would take the number 1 and
+    be written to as the terminal, or be handed to every service as its output."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (kept open)
+
+
+def _status(as_json: bool) -> int:
+    from pathlib import Path
+
+    from orchestrator.base.errors import DevupError
+    from orchestrator.base.locate import find_manifest
+    from orchestrator.control.remote import status
+
+    try:
+        print(status(find_manifest(Path.cwd()).parent, as_json))
+    except DevupError as exc:
+        print(exc.report(), file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def _ports(as_json: bool) -> bool:
+    """`devup ports` while the project's devup runs, from its answer; False to use the CLI (no
+    run, or a devports.toml changed since the run read it: the CLI reads the file as it is)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from orchestrator.base.errors import DevupError
+    from orchestrator.base.locate import find_manifest
+    from orchestrator.base.paths import project_key
+    from orchestrator.control import client
+    from orchestrator.ports.registry import Registry
+    from orchestrator.ports.runports import format_ports, live_ports
+
+    try:
+        manifest = find_manifest(Path.cwd())
+        answer = client.check_answer(client.request(manifest.parent, "status"))
+        run = answer["run"]
+        if "ports" not in run or (run["manifest"], run["manifest_mtime_ns"]) != (
+            str(manifest),
+            os.stat(manifest).st_mtime_ns,
+        ):
+            return False
+        leases = Registry().read().get(project_key(manifest.parent), {})
+    except (DevupError, OSError, KeyError, TypeError):
+        return False
+    doc = live_ports(answer, leases)
+    print(json.dumps(doc, indent=2) if as_json else format_ports(doc))
+    return True
+
+
+def _logs(args: list[str]) -> bool:
+    """`logs -n N [SERVICE...]` when every named service has a log file; False to use the CLI."""
+    count: int | None = None
+    names: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("-n", "--lines") and count is None:
+            value = next(rest, "")
+            # ASCII digits (isdigit() takes "²", which int() refuses), few enough for int().
+            if not (value.isascii() and value.isdigit()) or len(value) > 18:
+                return False
+            count = int(value)
+        elif arg.startswith("-"):
+            return False  # -f, --since, -h, ...: the CLI's job
+        else:
+            names.append(arg)
+    if count is None:
+        return False
+    from pathlib import Path
+
+    from orchestrator.base.errors import DevupError
+    from orchestrator.base.locate import find_manifest
+    from orchestrator.base.paths import project_state_dir
+    from orchestrator.output.logs import show
+
+    try:
+        folder = project_state_dir(find_manifest(Path.cwd()).parent) / "logs"
+    except DevupError:
+        return False
+    if not all((folder / f"{name}.log").is_file() for name in names):
+        return False  # an unknown name or a Procfile group: the CLI checks it and says so
+    import os
+
+    from orchestrator.base.ansi import strip_ansi
+
+    # As `devup logs` decides (up.use_color): escapes only to a terminal with colour on.
+    keep_escapes = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data if keep_escapes else strip_ansi(data))
+
+    try:
+        show(folder, names, write, count=count)
+        out.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True

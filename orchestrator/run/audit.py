@@ -1,0 +1,238 @@
+"""The listen audit: what a service's process group really listens on once it is up (public
+addresses without `expose`, a port other than its PORT), and who holds a port a service could
+not bind. Runs on the supervisor's thread: on Linux it asks the kernel over netlink (~0.5 ms;
+listening.py); psutil, which reads all of /proc/net/tcp (~12 ms), answers elsewhere."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import psutil
+
+from orchestrator.config.manifest import Manifest, ServiceSpec
+from orchestrator.ports.holders import describe_all, find_holders, format_address
+from orchestrator.ports.listening import ListenSocket, listen_sockets
+from orchestrator.ports.reach import only_ipv6_loopback, reach
+from orchestrator.run.states import State
+from orchestrator.system.process import GroupId, group_members
+
+if TYPE_CHECKING:
+    from orchestrator.run.supervisor import ServiceRun, Supervisor
+
+# A server may open its public socket a moment after the PORT one (a dev server's HMR socket,
+# a second listener): look again after these delays from ready.
+RECHECK_AFTER_S = (1.0, 5.0)
+# Bind failures show up in the first output of a process; later lines are not inspected.
+BIND_WINDOW_S = 10.0
+_PUBLIC = frozenset({"0.0.0.0", "::", "::ffff:0.0.0.0"})
+_NAMED_PORT = re.compile(r"(?:[Pp]ort |:)(\d{2,5})\b")
+# Frameworks that ignore PORT, recognised in the command line, and how to pass it to them.
+_HINTS = (
+    (re.compile(r"\bvite\b"), "vite does not read PORT: run it with --port $PORT --strictPort"),
+    (
+        re.compile(r"\bmanage\.py\b.*\brunserver\b|\bdjango-admin\b.*\brunserver\b"),
+        "django does not read PORT: run `manage.py runserver 127.0.0.1:$PORT`",
+    ),
+    (re.compile(r"\bflask\b"), "flask does not read PORT: run `flask run --port $PORT`"),
+)
+
+
+@dataclass(frozen=True)
+class Listener:
+    pid: int
+    ip: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return format_address(self.ip, self.port)
+
+
+@dataclass
+class Findings:
+    """The audit of one service generation, for `devup status` and the run record."""
+
+    generation: int
+    listening: list[str] = field(default_factory=list)  # addresses, "127.0.0.1:3001"
+    pids: list[int] = field(default_factory=list)  # the process on each of `listening`
+    warnings: list[str] = field(default_factory=list)
+    audits: int = 0  # checks done so far in this generation
+
+
+def group_listeners(group: GroupId, sockets: list[ListenSocket] | None = None) -> list[Listener]:
+    """The LISTEN sockets of the processes in `group` (started no earlier than its leader);
+    `sockets`: the kernel's listening sockets when the caller has just read them."""
+    members = group_members(group)
+    if not members:
+        return []
+    found = _listeners_by_kernel(members, sockets)
+    return found if found is not None else _listeners_by_psutil(members)
+
+
+def _listeners_by_kernel(
+    members: Iterable[psutil.Process], sockets: list[ListenSocket] | None = None
+) -> list[Listener] | None:
+    """The members' sockets that the kernel lists as listening (netlink), matched by inode;
+    None where netlink cannot be asked."""
+    held: list[tuple[int, list[int]]] = []
+    for proc in members:
+        try:
+            held.append((proc.pid, _socket_inodes(proc.pid)))
+        except OSError:
+            continue  # gone, not ours to look at, or no /proc (macOS: netlink answers None)
+    if sockets is None:
+        sockets = listen_sockets({inode for _pid, inodes in held for inode in inodes})
+    if sockets is None:
+        return None
+    by_inode = {sock.inode: sock for sock in sockets}
+    found: list[Listener] = []
+    for pid, inodes in held:
+        for inode in inodes:
+            sock = by_inode.get(inode)
+            if sock is not None:
+                listener = Listener(pid, sock.ip, sock.port)
+                if listener not in found:
+                    found.append(listener)
+    return found
+
+
+def _socket_inodes(pid: int) -> list[int]:
+    """The inodes of the sockets `pid` holds (/proc/PID/fd/N -> "socket:[INODE]")."""
+    inodes: list[int] = []
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        try:
+            target = os.readlink(f"{fds}/{fd}")
+        except FileNotFoundError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.append(int(target[8:-1]))
+    return inodes
+
+
+def _listeners_by_psutil(members: Iterable[psutil.Process]) -> list[Listener]:
+    found: list[Listener] = []
+    for proc in members:
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except (OSError, psutil.Error):
+            continue  # gone, or not ours to look at
+        pid = proc.pid
+        for conn in conns:
+            if conn.status == psutil.CONN_LISTEN and conn.laddr:
+                listener = Listener(pid, conn.laddr.ip, conn.laddr.port)
+                if listener not in found:
+                    found.append(listener)
+    return found
+
+
+def assess(
+    manifest: Manifest, spec: ServiceSpec, port: int | None, listeners: Iterable[Listener]
+) -> list[str]:
+    """The warnings about a service listening on `listeners`: pure, for the audit and `ports`."""
+    listeners = list(listeners)
+    warnings: list[str] = []
+    if not (spec.expose or manifest.settings.expose):
+        for lst in listeners:
+            if lst.ip in _PUBLIC:
+                warnings.append(
+                    f"{spec.name} (pid {lst.pid}) listens on {lst.address}: reachable from your "
+                    "network; bind 127.0.0.1 (HOST is set) or set expose = true"
+                )
+    where = reach(port, ((lst.ip, lst.port) for lst in listeners))
+    if port is not None and where is not None and where.port != port:
+        elsewhere = ", ".join(dict.fromkeys(lst.address for lst in listeners))
+        warning = f"{spec.name} ignored PORT={port} and listens on {elsewhere}"
+        hint = framework_hint(spec.cmd)
+        warnings.append(f"{warning}; {hint}" if hint else warning)
+    if where is not None and only_ipv6_loopback(
+        lst.ip for lst in listeners if lst.port == where.port
+    ):
+        warnings.append(
+            f"{spec.name} listens only on [::1]:{where.port} (IPv6 loopback), where "
+            f"127.0.0.1:{where.port} refuses connections: its URL is {where.url}"
+        )
+    return warnings
+
+
+def framework_hint(cmdline: str) -> str | None:
+    for pattern, hint in _HINTS:
+        if pattern.search(cmdline):
+            return hint
+    return None
+
+
+class ListenAudit:
+    """A supervisor ready hook: audits a service when it is ready (or timed out) and again a
+    little later, says each warning once per generation, keeps the findings on the supervisor."""
+
+    def __init__(self, sup: Supervisor, on_audit: Callable[[], None] | None = None) -> None:
+        self.sup = sup
+        self.on_audit = on_audit
+
+    def __call__(self, svc: ServiceRun) -> None:
+        generation = svc.generation
+        self.check(svc, generation)
+        for delay in RECHECK_AFTER_S:
+            self.sup.timers.call_later(delay, lambda: self.check(svc, generation))
+
+    def check(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.group is None:
+            return
+        if svc.state not in (State.READY, State.RUNNING):
+            return
+        findings = self.sup.findings.get(svc.name)
+        if findings is None or findings.generation != generation:
+            findings = self.sup.findings[svc.name] = Findings(generation)
+        listeners = group_listeners(svc.group)
+        findings.listening = [lst.address for lst in listeners]
+        findings.pids = [lst.pid for lst in listeners]
+        for warning in assess(self.sup.manifest, svc.spec, svc.port, listeners):
+            if warning not in findings.warnings:
+                findings.warnings.append(warning)
+                self.sup.say(warning)
+        findings.audits += 1
+        if self.on_audit is not None:
+            self.on_audit()
+
+
+def install(sup: Supervisor, on_audit: Callable[[], None] | None = None) -> ListenAudit:
+    audit = ListenAudit(sup, on_audit)
+    sup.ready_hooks.append(audit)
+    return audit
+
+
+def bind_failure(name: str, port: int | None, lines: list[str]) -> str | None:
+    """If `lines` report a failed bind ("address already in use", EADDRINUSE), the line naming
+    who holds the port: the one the message names, else the service's PORT."""
+    for line in lines:
+        if "already in use" not in line and "EADDRINUSE" not in line:
+            continue
+        named = _NAMED_PORT.findall(line)
+        busy = int(named[-1]) if named else port
+        if busy is None:
+            return None
+        holders = find_holders(busy)
+        if holders:
+            return f"{name}: port {busy} is held by {describe_all(holders)}"
+        if named:
+            return f"{name}: port {busy} was in use; nothing listens on it now"
+        return None
+    return None
+
+
+def status_fields(findings: Findings | None, generation: int) -> dict[str, object]:
+    """`listening` (with the pid on each address), `warnings` and `audits` (checks so far) of the
+    current process of a service."""
+    if findings is None or findings.generation != generation:
+        return {"listening": None, "listening_pids": None, "warnings": [], "audits": 0}
+    return {
+        "listening": list(findings.listening),
+        "listening_pids": list(findings.pids),
+        "warnings": list(findings.warnings),
+        "audits": findings.audits,
+    }

@@ -1,0 +1,1273 @@
+"""The supervisor: the one thread that owns every service's state, timers and restarts.
+
+Reader threads, the watcher, the control server and signal handlers only post events on a
+SimpleQueue; everything they report is acted on here, so no devup state needs a lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import IO, Any, Protocol
+
+import psutil
+
+from orchestrator.base.errors import DevupError
+from orchestrator.config.environ import service_url
+from orchestrator.config.manifest import Manifest, ServiceSpec
+from orchestrator.config.manifest_diff import PlanDiff
+from orchestrator.output.lines import LineSplitter
+from orchestrator.output.printer import Printer
+from orchestrator.ports.allocation import is_port_free
+from orchestrator.ports.holders import describe_all, find_holders
+from orchestrator.ports.reach import Reach
+from orchestrator.run import audit
+from orchestrator.run.events import (
+    ChildrenChanged,
+    ControlRequested,
+    Event,
+    FilesChanged,
+    ManifestChanged,
+    OutputClosed,
+    OutputRead,
+    SignalReceived,
+    WatcherSaid,
+)
+from orchestrator.run.policy import decide, first_backoff_s, format_delay
+from orchestrator.run.readiness import ReadyProbe
+from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
+from orchestrator.run.states import State, check_transition
+from orchestrator.run.timers import Timers
+from orchestrator.system import process, reaper, runmark
+
+READ_CHUNK_BYTES = 65536
+CHUNKS_IN_FLIGHT = 32  # per child: bounds memory when devup lags; the child's pipe then blocks
+# In a flood, after a short read the reader waits this long before the next one: the output then
+# arrives in chunks of many lines instead of one event per write(), for this much added latency.
+READ_COALESCE_S = 0.002
+# A starting service's port is probed every tenth of the time it has been starting, within these
+# bounds: a fast start is seen within ~10 ms, a slow one costs 20 probes a second.
+READY_POLL_MIN_S = 0.01
+READY_POLL_MAX_S = 0.05
+# After ready_timeout, a service that still listens nowhere is looked at this often: it becomes
+# ready when it finally listens (a slow first compile).
+LATE_READY_POLL_S = 1.0
+# A shell's "sh: 1: vite: not found" / "bash: vite: command not found", with exit code 127.
+_NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
+EXIT_NOT_FOUND = 127
+# Fast failures in a row after which the summary stops waiting for a service ("crashing"): one
+# is often a hiccup (a port taken for a moment, a database still starting) that a restart cures.
+CRASH_LOOP_FAILURES = 2
+STOP_POLL_S = 0.02
+PORT_WAIT_POLL_S = 0.1
+PORT_WAIT_WARN_S = 5.0
+# A restart that has folded in this many file events is a burst (a checkout, a build, a formatter
+# run): it waits for BURST_QUIET_S of quiet, not debounce_ms, since a loaded machine can pause a
+# burst for longer than debounce_ms midway. A single save still restarts after debounce_ms.
+BURST_EVENTS = 20
+BURST_QUIET_S = 0.3
+ANNOUNCE_RECHECK_S = 0.05  # how often a restart still gathering changes checks for a burst
+# The kernel stamps mtimes from a coarse clock: a write is at most this much later than its mtime.
+MTIME_TICK_S = 0.01
+EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
+IDLE_WAKEUP_S = 1.0
+RETRY_AFTER_ERROR_S = 0.1  # a timer whose callback failed with an OSError runs again after this
+WATCH_HEAD_START_S = 0.1
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+class Watcher(Protocol):
+    def start(self) -> None: ...
+    def wait_started(self, timeout_s: float) -> bool: ...
+    def stop(self) -> None: ...
+
+
+class LiveManifest(Protocol):
+    """What follows devports.toml for the run (live.py); called on the supervisor's thread."""
+
+    def changed(self) -> None: ...
+    def reload(self, quiet_if_unchanged: bool = False) -> tuple[bool, str]: ...
+    def state(self) -> dict[str, Any]: ...
+
+
+Spawn = Callable[[ServiceSpec, dict[str, str]], process.Child]
+
+
+def spawn_service(spec: ServiceSpec, env: dict[str, str]) -> process.Child:
+    try:
+        return process.spawn(spec.cmd, spec.cwd, env)
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            raise
+        from orchestrator.system.argsize import (
+            too_long,  # names what "Argument list too long" means
+        )
+
+        raise OSError(exc.errno, too_long([spec.cmd], env)) from None
+
+
+@dataclass
+class ServiceRun:
+    """The runtime side of one service; only the supervisor's thread touches it."""
+
+    spec: ServiceSpec
+    port: int | None
+    env: dict[str, str]
+    state: State = State.WAITING
+    generation: int = 0
+    child: process.Child | None = None
+    group: process.GroupId | None = None  # set until the whole group is verified gone
+    splitter: LineSplitter = field(default_factory=LineSplitter)
+    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    started_at: float = 0.0
+    ready_after_s: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    exit_status: int | None = None  # reaped, not yet reported (waiting for its last output)
+    output_open: bool = False
+    fast_failures: int = 0
+    restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
+    kill_deadline: float | None = None
+    burst_events: int = 0  # file events folded into the pending restart
+    held_by_request: bool = False  # stopped by `devup stop NAME`: not an exit, not a failure
+    ready_regex: re.Pattern[str] | None = None
+    port_wait_since: float | None = None
+    waiters: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    probe: ReadyProbe | None = None
+    # Where it answered when last ready: told to the services started after it, shown by status.
+    reach: Reach | None = None
+    missing_program: str | None = None  # "vite", from a shell's "not found" in this output
+    last_exit_code: int | None = None  # of its last exit on its own (kept while it restarts)
+
+    @property
+    def where(self) -> tuple[int | None, str | None]:
+        """The port and URL it answers on: its PORT, unless it proved to listen elsewhere."""
+        if self.reach is not None and self.reach.moved_from(self.port):
+            return self.reach.port, self.reach.url
+        return self.port, service_url("127.0.0.1", self.port) if self.port is not None else None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_task(self) -> bool:
+        return not self.spec.needs_port and self.spec.restart == "no"
+
+    @property
+    def satisfies_dependents(self) -> bool:
+        if self.is_task:
+            return self.state is State.STOPPED and self.exit_code == 0
+        return self.state in (State.READY, State.RUNNING)
+
+    @property
+    def will_restart_for_changes(self) -> bool:
+        """False while it waits to start, or stays stopped by `devup stop`: an edit of its spec
+        then needs no restart (apply_plan)."""
+        held = self.state is State.STOPPED and self.held_by_request
+        return not (held or self.state is State.WAITING)
+
+    @property
+    def settled(self) -> bool:
+        """Done starting: ready, or given up on, or finished."""
+        return self.state not in (State.WAITING, State.STARTING)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        manifest: Manifest,
+        order: list[str],
+        ports: dict[str, int | None],
+        envs: dict[str, dict[str, str]],
+        printer: Printer,
+        *,
+        events: queue.SimpleQueue[Event] | None = None,
+        watching: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        spawn: Spawn = spawn_service,
+        on_change: Callable[[Supervisor], None] | None = None,
+        env_for: Callable[[Manifest, dict[str, int | None], str, dict[str, Reach]], dict[str, str]]
+        | None = None,
+        run_id: str | None = None,
+        on_control: Callable[[Supervisor, ControlRequested], None] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.order = order
+        self.events: queue.SimpleQueue[Event] = events or queue.SimpleQueue()
+        self.printer = printer
+        self.watching = watching
+        self._clock = clock
+        self._spawn = spawn
+        # Told once per turn of the loop in which a state changed (the run record), not at each.
+        self._on_change = on_change
+        # Rebuilds a service's environment with where other services really answer (up.py).
+        self._env_for = env_for
+        # What a control-channel request does (control/verbs.py): injected, so run/ does not
+        # import the control channel above it.
+        self._on_control_request = on_control
+        self._changed = False
+        self._errors_said: set[tuple[str, int | None]] = set()
+        # Every child carries DEVUP_RUN_ID=<run_id>:<service> (runmark.py): a killed devup's
+        # processes are found by it, and so are a service's adopted orphans.
+        self.run_id = run_id
+        self.timers = Timers(clock)
+        self.services = {
+            name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
+        }
+        self.ports = dict(ports)  # every service's, started or not: what `devup ports` shows
+        self.shutting_down = False
+        self.exit_code: int | None = None
+        self._final_code = 0
+        self._shutdown_started = 0.0
+        self._started_at = clock()
+        self._summary_shown = False
+        self.self_triggers = SelfTriggerGuard()
+        self._first_backoff_s = first_backoff_s()
+        # Called when a service becomes ready, or at ready_timeout if it never does.
+        self.ready_hooks: list[Callable[[ServiceRun], None]] = []
+        # The listen audit's findings per service (audit.py), shown by status.
+        self.findings: dict[str, audit.Findings] = {}
+        self._bind_failures_said: set[tuple[str, int]] = set()
+        self.live: LiveManifest | None = None
+        self.retiring: set[str] = set()  # removed from devports.toml, stopping (apply_plan)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, watcher: Watcher | None = None) -> int:
+        """Start everything, supervise until the run ends, return devup's exit code."""
+        previous = self._install_signal_handlers()
+        try:
+            if watcher is not None:
+                watcher.start()  # on its own thread
+                # A small tree is watched before any service starts (nothing it writes or is
+                # saved at once is missed); a big one is walked while the services start.
+                watcher.wait_started(WATCH_HEAD_START_S)
+            self._start_ready_services()
+            self._tell_change()
+            while self.exit_code is None:
+                self._step(self.timers.timeout(IDLE_WAKEUP_S))
+            return self.exit_code
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _step(self, timeout_s: float) -> None:
+        try:
+            first = (
+                self.events.get(timeout=timeout_s) if timeout_s > 0 else self.events.get_nowait()
+            )
+        except queue.Empty:
+            self._survive(self._reap, "a child's exit")  # a lost SIGCHLD's safety net
+        else:
+            self._survive(partial(self._handle, first), _WHAT.get(type(first), "an event"))
+            # Drain what else is queued before flushing, so output goes out in batches.
+            for _ in range(1000):
+                try:
+                    event = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                self._survive(partial(self._handle, event), _WHAT.get(type(event), "an event"))
+        self.timers.run_due(self._survive)
+        self.printer.flush_logs()
+        self._tell_change()
+
+    def _survive(self, action: Callable[[], None], what: str = "a timer") -> None:
+        """Run one step of the loop. An OSError there (out of descriptors, a full disk, a /proc
+        that cannot be read) is said once per kind and the run goes on: a supervisor keeps its
+        children running whatever fails around it, as supervisord and systemd do. A timer is
+        tried again shortly: the polls that stop, start and watch services re-arm themselves
+        only when they finish, so a lost one would leave a service stopping for ever."""
+        try:
+            action()
+        except OSError as exc:
+            key = (what, exc.errno)
+            if key not in self._errors_said:
+                self._errors_said.add(key)
+                self.say(
+                    f"handling {what} failed: {exc.strerror or exc}; the services keep running"
+                )
+            if what == "a timer":
+                self.timers.call_later(RETRY_AFTER_ERROR_S, action)
+
+    def mark_changed(self) -> None:
+        """Something the run record shows changed outside a state change (an audit's findings)."""
+        self._changed = True
+
+    def _tell_change(self) -> None:
+        if self._changed and self._on_change is not None:
+            self._changed = False
+            self._on_change(self)
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        post = self.events.put
+
+        def on_signal(signum: int, _frame: object) -> None:
+            post(SignalReceived(signum))
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, on_signal)
+        previous[signal.SIGCHLD] = signal.signal(
+            signal.SIGCHLD, lambda _s, _f: post(ChildrenChanged())
+        )
+        return previous
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, OutputRead):
+            self._on_output(event)
+        elif isinstance(event, OutputClosed):
+            self._on_output_closed(event)
+        elif isinstance(event, ChildrenChanged):
+            self._reap()
+        elif isinstance(event, SignalReceived):
+            self._on_signal(event.signum)
+        elif isinstance(event, FilesChanged):
+            self._on_files_changed(event)
+        elif isinstance(event, ControlRequested):
+            self._on_control(event)
+        elif isinstance(event, ManifestChanged) and self.live is not None:
+            self.live.changed()
+        elif isinstance(event, WatcherSaid):
+            self.say(event.text)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _set_state(self, svc: ServiceRun, new: State) -> None:
+        check_transition(svc.state, new)
+        svc.state = new
+        self._changed = True  # told at the end of this turn of the loop (_tell_change)
+
+    def say(self, text: str) -> None:
+        self.printer.say(text)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def _start_ready_services(self) -> None:
+        """Start every waiting service whose dependencies are all satisfied."""
+        for svc in self.services.values():
+            if svc.state is not State.WAITING or self.shutting_down:
+                continue
+            deps = [self.services[d] for d in svc.spec.depends_on if d in self.services]
+            failed = [d for d in deps if d.is_task and d.state is State.STOPPED and d.exit_code]
+            if failed:
+                dep = failed[0]
+                self.say(f"{svc.name} not started: {dep.name} failed with code {dep.exit_code}")
+                self._set_state(svc, State.STOPPED)
+                self._answer_waiters(svc)
+                continue
+            if all(d.satisfies_dependents for d in deps):
+                self._spawn_now(svc)
+        self._maybe_summarize()
+
+    def _spawn_now(self, svc: ServiceRun) -> None:
+        svc.generation += 1
+        svc.splitter = LineSplitter()
+        svc.slots = threading.Semaphore(CHUNKS_IN_FLIGHT)
+        svc.exit_status = None
+        svc.exit_code = None
+        svc.restart_due = None
+        svc.burst_events = 0
+        svc.held_by_request = False
+        svc.port_wait_since = None
+        svc.ready_after_s = None
+        svc.ready_regex = re.compile(svc.spec.ready_log) if svc.spec.ready_log else None
+        svc.missing_program = None
+        self._tell_where_others_are(svc)
+        spawned_at = self._clock()  # before the fork: a change seen earlier is in what it reads
+        env = svc.env
+        if self.run_id is not None:
+            env = {**env, runmark.RUN_ENV: runmark.marker(self.run_id, svc.name)}
+        try:
+            child = self._spawn(svc.spec, env)
+        except OSError as exc:
+            self.say(
+                f"{svc.name} could not start: {exc.strerror or exc}; not retrying until "
+                + self._what_restarts(svc)
+            )
+            svc.exit_code = EXIT_NOT_FOUND
+            self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            self._start_ready_services()
+            self._maybe_exit()  # nothing may ever start it again (--no-watch): devup ends, 1
+            return
+        svc.child = child
+        svc.group = child.group
+        svc.started_at = spawned_at
+        svc.output_open = True
+        svc.probe = ReadyProbe(child.group, svc.port, self._clock)
+        port_note = f", PORT={svc.port}" if svc.port is not None else ""
+        self.say(f"{svc.name} started (pid {child.pid}{port_note})")
+        self._set_state(svc, State.STARTING)
+        threading.Thread(
+            target=_read_output,
+            args=(child.popen.stdout, svc.name, svc.generation, self.events.put, svc.slots),
+            name=f"devup-read-{svc.name}",
+            daemon=True,
+        ).start()
+        generation = svc.generation
+        if svc.port is not None and svc.ready_regex is None:
+            self.timers.call_later(READY_POLL_MIN_S, lambda: self._poll_ready(svc, generation))
+        elif svc.ready_regex is None and not svc.is_task:
+            # Nothing to wait for: a worker without a port is up once it runs.
+            self._set_state(svc, State.RUNNING)
+            self._answer_waiters(svc)
+            self._start_ready_services()
+            return
+        if not svc.is_task:
+            self.timers.call_later(
+                svc.spec.ready_timeout_s, lambda: self._ready_timed_out(svc, generation)
+            )
+
+    def _tell_where_others_are(self, svc: ServiceRun) -> None:
+        """A service started after another proved to listen elsewhere than its PORT (or on ::1
+        only) gets that port and URL in its environment."""
+        moved = {
+            name: other.reach
+            for name, other in self.services.items()
+            if other.reach is not None and other.reach.moved_from(other.port)
+        }
+        if not moved or self._env_for is None:
+            return
+        try:
+            # The manifest and ports as now (a live reload may have changed them).
+            svc.env = self._env_for(self.manifest, self.ports, svc.name, moved)
+        except DevupError as exc:  # an env file broken since devup started: keep the last env
+            self.say(f"{svc.name}: {exc}; starting it with the environment it had")
+
+    def _poll_ready(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.probe is None:
+            return
+        late = svc.state is State.RUNNING  # past ready_timeout, and still listening nowhere
+        if svc.state is not State.STARTING and not late:
+            return
+        where = svc.probe.poll()
+        if where is not None:
+            self._became_ready(svc, where)
+        elif late:
+            self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
+        else:
+            starting_s = self._clock() - svc.started_at
+            interval = min(READY_POLL_MAX_S, max(READY_POLL_MIN_S, starting_s / 10))
+            self.timers.call_later(interval, lambda: self._poll_ready(svc, generation))
+
+    def _became_ready(self, svc: ServiceRun, where: Reach | None = None) -> None:
+        if where is None and svc.probe is not None and svc.port is not None:
+            where = svc.probe.where_now()  # proved by its log: where does it listen?
+        late = svc.state is State.RUNNING
+        svc.reach = where
+        svc.ready_after_s = self._clock() - svc.started_at
+        self._set_state(svc, State.READY)
+        if self._summary_shown or late:
+            url = svc.where[1]
+            on = f" on {url}" if url else ""
+            self.say(f"{svc.name} ready{on} in {svc.ready_after_s:.2f}s")
+        for hook in self.ready_hooks:
+            hook(svc)
+        self._answer_waiters(svc)
+        self._start_ready_services()
+
+    def _ready_timed_out(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.state is not State.STARTING:
+            return
+        what = (
+            "ready_log did not match"
+            if svc.ready_regex is not None or svc.port is None
+            else f"nothing listens on port {svc.port}"
+        )
+        if svc.port is not None and svc.ready_regex is None:
+            holders = find_holders(svc.port)
+            if holders:  # another program's: it does not make this service ready
+                what = f"port {svc.port} is held by {describe_all(holders)}, not by {svc.name}"
+        self.say(
+            f"{svc.name} not ready after {svc.spec.ready_timeout_s:g}s ({what}); "
+            "starting its dependents anyway"
+        )
+        self._set_state(svc, State.RUNNING)
+        if svc.port is not None and svc.ready_regex is None:
+            self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
+        for hook in self.ready_hooks:
+            hook(svc)
+        self._answer_waiters(svc)
+        self._start_ready_services()
+
+    def _maybe_summarize(self) -> None:
+        """Once every service is up, done, failing or waiting on a failing one: one table of all."""
+        if self._summary_shown or not all(map(self._told_in_summary, self.services.values())):
+            return
+        self._summary_shown = True
+        services = list(self.services.values())
+        up = [s for s in services if s.state in (State.READY, State.RUNNING)]
+        tasks = [s for s in services if s.is_task and s.satisfies_dependents]
+        failing = len(services) - len(up) - len(tasks)
+        took = self._clock() - self._started_at
+        head = _count(len(up), "service") + " up"
+        if tasks:
+            head += ", " + _count(len(tasks), "task") + " done"
+        if failing:
+            head += f", {failing} not up"
+        width = max(len(s.name) for s in services)
+        rows = [f"{head} in {took:.2f}s"]
+        for s in services:
+            rows.append(f"  {s.name.ljust(width)}  {self._summary_row(s)}".rstrip())
+        self.say("\n".join(rows))
+
+    def _failing(self, svc: ServiceRun) -> bool:
+        """Failing fast again and again (crash-looping), or given up on."""
+        if svc.satisfies_dependents:
+            return False
+        if svc.state in (State.CRASHED, State.STOPPED):
+            return True
+        looping = svc.fast_failures >= CRASH_LOOP_FAILURES
+        return looping and svc.state in (State.RESTARTING, State.STARTING)
+
+    def _told_in_summary(self, svc: ServiceRun) -> bool:
+        if svc.state is State.WAITING:
+            return bool(self._failing_dependencies(svc))
+        if svc.state is State.RESTARTING:
+            # One fast exit is a hiccup the summary waits out; a second makes it crash-looping.
+            return self._failing(svc)
+        return svc.settled or self._failing(svc)
+
+    def _failing_dependencies(
+        self, svc: ServiceRun, seen: frozenset[str] = frozenset()
+    ) -> list[str]:
+        """The dependencies (direct, or through a waiting one) that keep `svc` waiting."""
+        found: list[str] = []
+        for name in svc.spec.depends_on:
+            dep = self.services.get(name)
+            if dep is None or name in seen:
+                continue
+            if self._failing(dep):
+                found.append(name)
+            elif dep.state is State.WAITING:
+                found.extend(self._failing_dependencies(dep, seen | {svc.name}))
+        return found
+
+    def _summary_row(self, s: ServiceRun) -> str:
+        restarts = _count(s.restarts, "restart")
+        code = f"exit {s.exit_code}" if s.exit_code is not None else "no exit code"
+        if s.state in (State.READY, State.RUNNING):
+            url = s.where[1] or "(no port)"
+            pid = f"pid {s.child.pid}" if s.child else ""
+            ready = f"ready in {s.ready_after_s:.2f}s" if s.ready_after_s is not None else "running"
+            return f"{url:<22}  {pid:<10}  {ready}"
+        if s.is_task and s.satisfies_dependents:
+            return "done (exit 0)"
+        if s.state is State.WAITING:
+            return "waiting for " + ", ".join(dict.fromkeys(self._failing_dependencies(s)))
+        if s.missing_program is not None and s.state is State.CRASHED:
+            return f"not found: {s.missing_program} ({code}), waiting for a change"
+        if s.state is State.CRASHED:
+            return f"crashed: {code}, {restarts}"
+        if s.state is State.STOPPED:
+            if s.generation == 0:
+                return "not started"
+            return f"exited: {code}" if s.exit_code == 0 else f"failed: {code}"
+        if self._failing(s):
+            return f"crashing: exit {s.last_exit_code}, {restarts}"
+        return str(s.state.value)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _on_output(self, event: OutputRead) -> None:
+        svc = self.services.get(event.name)
+        if svc is None:
+            return  # removed from devports.toml and forgotten; a leftover still wrote
+        try:
+            if event.generation == svc.generation:
+                block = svc.splitter.feed_block(event.data)
+                if block is None:
+                    pass
+                elif self._inspects_output(svc, block):
+                    self._print_lines(svc, block.decode("utf-8", "replace").split("\n"))
+                else:
+                    self.printer.block(svc.name, block)  # the fast path: no line objects
+        finally:
+            svc.slots.release()  # whatever failed above, the reader must not stall
+
+    def _on_output_closed(self, event: OutputClosed) -> None:
+        svc = self.services.get(event.name)
+        if svc is None or event.generation != svc.generation:
+            return
+        self._print_lines(svc, svc.splitter.flush())
+        svc.output_open = False
+        if svc.exit_status is not None:
+            self._on_exit(svc)
+
+    def _inspects_output(self, svc: ServiceRun, block: bytes) -> bool:
+        """Whether these lines must be looked at: for ready_log, or for a failed bind early on
+        (a C-level search of the bytes first, so a flood of output stays on the fast path)."""
+        if svc.ready_regex is not None and svc.state is State.STARTING:
+            return True
+        return (b"already in use" in block or b"EADDRINUSE" in block or b"not found" in block) and (
+            svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S
+        )
+
+    def _print_lines(self, svc: ServiceRun, lines: list[str]) -> None:
+        if not lines:
+            return
+        self.printer.lines(svc.name, lines)
+        # Only a starting process's output is searched for a failed bind; it is cheap anyway.
+        if svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S:
+            self._name_port_holder(svc, lines)
+            for line in lines:
+                missing = _NOT_FOUND.search(line)
+                if missing is not None:
+                    svc.missing_program = missing.group(1)
+        regex = svc.ready_regex
+        if regex is not None and svc.state is State.STARTING and any(map(regex.search, lines)):
+            self._became_ready(svc)
+
+    def _name_port_holder(self, svc: ServiceRun, lines: list[str]) -> None:
+        key = (svc.name, svc.generation)
+        if key not in self._bind_failures_said:
+            note = audit.bind_failure(svc.name, svc.port, lines)
+            if note is not None:
+                self._bind_failures_said.add(key)
+                self.say(note)
+
+    # -- exits ---------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        for svc in self.services.values():
+            child = svc.child
+            if child is None or svc.exit_status is not None:
+                continue
+            try:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = child.pid, 255 << 8
+            if pid == 0:
+                continue
+            self._leader_exited(svc, status)
+        self._reap_others()
+
+    def _reap_others(self) -> None:
+        """Reap children that are not current leaders: orphans adopted as child subreaper
+        (reaper.py). This thread is the only waiter, so a leader reaped here is dispatched."""
+        for pid, status in reaper.reap_exited():
+            # Looked up afresh: handling one exit may have spawned another service.
+            for svc in self.services.values():
+                if svc.child is not None and svc.child.pid == pid and svc.exit_status is None:
+                    self._leader_exited(svc, status)
+                    break
+
+    def _leader_exited(self, svc: ServiceRun, status: int) -> None:
+        assert svc.child is not None
+        svc.child.popen.returncode = status  # so Popen never waits for it again
+        svc.exit_status = status
+        if svc.output_open:
+            generation = svc.generation
+            self.timers.call_later(EXIT_GRACE_S, partial(self._exit_grace, svc, generation))
+        else:
+            self._on_exit(svc)
+
+    def _exit_grace(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation == generation and svc.exit_status is not None and svc.child is not None:
+            self._on_exit(svc)
+
+    def _on_exit(self, svc: ServiceRun) -> None:
+        """The leader of the current generation exited and its output is in (or late)."""
+        assert svc.exit_status is not None and svc.child is not None
+        how, code = process.describe_exit(svc.exit_status)
+        svc.exit_code = code
+        svc.last_exit_code = code
+        svc.exit_status = None
+        svc.child = None
+        uptime = self._clock() - svc.started_at
+        if svc.state is State.STOPPING:
+            self._check_group_gone(svc)
+            return
+        if self.shutting_down:
+            self._set_state(svc, State.STOPPING)
+            self._check_group_gone(svc)
+            return
+        was_ready = svc.state in (State.READY, State.RUNNING)
+        if svc.is_task:
+            if code == 0:
+                self.say(f"{svc.name} finished (exit code 0) in {uptime:.2f}s")
+            else:
+                self.say(f"{svc.name} failed: exited {how}")
+            self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            self._stop_leftovers(svc)
+            self._start_ready_services()
+            self._maybe_exit()
+            return
+        decision = decide(
+            svc.spec.restart, code, uptime, svc.fast_failures, first_backoff_s=self._first_backoff_s
+        )
+        svc.fast_failures = decision.fast_failures
+        if decision.restart and code == EXIT_NOT_FOUND and svc.missing_program is not None:
+            # Retrying on a timer cannot help: the program appears only when someone acts.
+            self.say(
+                f"{svc.name} exited {how}: {svc.missing_program} not found; not retrying until "
+                + self._what_restarts(svc)
+            )
+            self._set_state(svc, State.CRASHED)
+        elif decision.crashed:
+            self.say(
+                f"{svc.name} exited {how}; it failed {decision.fast_failures} times in a row within"
+                f" 10s of starting: crashed until a file change or `devup restart {svc.name}`"
+            )
+            self._set_state(svc, State.CRASHED)
+        elif decision.restart:
+            self.say(f"{svc.name} exited {how}, restarting in {format_delay(decision.delay_s)}")
+            svc.restart_due = self._clock() + decision.delay_s
+            svc.restarts += 1
+            self._set_state(svc, State.RESTARTING)
+            self.timers.call_later(decision.delay_s, lambda: self._try_start(svc))
+        else:
+            self.say(f"{svc.name} exited {how}")
+            self._set_state(svc, State.STOPPED)
+        if not was_ready:
+            self._answer_waiters(svc)
+        self._stop_leftovers(svc)
+        self._start_ready_services()
+        self._maybe_exit()
+
+    def _what_restarts(self, svc: ServiceRun) -> str:
+        if self.watching and svc.spec.watch is not None:
+            return f"a change to its files or `devup restart {svc.name}`"
+        return f"`devup restart {svc.name}`"
+
+    def _stop_leftovers(self, svc: ServiceRun) -> None:
+        """The leader is gone; members of its group that outlived it are stopped too."""
+        if svc.group is None:
+            return
+        if not process.group_members(svc.group):
+            svc.group = None
+            return
+        self.say(f"{svc.name}: processes of its group outlived it, stopping them")
+        self._signal_group(svc, svc.spec.stop_signal)
+        svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+        generation = svc.generation
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
+
+    def _poll_leftovers(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.group is None or svc.child is not None:
+            return
+        if not process.group_members(svc.group):
+            svc.group = None
+            if svc.state is State.RESTARTING:
+                self._try_start(svc)  # the restart waited for the old group to be gone
+            self._maybe_exit()
+            return
+        self._kill_when_overdue(
+            svc, f"{svc.name}: its leftovers", partial(self._signal_group, svc, signal.SIGKILL)
+        )
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
+
+    def _kill_when_overdue(self, svc: ServiceRun, what: str, kill: Callable[[], None]) -> None:
+        """Past the stop deadline: say so and SIGKILL (once) what is still there."""
+        if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
+            timeout = self.manifest.settings.stop_timeout_s
+            self.say(f"{what} did not stop within {timeout:g}s, sending SIGKILL")
+            kill()
+            svc.kill_deadline = None
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def _stop(self, svc: ServiceRun, restart_after: bool = False) -> None:
+        """Begin stopping the service's whole group; finished once the group is empty."""
+        if restart_after:
+            svc.restart_due = svc.restart_due or self._clock()
+        else:
+            svc.restart_due = None
+        if svc.state is State.STOPPING:
+            return
+        idle = (State.WAITING, State.RESTARTING, State.STOPPED, State.CRASHED)
+        if svc.state in idle and svc.group is None and not self._orphans(svc):
+            if svc.state is not State.STOPPED and not restart_after:
+                self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            return
+        # The signal first: a restart waits on the old group's exit, not on devup's bookkeeping.
+        self._signal_group(svc, svc.spec.stop_signal)
+        self._set_state(svc, State.STOPPING)
+        svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+        generation = svc.generation
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_stopped(svc, generation))
+
+    def _signal_group(self, svc: ServiceRun, sig: int) -> None:
+        if svc.group is not None:
+            unreaped = svc.child is not None and svc.exit_status is None
+            process.signal_group(svc.group, sig, leader_unreaped=unreaped)
+        reaper.signal_adopted(self._orphans(svc), sig)
+
+    def _orphans(self, svc: ServiceRun) -> list[psutil.Process]:
+        """Processes that left the service's group and were adopted by devup (a daemonizing
+        command: fork, setsid, parent exits): they carry its marker and are stopped with it."""
+        if self.run_id is None:
+            return []
+        leaders = {s.child.pid for s in self.services.values() if s.child is not None}
+        return reaper.adopted_from(runmark.marker(self.run_id, svc.name), leaders)
+
+    def _poll_stopped(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.state is not State.STOPPING:
+            return
+        if svc.child is not None and svc.exit_status is None:
+            self._reap()
+        if not self._check_group_gone(svc):
+            self._kill_when_overdue(svc, svc.name, partial(self._signal_group, svc, signal.SIGKILL))
+            self.timers.call_later(STOP_POLL_S, lambda: self._poll_stopped(svc, generation))
+
+    def _check_group_gone(self, svc: ServiceRun) -> bool:
+        """If the stopping service's leader is reaped and its group empty, finish the stop."""
+        if svc.state is not State.STOPPING:
+            return True
+        if svc.child is not None:
+            if svc.exit_status is None:
+                return False
+            self._on_exit(svc)  # reaped but unreported: report now, it re-enters here
+            return svc.state is not State.STOPPING
+        if svc.group is not None and process.group_members(svc.group):
+            return False
+        svc.group = None
+        if self._orphans(svc):
+            return False  # signalled with the group (_signal_group); polled until gone
+        svc.kill_deadline = None
+        if svc.restart_due is not None and not self.shutting_down:
+            self._set_state(svc, State.RESTARTING)
+            self._try_start(svc)
+        else:
+            self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            self._maybe_exit()
+        return True
+
+    def kill_all(self) -> None:
+        for svc in self.services.values():
+            if svc.group is not None:
+                self._signal_group(svc, signal.SIGKILL)
+
+    # -- restarting ----------------------------------------------------------------------------
+
+    def _try_start(self, svc: ServiceRun) -> None:
+        """Start a restarting service once its delay passed, its group is gone, its port free."""
+        if svc.state is not State.RESTARTING or self.shutting_down or svc.restart_due is None:
+            return
+        now = self._clock()
+        if now < svc.restart_due:
+            self.timers.call_later(svc.restart_due - now, lambda: self._try_start(svc))
+            return
+        if svc.group is not None:
+            return  # its leftovers are being stopped; _poll_leftovers calls again once gone
+        orphans = self._orphans(svc)
+        if orphans:
+            # Its daemon from before (or one that left the group) would hold the port for ever.
+            pids = ", ".join(str(p.pid) for p in orphans)
+            self.say(f"{svc.name}: stopping what its last process left running (pid {pids})")
+            reaper.signal_adopted(orphans, svc.spec.stop_signal)
+            svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+            generation = svc.generation
+            self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
+            return
+        if svc.port is not None and not is_port_free(svc.port):
+            if svc.port_wait_since is None:
+                svc.port_wait_since = now
+            elif now - svc.port_wait_since >= PORT_WAIT_WARN_S:
+                self.say(f"{svc.name}: port {svc.port} is still in use, waiting for it to be free")
+                svc.port_wait_since = now
+            self.timers.call_later(PORT_WAIT_POLL_S, lambda: self._try_start(svc))
+            return
+        self._announce_change(svc)
+        self._spawn_now(svc)
+
+    def _poll_orphans(self, svc: ServiceRun, generation: int) -> None:
+        if svc.generation != generation or svc.state is not State.RESTARTING:
+            return
+        orphans = self._orphans(svc)
+        if not orphans:
+            self._try_start(svc)
+            return
+        self._kill_when_overdue(
+            svc, f"{svc.name}: its orphans", partial(reaper.signal_adopted, orphans, signal.SIGKILL)
+        )
+        self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
+
+    def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
+        """Restart now (or after delay_s of quiet); folds into a restart already under way."""
+        due = self._clock() + delay_s
+        if svc.state is State.WAITING or self.shutting_down:
+            return
+        svc.fast_failures = 0 if svc.state is State.CRASHED else svc.fast_failures
+        if svc.state in (State.STOPPING, State.RESTARTING):
+            svc.restart_due = max(svc.restart_due or due, due)
+            if svc.state is State.RESTARTING:
+                self.timers.call_later(max(due - self._clock(), 0), lambda: self._try_start(svc))
+            return
+        svc.restarts += 1
+        if svc.state.is_up:
+            svc.restart_due = due
+            self._stop(svc, restart_after=True)
+            return
+        # STOPPED or CRASHED
+        svc.restart_due = due
+        self._set_state(svc, State.RESTARTING)
+        self.timers.call_later(delay_s, lambda: self._try_start(svc))
+
+    def stop_service(self, svc: ServiceRun) -> None:
+        """Stop one service and keep it stopped (until a file change or `devup start`)."""
+        svc.held_by_request = True
+        if svc.child is None and svc.group is None and not self._orphans(svc):
+            svc.restart_due = None
+            if svc.state is not State.STOPPED:
+                self._set_state(svc, State.STOPPED)
+            self._answer_waiters(svc)
+            return
+        self._stop(svc)
+
+    def start_service(self, svc: ServiceRun) -> None:
+        """Start a stopped service and whatever it depends on that is not up."""
+        if svc.state.is_up:
+            if svc.state is not State.STARTING:  # a starting one answers once it is ready
+                self._answer_waiters(svc)
+            return
+        if svc.state in (State.STOPPING, State.RESTARTING):
+            svc.restart_due = svc.restart_due or self._clock()
+            return
+        for name in [*svc.spec.depends_on, svc.name]:
+            dep = self.services.get(name)
+            if dep is None or (dep is not svc and dep.satisfies_dependents):
+                continue
+            if dep is not svc:
+                self.start_service(dep)  # its own dependencies first; it ends WAITING or up
+            elif dep.state in (State.STOPPED, State.CRASHED):
+                dep.fast_failures = 0
+                self._set_state(dep, State.WAITING)
+        self._start_ready_services()
+
+    def _on_files_changed(self, event: FilesChanged) -> None:
+        svc = self.services.get(event.name)
+        if svc is None or not self.watching or self.shutting_down or svc.name in self.retiring:
+            return  # a removed service that is stopping is not brought back by a late change
+        debounce_s = self.manifest.settings.debounce_ms / 1000
+        now = self._clock()
+        # Quiet counts from when the watcher saw the change (never more than debounce_s back).
+        seen_at = now if event.seen_at is None else event.seen_at
+        changed_at = max(min(seen_at, now), now - debounce_s)
+        if svc.state in (State.STOPPING, State.RESTARTING) and svc.restart_due is not None:
+            # A burst: fold into the restart under way, just push its start past the quiet time.
+            svc.burst_events += 1
+            self.self_triggers.folded(svc.name, event.path, event.moved_here)
+            quiet_s = (
+                debounce_s if svc.burst_events < BURST_EVENTS else max(debounce_s, BURST_QUIET_S)
+            )
+            due = changed_at + quiet_s
+            if svc.state is State.RESTARTING and due < svc.restart_due:
+                # Waiting out a crash backoff: a change starts it sooner, as after a crash.
+                self.say(f"{svc.name}: {event.path} changed, restarting")
+                self.timers.call_later(debounce_s, lambda: self._try_start(svc))
+            svc.restart_due = due
+            return
+        if svc.state is State.WAITING:
+            return
+        if event.seen_at is not None and event.seen_at < svc.started_at:
+            # Seen before this process was spawned (the watcher's thread was slow to post it, a
+            # busy machine): the process reads the files as they are after the change already.
+            return
+        if event.written_at is not None and event.written_at + MTIME_TICK_S < svc.started_at:
+            # Written before the spawn, however late the watcher read it: the 90th file of a
+            # 5,000-file burst read after the new process started gave a second restart.
+            return
+        if svc.name in self.self_triggers.suspended:
+            return  # it restarted itself by its own writes; `devup restart` lifts this
+        up_for_s = max(0.0, seen_at - svc.started_at) if svc.state.is_up else None
+        if svc.state.is_up and svc.group is not None:
+            path = os.path.join(svc.spec.cwd, event.path)
+            holder = holder_of(path, process.group_members(svc.group))
+            if holder is not None:
+                self.say(self.self_triggers.suspend_for_holder(svc.name, event.path, holder))
+                return
+        pid = svc.child.pid if svc.child is not None else None
+        self.self_triggers.began(svc.name, svc.generation, pid, event.path, up_for_s)
+        svc.burst_events = 1
+        quiet_s = debounce_s
+        if up_for_s is not None and up_for_s < BURST_QUIET_S:
+            # A change while the new process is still starting is most likely the rest of the
+            # burst that restarted it (a checkout the machine starved for CPU while the restart
+            # ran): gather the rest of it as a burst, not a restart per trickle of files.
+            svc.burst_events = BURST_EVENTS
+            quiet_s = max(debounce_s, BURST_QUIET_S)
+        delay_s = changed_at + quiet_s - now
+        self.request_restart(svc, delay_s)
+        self.timers.call_later(max(delay_s, 0.0), lambda: self._announce_change(svc))
+
+    def _announce_change(self, svc: ServiceRun) -> None:
+        """Name the file of a file-change restart once its changes are gathered (its quiet time
+        is over, or its new process starts): a file saved by a move into place (sed -i, vim,
+        atomic writers) is named by where it went, not by its temporary name."""
+        if self.shutting_down:
+            return
+        now = self._clock()
+        due = svc.restart_due
+        gathering = svc.state in (State.STOPPING, State.RESTARTING)
+        if gathering and due is not None and due > now and svc.burst_events < BURST_EVENTS:
+            # A burst is said at once (no move into place to wait for); a save once it is over.
+            wait_s = min(due - now, ANNOUNCE_RECHECK_S)
+            self.timers.call_later(wait_s, lambda: self._announce_change(svc))
+            return
+        cwd = svc.spec.cwd
+        told = self.self_triggers.announce(
+            svc.name, lambda rel: os.path.lexists(os.path.join(cwd, rel))
+        )
+        if told is not None:
+            label, suspension = told
+            self.say(f"{svc.name}: {label} changed, restarting")
+            if suspension:
+                self.say(suspension)
+
+    # -- a changed manifest ----------------------------------------------------------------------
+
+    def apply_plan(
+        self,
+        manifest: Manifest,
+        order: list[str],
+        ports: dict[str, int | None],
+        envs: dict[str, dict[str, str]],
+        diff: PlanDiff,
+    ) -> None:
+        """Follow an edited devports.toml (live.py worked out `diff`): removed services stop and
+        leave, added ones start once their dependencies are up, changed ones restart, in
+        dependency order, or only take their new settings; the rest are not touched."""
+        self.manifest = manifest
+        for name in diff.removed:
+            if name in self.services:
+                self._retire(self.services[name])
+        # A removed service's port stays shown while its process may still hold it.
+        self.ports = {**{n: p for n, p in self.ports.items() if n in self.retiring}, **ports}
+        restarting = {c.name for c in diff.changed if c.restart}
+        for name in order:
+            spec, port, env = manifest.services[name], ports.get(name), envs[name]
+            svc = self.services.get(name)
+            if svc is None:
+                self.services[name] = ServiceRun(spec, port, env)  # WAITING: started below
+                continue
+            if name in self.retiring:  # removed, and back before it was gone: a restart
+                self.retiring.discard(name)
+                svc.held_by_request = False
+                svc.spec, svc.port, svc.env = spec, port, env
+                self.start_service(svc)
+                continue
+            if name in restarting:
+                after_deps = any(d in restarting for d in _needs(manifest, name))
+                self._restart_changed(svc, after_deps)  # signals with the old spec's stop_signal
+            if port != svc.port:
+                svc.reach = None  # where it answered was on the old port
+            svc.spec, svc.port, svc.env = spec, port, env
+        self.order = [*order, *(n for n in self.order if n in self.retiring and n not in order)]
+        self.services = {n: self.services[n] for n in self.order}
+        for svc in self.services.values():
+            # A program that was not found may have been fixed by this edit (a PATH, a cmd).
+            if svc.missing_program is not None and svc.state is State.CRASHED:
+                self.request_restart(svc)
+        self.mark_changed()
+        self._start_ready_services()
+
+    def _restart_changed(self, svc: ServiceRun, after_deps: bool) -> None:
+        if not svc.will_restart_for_changes:
+            return  # starts, or stays stopped, with the new spec
+        if svc.state in (State.STOPPED, State.CRASHED) and svc.group is None:
+            svc.restarts += 1
+            self.start_service(svc)  # through WAITING: a failed task it needs still holds it
+            return
+        if not after_deps or svc.state is State.RESTARTING:
+            self.request_restart(svc)
+            return
+        # A dependency restarts too: stop now, start once it is ready again (WAITING).
+        svc.restarts += 1
+        svc.waiters.append(lambda _answer: self.start_service(svc))
+        self._stop(svc)
+
+    def _retire(self, svc: ServiceRun) -> None:
+        self.retiring.add(svc.name)
+        self.stop_service(svc)
+        self._drop_retired(svc.name)
+
+    def _drop_retired(self, name: str) -> None:
+        """Forget a removed service once its group is gone and its output read to the end."""
+        svc = self.services.get(name)
+        if svc is None or name not in self.retiring:
+            return
+        gone = svc.child is None and svc.group is None and not svc.output_open
+        if not (gone and svc.state in (State.STOPPED, State.CRASHED)):
+            self.timers.call_later(STOP_POLL_S, lambda: self._drop_retired(name))
+            return
+        self.retiring.discard(name)
+        del self.services[name]
+        self.order.remove(name)
+        self.mark_changed()
+        self._maybe_exit()
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        if self.shutting_down:
+            if signum == signal.SIGINT:
+                self.say("second Ctrl-C: killing everything now")
+                self.kill_all()
+            return
+        name = signal.Signals(signum).name
+        self.say(f"{name} received, stopping all services")
+        self.shutdown(EXIT_CODES.get(signal.Signals(signum), 128 + signum))
+
+    def shutdown(self, exit_code: int) -> None:
+        """Stop every group, dependents first; the loop ends once all are gone."""
+        self.shutting_down = True
+        self._final_code = exit_code
+        self._shutdown_started = self._clock()
+        for name in reversed(self.order):
+            svc = self.services[name]
+            svc.restart_due = None
+            if svc.state is State.STOPPING:
+                continue
+            if svc.child is not None or svc.group is not None:
+                self._stop(svc)
+            elif svc.state is not State.STOPPED:
+                self._set_state(svc, State.STOPPED)
+        self._maybe_exit()
+
+    def _maybe_exit(self) -> None:
+        if self.exit_code is not None:
+            return
+        alive = any(s.child is not None or s.group is not None for s in self.services.values())
+        if self.shutting_down:
+            if not alive:
+                took = self._clock() - self._shutdown_started
+                self.say(f"all services stopped in {took:.2f}s")
+                self.exit_code = self._final_code
+            return
+        # A service stopped by `devup stop NAME` waits for `devup start`: the run stays up.
+        held = any(s.held_by_request for s in self.services.values())
+        if alive or self.watching or held:
+            return
+        pending = any(s.state not in (State.STOPPED, State.CRASHED) for s in self.services.values())
+        if not pending:
+            failed = [
+                s.name for s in self.services.values() if s.exit_code or s.state is State.CRASHED
+            ]
+            self.say(
+                "every service has exited" + (f" ({', '.join(failed)} failed)" if failed else "")
+            )
+            self.exit_code = 1 if failed else 0
+
+    # -- control -------------------------------------------------------------------------------
+
+    def _answer_waiters(self, svc: ServiceRun) -> None:
+        waiters, svc.waiters = svc.waiters, []
+        for reply in waiters:
+            reply(
+                {
+                    "ok": True,
+                    "service": svc.name,
+                    "state": svc.state.value,
+                    "exit_code": svc.exit_code,
+                    "succeeded": svc.state in (State.READY, State.RUNNING)
+                    or (svc.is_task and svc.satisfies_dependents),
+                }
+            )
+
+    def _on_control(self, request: ControlRequested) -> None:
+        if self._on_control_request is None:
+            request.reply({"ok": False, "error": "this devup takes no control requests"})
+            return
+        self._on_control_request(self, request)
+
+    def watch_again(self, svc: ServiceRun) -> bool:
+        """Lifts the self-trigger suspension of `svc` (`devup restart NAME`); True if it was on."""
+        if svc.name not in self.self_triggers.suspended:
+            return False
+        self.self_triggers.suspended.discard(svc.name)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        now = self._clock()
+        services: dict[str, Any] = {}
+        for name, svc in self.services.items():
+            up = svc.child is not None and svc.state.is_up
+            port, url = svc.where
+            services[name] = {
+                "state": svc.state.value,
+                "pid": svc.child.pid if svc.child else None,
+                "port": port,
+                "url": url,
+                "restarts": svc.restarts,
+                "uptime_s": round(now - svc.started_at, 3) if up else None,
+                "exit_code": svc.exit_code,
+                **audit.status_fields(self.findings.get(name), svc.generation),
+            }
+        return {"pid": os.getpid(), "services": services}
+
+
+def _read_output(
+    pipe: IO[bytes],
+    name: str,
+    generation: int,
+    post: Callable[[Event], None],
+    slots: threading.Semaphore,
+    pause: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """A reader thread: chunks of the child's output onto the queue, at most N in flight.
+
+    It owns the pipe and closes it at EOF, so no generation's pipe outlives its output.
+    """
+    fd = pipe.fileno()
+    try:
+        while True:
+            slots.acquire()
+            asked = clock()
+            data = os.read(fd, READ_CHUNK_BYTES)
+            if not data:
+                break
+            post(OutputRead(name, generation, data))
+            # Pause only in a flood (the data was already waiting): a lone line, or the newline
+            # print() writes separately after it, is read at once.
+            if len(data) < READ_CHUNK_BYTES and clock() - asked < READ_COALESCE_S:
+                pause(READ_COALESCE_S)
+    except OSError:
+        pass
+    finally:
+        pipe.close()
+    post(OutputClosed(name, generation))
+
+
+def _needs(manifest: Manifest, name: str) -> set[str]:
+    """Everything `name` depends on, directly or not."""
+    found: set[str] = set()
+    pending = list(manifest.services[name].depends_on)
+    while pending:
+        dep = pending.pop()
+        if dep not in found and dep in manifest.services:
+            found.add(dep)
+            pending.extend(manifest.services[dep].depends_on)
+    return found
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# What each event is, for the line said when handling one fails.
+_WHAT: dict[type, str] = {
+    OutputRead: "a service's output",
+    OutputClosed: "the end of a service's output",
+    ChildrenChanged: "a child's exit",
+    SignalReceived: "a signal",
+    FilesChanged: "a file change",
+    ControlRequested: "a control request",
+    ManifestChanged: "a change of devports.toml",
+    WatcherSaid: "a watcher's message",
+}

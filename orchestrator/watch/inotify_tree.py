@@ -1,0 +1,161 @@
+"""Linux only: watchdog's recursive inotify watch, minus the folders nobody needs.
+
+watchdog adds an inotify watch to every folder of a tree, node_modules and .git included, and with
+its default mask queues "opened" events while it walks; on a big tree the kernel queue overflows
+and it re-walks for ever. Here a `prune` callback keeps ignored folders out of the walk (and out of
+the inotify watch limit), and the folders are found by treewalk.walk_folders. It subclasses
+watchdog 7's InotifyWatchGroup/InotifyEmitter, whose internals it relies on (hence watchdog>=7).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+from watchdog.observers.inotify_c import InotifyFD
+from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+from watchdog.utils.delayed_queue import DelayedQueue
+
+from orchestrator.watch.treewalk import walk_folders
+
+# A rename's two halves arrive together; watchdog holds a lone "moved from" 0.5 s for its pair,
+# which would delay every event queued behind it (an editor's atomic save).
+MOVE_PAIR_WAIT_S = 0.02
+
+
+class _WakeableDelayedQueue(DelayedQueue[Any]):
+    """watchdog's DelayedQueue, except that a reader holding a "moved from" wakes when its pair
+    comes. watchdog's get() sleeps out the whole hold: when the reader takes the first half before
+    the second is queued (they are queued one by one), every event waits MOVE_PAIR_WAIT_S."""
+
+    def get(self) -> Any:
+        with self._not_empty:
+            while True:
+                while not self._queue and not self._closed:
+                    self._not_empty.wait()
+                if self._closed:
+                    return None
+                head, queued_at, held = self._queue[0]
+                left_s = queued_at + self.delay - time.monotonic() if held else 0.0
+                if left_s <= 0:
+                    self._queue.popleft()
+                    return head
+                self._not_empty.wait(left_s)  # put() notifies: the pair may have replaced it
+
+
+class _FastMoveGrouper(InotifyMoveEventGrouper):
+    delay = MOVE_PAIR_WAIT_S
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue = _WakeableDelayedQueue(self.delay)
+
+
+def _never(_path: bytes) -> bool:
+    return False
+
+
+def _ignore(_root: bytes, _folder: bytes) -> None:
+    pass
+
+
+@dataclass
+class _PrunedWatchGroup(InotifyWatchGroup):
+    """watchdog's recursive inotify watch, minus the folders `prune` says nobody needs."""
+
+    prune: Callable[[bytes], bool] = _never
+    # Called (on the emitter's thread) when a folder made after the start cannot be watched:
+    # watchdog logs nothing and misses its changes for good.
+    on_exhausted: Callable[[bytes, bytes], None] = _ignore
+    exhausted: bool = field(default=False, init=False)
+    _move_event_grouper: InotifyMoveEventGrouper = field(
+        default_factory=_FastMoveGrouper, init=False
+    )
+
+    def _add_all_callbacks(self, path: bytes) -> None:
+        if path != self.path and self.prune(path):
+            return
+        self._add_callback(path)
+        if not (self.is_recursive and os.path.isdir(path)):
+            return
+        for folder in walk_folders(path, self.prune, self.follow_symlink):
+            if self.exhausted:
+                return
+            self._add_callback(folder)
+
+    def _add_callback(self, path: bytes) -> None:
+        """watchdog's, except that running out of watches below the root is not swallowed."""
+        try:
+            wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                self.exhausted = True
+                if self.is_active:
+                    self.on_exhausted(self.path, path)
+            elif path == self.path:
+                raise  # a failure to watch the root reaches the caller, as in watchdog
+            return  # a folder gone or unreadable since it was listed
+        self._active_callbacks_by_path[path] = wd
+        self._active_callbacks_by_watch[wd] = path
+
+    def _recursive_simulate(self, src_path: bytes) -> list[Any]:
+        return [] if self.prune(src_path) else list(super()._recursive_simulate(src_path))
+
+
+class _PrunedEmitter(InotifyEmitter):
+    def __init__(
+        self,
+        *args: Any,
+        prune: Callable[[bytes], bool],
+        on_exhausted: Callable[[bytes, bytes], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._prune = prune
+        self._on_exhausted = on_exhausted
+
+    def on_thread_start(self) -> None:
+        group = _PrunedWatchGroup(
+            self._inotify_fd,
+            os.fsencode(self.watch.path),
+            event_mask=self.get_event_mask_from_filter(),
+            is_recursive=self.watch.is_recursive,
+            follow_symlink=self.watch.follow_symlink,
+            prune=self._prune,
+            on_exhausted=self._on_exhausted,
+        )
+        if group.exhausted:
+            group.deactivate()
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+        self._inotify = group
+
+
+class PrunedInotifyObserver(BaseObserver):
+    """watchdog's InotifyObserver (one inotify instance for all watches) with pruned watches."""
+
+    def __init__(
+        self,
+        prune: Callable[[str], bool],
+        on_exhausted: Callable[[str, str], None] = lambda root, folder: None,
+    ) -> None:
+        """`on_exhausted(root, folder)`: a folder made below `root` after its watch was set up
+        could not be watched (max_user_watches); called on an emitter's thread."""
+        self._inotify_fd = InotifyFD()
+        self._inotify_fd.start()
+        super().__init__(
+            _PrunedEmitter,
+            inotify_fd=self._inotify_fd,
+            prune=lambda path: prune(os.fsdecode(path)),
+            on_exhausted=lambda root, folder: on_exhausted(os.fsdecode(root), os.fsdecode(folder)),
+        )
+
+    def on_thread_stop(self) -> None:
+        super().on_thread_stop()
+        self._inotify_fd.stop()
+        self._inotify_fd.join()
