@@ -541,6 +541,19 @@ def test_a_close_unwritten_a_chmod_to_the_same_mode_and_a_sqlite_read_restart_no
     assert count(run, "api started") == 1
 
 
+def test_chmod_x_of_a_file_untouched_since_the_start_is_a_change(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    """No event named the file before, so its old mode is not known; the chmod is after the start."""
+    run, _ = start(project, running)
+    script = project.root / "app.py"
+    script.chmod(script.stat().st_mode | 0o111)
+    run.expect_line(r"api: app.py changed, restarting")
+    run.expect_line(r"api ready on")
+    prove_quiet(project, run)
+    assert count(run, "api started") == 2
+
+
 def test_touch_is_a_change(project: Project, running: list[DevupProcess]) -> None:
     run, _ = start(project, running)
     subprocess.run(["touch", str(project.root / "app.py")], check=True)

@@ -28,11 +28,12 @@ class FileMemory:
         # elsewhere (`cp -p`, `tar`, `unzip` set an old mtime on what they write now).
         self.ctime_ns: int | None = None
 
-    def changed(self, path: str, sure: bool) -> bool:
+    def changed(self, path: str, sure: bool, status_changed: bool = False) -> bool:
         """Remember `path` as it is now; whether that is a change. `sure`: the event proves one
         (a write, a creation). Otherwise the file is compared with what it was when last seen;
         a file never seen counts as changed only if its mtime is later than when watching began
-        (a close or chmod of a file untouched since then changed nothing)."""
+        (a close of a file untouched since then changed nothing), or, for `status_changed` (a
+        chmod), its ctime is: `chmod +x` changes no mtime, and the mode before is not known."""
         self.mtime_ns = self.ctime_ns = None
         try:
             st = self._stat(path)
@@ -48,7 +49,8 @@ class FileMemory:
         if sure:
             return True
         if before is None:
-            return st.st_mtime_ns >= self._since_ns
+            stamp = st.st_ctime_ns if status_changed else st.st_mtime_ns
+            return stamp >= self._since_ns
         return now != before
 
     def forget(self, path: str) -> None:

@@ -402,7 +402,9 @@ class _Poster(FileSystemEventHandler):
             self.memory.changed(dest, sure=True)
             return True
         doubtful = isinstance(event, (FileAttribEvent, FileClosedEvent))
-        return self.memory.changed(src, sure=not doubtful)
+        return self.memory.changed(
+            src, sure=not doubtful, status_changed=isinstance(event, FileAttribEvent)
+        )
 
 
 _NATIVE = "inotify" if sys.platform.startswith("linux") else "FSEvents"
