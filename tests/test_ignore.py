@@ -57,6 +57,8 @@ def test_defaults_ignore_tooling_folders_and_editor_temporaries(rel: str, is_dir
         ("log/development.log", False),
         ("tmp", True),
         ("tmp/pids/server.pid", False),
+        ("vite.config.ts.timestamp-1700000000000-5f3a9c.mjs", False),
+        ("web/vite.config.js.timestamp-1700000000000-5f3a9c.cjs", False),
         (".pytest_cache/v/cache/lastfailed", False),
         (".mypy_cache/3.12/app.json", False),
         (".ruff_cache/x", False),

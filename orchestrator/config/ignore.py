@@ -45,6 +45,10 @@ DEFAULT_IGNORES = (
     "*.log",
     "/log/",
     "/tmp/",
+    # the bundled config Vite writes beside vite.config.* at each start, named anew each time
+    # (vite.config.ts.timestamp-1700000000000-5f3a.mjs), then deletes
+    "*.timestamp-*.mjs",
+    "*.timestamp-*.cjs",
     # tool caches
     ".pytest_cache",
     ".mypy_cache",
