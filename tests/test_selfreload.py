@@ -172,6 +172,28 @@ def test_a_self_reloader_watches_only_what_it_reads_once_and_check_says_so(tmp_p
     assert "watch: off (flask --debug reloads itself; devup restarts it only on .env" in text
 
 
+def test_a_self_reloader_behind_cd_watches_the_folder_it_runs_in(tmp_path: Path) -> None:
+    """A Procfile's `web: cd frontend && npm run dev`: its package.json and config are there."""
+    root = tmp_path.resolve()
+    path = manifest(
+        root,
+        """
+        [services.web]
+        cmd = "cd frontend && npm run dev"
+        """,
+        **{
+            "package.json": json.dumps({"scripts": {"lint": "eslint ."}}),
+            "frontend/package.json": json.dumps({"scripts": {"dev": "vite"}}),
+            "frontend/package-lock.json": "{}",
+        },
+    )
+    web = load_manifest(path).services["web"]
+    assert web.reloads_itself == "vite" and web.reloads_in == root / "frontend"
+    assert {p.parent for p in web.watch or ()} == {root / "frontend"}
+    text = format_check(check_plan(load_manifest(path)))
+    assert "devup restarts it only on package.json, lockfile, vite.config.*, .env changes" in text
+
+
 def test_procfile_lines_other_than_web_get_no_port_unless_they_use_it(tmp_path: Path) -> None:
     procfile = "web: python -m web\nworker: python -m worker\nadmin: python -m admin --port $PORT\n"
     base = '[services.shop]\nprocfile = "Procfile"\n'

@@ -25,7 +25,7 @@ from conftest import REPO, DevupProcess, Project, py, wait_for
 
 from orchestrator.config.ignore import GitIgnores, Ignorer, read_gitignores
 from orchestrator.run.events import Event, FilesChanged
-from orchestrator.watch.watcher import WatchedService, Watcher
+from orchestrator.watch.watcher import BIG_TREE_FOLDERS, WatchedService, Watcher
 
 SERVER = REPO / "tests" / "fixtures" / "server.py"
 APP = f"""\
@@ -414,6 +414,22 @@ def test_when_no_inotify_instance_can_be_had_it_says_so_once_and_polls(
         assert events.get(timeout=10) == FilesChanged("a", "sub/x.py")
     finally:
         watcher.stop()
+
+
+@pytest.mark.parametrize(("folders", "big"), [(100, False), (BIG_TREE_FOLDERS + 100, True)])
+def test_the_services_wait_for_a_small_tree_to_be_watched_not_for_a_big_one(
+    tmp_path: Path, folders: int, big: bool
+) -> None:
+    """A big tree lets the services start once its walk has met BIG_TREE_FOLDERS folders."""
+    for i in range(folders):
+        (tmp_path / "src" / f"d{i // 50}" / f"e{i % 50}").mkdir(parents=True)
+    told: list[str] = []
+    watcher = Watcher([watching_all(tmp_path)], queue.SimpleQueue[Event]().put, told.append)
+    said_big: list[int] = []
+    watcher.on_big_tree = lambda: said_big.append(1)
+    watcher.start(wait=True)
+    watcher.stop()
+    assert said_big == ([1] if big else []), told
 
 
 def test_a_change_carries_when_the_watcher_saw_it(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def watch_note(spec: ServiceSpec) -> str | None:
         return None
     from orchestrator.config.selfreload import describe
 
-    return f"watch: off ({describe(spec.reloads_itself, spec.cwd)})"
+    return f"watch: off ({describe(spec.reloads_itself, spec.reloads_in or spec.cwd)})"
 
 
 def port_plan(manifest: Manifest, names: list[str] | None = None) -> dict[str, Any]:

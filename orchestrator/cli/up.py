@@ -161,7 +161,7 @@ def _say_self_reloaders(manifest: Manifest, order: list[str], say: Callable[[str
     for name in order:
         spec = manifest.services[name]
         if spec.reloads_itself is not None and spec.default_watch:
-            say(f"{name}: {describe(spec.reloads_itself, spec.cwd)}")
+            say(f"{name}: {describe(spec.reloads_itself, spec.reloads_in or spec.cwd)}")
 
 
 def _env_with_reach(

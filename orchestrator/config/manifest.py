@@ -93,6 +93,7 @@ class ServiceSpec:
     line: int | None = None  # line of the [services.NAME] table, for messages
     reloads_itself: str | None = None  # the self-reloading dev server cmd runs: "vite", ...
     default_watch: bool = False  # True: `watch` is selfreload's list, not the manifest's
+    reloads_in: Path | None = None  # where that server runs: cwd, or where `cd web && ...` goes
 
 
 @dataclass(frozen=True)
@@ -685,10 +686,16 @@ def _self_reloading(spec: ServiceSpec, watch_given: bool) -> ServiceSpec:
     reloader = selfreload.detect(f"{prefix} {spec.cmd}" if prefix else spec.cmd, spec.cwd)
     if reloader is None:
         return spec
+    folder = reloader.folder or spec.cwd
     if watch_given:
-        return dataclasses.replace(spec, reloads_itself=reloader.tool)
-    watch = selfreload.watch_paths(reloader, spec.cwd)
-    return dataclasses.replace(spec, watch=watch, reloads_itself=reloader.tool, default_watch=True)
+        return dataclasses.replace(spec, reloads_itself=reloader.tool, reloads_in=folder)
+    return dataclasses.replace(
+        spec,
+        watch=selfreload.watch_paths(reloader, folder),
+        reloads_itself=reloader.tool,
+        reloads_in=folder,
+        default_watch=True,
+    )
 
 
 def parse_port_range(text: str) -> tuple[int, int] | None:

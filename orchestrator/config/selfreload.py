@@ -5,6 +5,7 @@ which are all devup watches for it by default (restarting Vite on every edit dro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -35,6 +36,7 @@ class Reloader:
     tool: str
     configs: tuple[str, ...] = ()
     config_label: str = ""  # how `devup check` names the configs: "vite.config.*"
+    folder: Path | None = None  # where it runs, once detected: cwd moved by `cd web && ...`
 
 
 def _js_configs(stem: str) -> tuple[str, ...]:
@@ -167,8 +169,8 @@ def _detect(cmd: str, cwd: Path, depth: int) -> Reloader | None:
             cwd = cwd / words[1]
             continue
         found = _detect_words(words, cwd, depth)
-        if found is not None:
-            return found
+        if found is not None:  # an npm script's own `cd` (inner _detect) has set it already
+            return found if found.folder is not None else dataclasses.replace(found, folder=cwd)
     return None
 
 

@@ -80,7 +80,9 @@ MTIME_TICK_S = 0.01
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
 IDLE_WAKEUP_S = 1.0
 RETRY_AFTER_ERROR_S = 0.1  # a timer whose callback failed with an OSError runs again after this
-WATCH_HEAD_START_S = 0.1
+# The services wait for the watcher (watchlater.py) at most this long: a small tree is watched in
+# ~55 ms, a big one lets them go after its first BIG_TREE_FOLDERS folders.
+WATCH_HEAD_START_S = 2.0
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 

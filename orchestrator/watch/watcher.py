@@ -63,6 +63,9 @@ WATCH_EVENTS: list[type[FileSystemEvent]] = [
 ]
 WATCH_CLASSES = tuple(WATCH_EVENTS)
 POLL_INTERVAL_S = 1.0
+# A tree with this many folders is walked while the services start (about 10 ms of walking);
+# a smaller one is watched before any service starts, so no save made as they start is missed.
+BIG_TREE_FOLDERS = 2000
 GONE_POLL_S = 0.25  # how often a deleted watched folder is looked for
 SYSCTL_FIX = "sudo sysctl fs.inotify.max_user_watches=524288"
 
@@ -154,6 +157,9 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self.started = threading.Event()  # every root is watched (or polled)
         self.polled: list[str] = []  # roots that fell back to polling
+        # Called once the walk has met BIG_TREE_FOLDERS folders: the services need not wait.
+        self.on_big_tree: Callable[[], None] = lambda: None
+        self._folders_seen = 0
 
     def wait_started(self, timeout_s: float) -> bool:
         return self.started.wait(timeout_s)
@@ -327,6 +333,12 @@ class Watcher:
                 self._post(FilesChanged(service.name, rel, seen_at))
 
     def _prune(self, folder: str) -> bool:
+        self._folders_seen += 1
+        if self._folders_seen == BIG_TREE_FOLDERS:
+            self.on_big_tree()
+        return self._keeps_out(folder)
+
+    def _keeps_out(self, folder: str) -> bool:
         return not any(s.needs_folder(folder) for s in self.services)
 
     def _pruned_listdir(self, path: str | None) -> Iterator[os.DirEntry[str]]:

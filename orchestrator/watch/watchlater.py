@@ -1,6 +1,6 @@
-"""Builds and starts the run's watcher on a thread of its own: importing watchdog and pathspec
-and setting up each service's ignores (~55 ms) and walking a big tree then cost the services'
-start nothing (the supervisor gives a small tree a head start: see WATCH_HEAD_START_S)."""
+"""Builds and starts the run's watcher on a thread of its own. The services start once a small
+tree is watched (importing watchdog and pathspec and setting up each service's ignores take
+~55 ms), so no save made as they start is missed; a big tree is walked while they start."""
 
 from __future__ import annotations
 
@@ -27,14 +27,16 @@ class WatcherLater:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._watcher: Watcher | None = None
-        self._started = threading.Event()  # every root is watched, or the watcher gave up
+        # Every root is watched, the watcher gave up, or the tree proved big.
+        self._services_may_start = threading.Event()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._build, name="devup-watch-setup", daemon=True)
         self._thread.start()
 
     def wait_started(self, timeout_s: float) -> bool:
-        return self._started.wait(timeout_s)
+        """Wait until every root is watched or the tree proved big; False after `timeout_s`."""
+        return self._services_may_start.wait(timeout_s)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -50,11 +52,12 @@ class WatcherLater:
             watcher = make_watcher(self._manifest, self._names, self._post)
         except OSError as exc:  # a .gitignore or folder that cannot be read
             self._post(WatcherSaid(f"cannot watch files: {exc.strerror or exc}"))
-            self._started.set()
+            self._services_may_start.set()
             return
         if self._stopping.is_set():
-            self._started.set()
+            self._services_may_start.set()
             return
         self._watcher = watcher
+        watcher.on_big_tree = self._services_may_start.set
         watcher.start(wait=True)
-        self._started.set()
+        self._services_may_start.set()
