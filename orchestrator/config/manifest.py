@@ -216,6 +216,14 @@ def _read_source(path: Path) -> str:
 
 def _syntax_error(path: Path, source: str, message: str) -> ManifestError:
     """tomllib's `Msg (at line L, column C)` as `devports.toml:L:C: Msg`."""
+    if "integer string conversion" in message:  # int()'s own words differ between Pythons
+        limit = sys.get_int_max_str_digits()
+        number = re.search(rf"\d{{{limit + 1},}}", source)
+        line = source.count("\n", 0, number.start()) + 1 if number else None
+        digits = f"{len(number.group())} digits" if number else "too many digits"
+        return ManifestError(
+            path, f"invalid TOML: a number of {digits} (at most {limit})", line=line
+        )
     match = _TOML_ERROR_AT.fullmatch(message)
     if match:
         text, line, col = match.group(1), int(match.group(2)), int(match.group(3))
