@@ -422,7 +422,7 @@ def status_command(
     manifest_file: Path | None,
 ) -> int:
     """Ask the running devup for each service's state, pid, port, restarts and uptime."""
-    from orchestrator.control.remote import status
+    from orchestrator.control.client import status
 
     click.echo(status(_ctx(manifest_file).manifest_path().parent, as_json))
     return 0
@@ -438,7 +438,7 @@ def _control_command(verb: str, help_text: str, short: str, names_required: bool
         services: tuple[str, ...],
         manifest_file: Path | None,
     ) -> int:
-        from orchestrator.control.remote import control
+        from orchestrator.control.client import control
 
         path = _ctx(manifest_file).manifest_path()
         code, text = control(path.parent, verb, list(services), not no_wait, manifest_path=path)
@@ -471,7 +471,7 @@ _control_command(
 @_common
 def reload_command(manifest_file: Path | None) -> int:
     """Apply devports.toml and its env files to the running devup now (it also follows them)."""
-    from orchestrator.control.remote import control
+    from orchestrator.control.client import control
 
     path = _ctx(manifest_file).manifest_path()
     code, text = control(path.parent, "reload", [], True)
@@ -543,7 +543,7 @@ def logs_command(
 
 def _logged_names(folder: Path, names: list[str]) -> list[str]:
     """The services named that have a log file (a Procfile group names its lines' logs)."""
-    from orchestrator.control.remote import expand_running
+    from orchestrator.control.client import expand_running
 
     logged = sorted(p.name[: -len(".log")] for p in folder.glob("*.log"))
     found, unknown = expand_running(logged, names)
