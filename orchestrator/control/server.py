@@ -326,6 +326,9 @@ def _act_on_each(
     manifest_error: str | None = None,
 ) -> None:
     """`act` on each named service, answering when they have settled (or at once, --no-wait)."""
+    if not request.names:  # the CLI always names one; a bare request would wait for nothing
+        request.reply({"ok": False, "error": f"{request.verb} needs the name of a service"})
+        return
     unknown = [n for n in request.names if n not in sup.services or n in sup.retiring]
     if unknown:
         request.reply({"ok": False, "error": f"unknown service {unknown[0]!r}", "unknown": unknown})
