@@ -54,7 +54,7 @@ class Verb:
 
 _NO_WAIT = {"--no-wait": "Return at once, not when the services settle."}
 # The one list of verbs: the server has a handler for each (server.HANDLERS), the CLI a command
-# (cli/main.py), and the fast path accepts exactly these forms (fast_path).
+# (cli/main.py), and the fast path takes exactly the forms it allows (parse).
 VERBS = {
     verb.name: verb
     for verb in (
