@@ -3,13 +3,19 @@ what it uses, the command list's descriptions are whole."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 from pathlib import Path
 
+import click
 import pytest
 from conftest import DEVUP, Project
+
+from orchestrator.base.errors import DevupError
+from orchestrator.cli import main
+from orchestrator.control import client
 
 COMMANDS = [
     "up", "check", "ports", "status", "restart", "start", "stop", "reload", "logs", "run", "env", "who",
@@ -69,3 +75,62 @@ def test_the_command_list_has_no_description_cut_short(tmp_path: Path) -> None:
         for row in rows:
             assert not row.endswith("..."), row
             assert row.endswith("."), row
+
+
+def test_the_shared_options_go_before_or_after_the_command_and_the_later_f_wins(
+    project: Project,
+) -> None:
+    manifest = str(project.write('[services.api]\ncmd = "true"\n'))
+    outside = project.root.parent
+    for args in (
+        ["-f", manifest, "check"],
+        ["check", "-f", manifest],
+        ["-f", "nowhere.toml", "check", "--file", manifest],
+        ["--no-watch", "--no-color", "-f", manifest, "check"],
+    ):
+        result = devup(outside, *args)
+        assert (result.returncode, result.stderr) == (0, ""), args
+    later = devup(outside, "-f", manifest, "check", "-f", "nowhere.toml")
+    assert (later.returncode, later.stderr) == (2, "devup: error: nowhere.toml: no such file\n")
+    after = devup(outside, "check", "--no-watch")
+    assert after.returncode == 2 and "No such option '--no-watch'" in after.stderr
+
+
+TAILS = [
+    [], ["api"], ["api", "web"], ["--no-wait"], ["api", "--no-wait"], ["--no-wait", "api"],
+    ["--json"], ["--json", "api"], ["--json", "--json"], ["api", "--no-wait", "--no-wait"],
+    ["--no-wait", "--json"], ["-f", "devports.toml"], ["--help"], ["--"], ["api", "--"], ["-"],
+    ["--no-wait=1", "api"], ["api", "-n", "1"],
+]  # fmt: skip
+
+
+def test_the_fast_path_takes_a_verb_only_in_a_form_the_cli_takes_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """entry.py answers the control verbs without click: for every command line it takes, click
+    (which gets all the others) must take it too, with the same names and flags."""
+    (tmp_path / "devports.toml").write_text('[services.api]\ncmd = "true"\n')
+    monkeypatch.chdir(tmp_path)
+    seen: list[tuple[str, list[str], set[str]]] = []
+
+    def command(verb: str, _path: Path, names: list[str], flags: set[str]) -> tuple[int, str]:
+        seen.append((verb, names, flags))
+        return 0, ""
+
+    monkeypatch.setattr(client, "command", command)
+    taken = 0
+    assert [client.parse([word, *tail]) for word in ("logs", "up", "-f") for tail in TAILS] == [
+        None
+    ] * 3 * len(TAILS)
+    for verb in client.VERBS:
+        for tail in TAILS:
+            argv = [verb, *tail]
+            fast = client.parse(argv)
+            seen.clear()
+            with contextlib.suppress(click.ClickException, click.exceptions.Exit, DevupError):
+                main.cli.main(args=argv, prog_name="devup", standalone_mode=False)
+            if fast is not None:
+                taken += 1
+                assert seen == [(fast[0].name, fast[1], fast[2])], argv
+    capsys.readouterr()
+    assert taken == 17  # of the forms above, as client.VERBS spells them

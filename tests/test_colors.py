@@ -88,6 +88,7 @@ def test_logs_on_a_terminal_keeps_escapes_unless_colour_is_off(project: Project)
         plain = on_a_terminal(project, *args, env={"NO_COLOR": "1"})
         assert "| red link plain" in plain and "\x1b" not in plain, args
     assert "\x1b" not in on_a_terminal(project, "logs", "--no-color")
+    assert "\x1b" not in on_a_terminal(project, "--no-color", "logs")  # given before the command
 
 
 def test_strip_ansi_removes_csi_osc_and_short_escapes_only() -> None:

@@ -111,6 +111,26 @@ def test_status_restart_stop_start_and_stop_the_run(
     assert gone.stderr == "devup: error: devup is not running in this project\n"
 
 
+def test_a_restart_or_start_naming_no_service_is_answered_at_once(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    """The CLI always names a service; a program talking to the socket may not, and must get an
+    answer rather than wait for services that were never named."""
+    project.write(SERVICES)
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"3 services up")
+    for verb in ("restart", "start"):
+        for wait in (True, False):
+            answer = client.request(project.root, verb, [], {"wait": wait}, timeout_s=5)
+            assert answer == {"ok": False, "error": f"{verb} needs the name of a service"}
+    assert all(s["restarts"] == 0 for s in status(project)["services"].values())
+
+
+def test_every_verb_of_the_command_line_has_one_handler() -> None:
+    assert set(control.HANDLERS) == set(client.VERBS)
+
+
 def test_the_socket_is_private_and_devup_listens_on_no_tcp_port(
     project: Project, running: list[DevupProcess]
 ) -> None:

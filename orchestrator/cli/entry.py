@@ -1,8 +1,10 @@
-"""The `devup` entry point. `devup --version`, `devup status [--json]`, `devup logs -n N
-[SERVICE...]`, `devup restart|start|stop SERVICE...` and `devup reload` (quickcontrol.py), which
-editors, scripts and agents run often, are answered here without loading click or the manifest
-parser (their imports are most of the time these take, and a running devup must stay reachable
-while devports.toml does not parse); any other command line goes to the click CLI in cli.py.
+"""The `devup` entry point. `devup --version`, `devup ports [--json]` and `devup logs -n N
+[SERVICE...]` while a run is up, and the control verbs (`devup status [--json]`, `devup
+restart|start|stop SERVICE... [--no-wait]`, `devup stop`, `devup reload`: control/client.py's fast
+path, on the verb table), which editors, scripts and agents run often, are answered here without
+loading click or the manifest parser (their imports are most of the time these take, and a running
+devup must stay reachable while devports.toml does not parse); any other command line goes to the
+click CLI in cli/main.py.
 """
 
 from __future__ import annotations
@@ -25,21 +27,18 @@ def _main() -> None:
 
         print(f"devup, version {__version__}")
         sys.exit(0)
-    if args in (["status"], ["status", "--json"]):
-        sys.exit(_status(as_json=len(args) == 2))
     if args in (["ports"], ["ports", "--json"]) and _ports(as_json=len(args) == 2):
         sys.exit(0)
     if args[:1] == ["logs"] and _logs(args[1:]):
         sys.exit(0)
-    if args[:1] in (["restart"], ["start"], ["stop"], ["reload"]):
-        from orchestrator.control.quick import run
+    from orchestrator.control.client import fast_path
 
-        try:
-            code = run(args[0], args[1:])
-        except KeyboardInterrupt:
-            code = 130  # as the CLI does
-        if code is not None:
-            sys.exit(code)
+    try:
+        code = fast_path(args)
+    except KeyboardInterrupt:
+        code = 130  # as the CLI does
+    if code is not None:
+        sys.exit(code)
     from orchestrator.cli.main import main as cli_main
 
     cli_main()
@@ -61,21 +60,6 @@ def _reopen_closed_std_fds() -> None:
                 os.close(null)
             if getattr(sys, name) is None:
                 setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (kept open)
-
-
-def _status(as_json: bool) -> int:
-    from pathlib import Path
-
-    from orchestrator.base.errors import DevupError
-    from orchestrator.base.locate import find_manifest
-    from orchestrator.control.remote import status
-
-    try:
-        print(status(find_manifest(Path.cwd()).parent, as_json))
-    except DevupError as exc:
-        print(exc.report(), file=sys.stderr)
-        return exc.exit_code
-    return 0
 
 
 def _ports(as_json: bool) -> bool:

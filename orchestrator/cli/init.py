@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import click
 
 from orchestrator.base.errors import DevupError, UsageError
 from orchestrator.base.locate import MANIFEST_NAME
@@ -40,6 +43,42 @@ class Found:
     cmd: str | None = None  # None for a Procfile
     env: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # comments written above the service
+
+
+def init(manifest_file: Path | None, *, force: bool, gitignore: bool | None, ports: str) -> int:
+    """`devup init [-f FILE] [--force] [--gitignore/--no-gitignore] [--ports RANGE]`: scan, write,
+    say what was written, and offer to keep .devup/ out of git (asks only on a terminal)."""
+    path = (manifest_file or Path(MANIFEST_NAME)).absolute()
+    root = path.parent
+    check_port_pool(ports)
+    if not force:
+        refuse_nested(root)
+    found = scan(root)
+    if not found:
+        raise UsageError(
+            f"found no project in {root}: no Procfile, package.json dev script, Django, Flask, "
+            "FastAPI or Rails app",
+            hint='write devports.toml by hand: [services.web] with cmd = "..."',
+        )
+    write_manifest(path, render(found, root, ports), force=force)
+    click.echo(f"wrote {path} with {len(found)} services:")
+    for name, project in zip(service_names(found, root), found, strict=True):
+        click.echo(f"  {name:<16} {project.kind:<17} {project.folder.as_posix()}")
+    click.echo("next: check each cmd, then `devup check` and `devup`")
+    if not gitignore_has_devup(root):
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        if gitignore is None and interactive:
+            question = "add .devup/ (devup's run state and logs) to .gitignore?"
+            gitignore = click.confirm(question, default=True)
+        if gitignore:
+            add_to_gitignore(root)
+            click.echo(f"added {GITIGNORE_ENTRY} to {root / '.gitignore'}")
+        elif gitignore is None:
+            click.echo(
+                "hint: add .devup/ (devup's run state and logs) to .gitignore, "
+                "or run `devup init --gitignore`"
+            )
+    return 0
 
 
 def scan(root: Path) -> list[Found]:

@@ -18,6 +18,7 @@ import click
 
 from orchestrator import __version__
 from orchestrator.base.errors import DevupError, ManifestError, UsageError
+from orchestrator.control import client
 
 if TYPE_CHECKING:
     from orchestrator.config.manifest import Manifest
@@ -25,45 +26,13 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _common(func: F, short_file: bool = True, color: bool = False, watch: bool = False) -> F:
-    """-f/--file on every command that reads the manifest; --no-color on those whose output has
-    colour, --no-watch on `up` only (all three are also accepted before the command)."""
-    func = click.option(
-        *(["-f"] if short_file else []),
-        "--file",
-        "manifest_file",
-        type=click.Path(path_type=Path),
-        help="Path to devports.toml (default: search upwards).",
-    )(func)
-    if color:
-        func = click.option(
-            "--no-color", is_flag=True, default=None, help="No colours (NO_COLOR is respected too)."
-        )(func)
-    if watch:
-        func = click.option(
-            "--no-watch",
-            is_flag=True,
-            default=None,
-            help="Do not restart services when their files change.",
-        )(func)
-    return func
+class Options:
+    """The options every command shares, as given before or after it: the click context's obj."""
 
-
-class Context:
     def __init__(self) -> None:
         self.manifest_file: Path | None = None
         self.no_color = False
         self.no_watch = False
-
-    def update(
-        self, manifest_file: Path | None, no_color: bool | None, no_watch: bool | None
-    ) -> None:
-        if manifest_file is not None:
-            self.manifest_file = manifest_file
-        if no_color:
-            self.no_color = True
-        if no_watch:
-            self.no_watch = True
 
     def manifest(self) -> Manifest:
         # Imported here: `devup status` and friends should not pay for it before they need it.
@@ -79,6 +48,42 @@ class Context:
         from orchestrator.base.locate import find_manifest
 
         return (self.manifest_file or find_manifest(Path.cwd())).absolute()
+
+
+def _remember(click_ctx: click.Context, param: click.Parameter, value: Path | bool | None) -> None:
+    """Keep a shared option in Options, given before the command or after it: a later -f wins, a
+    flag once given stays on."""
+    options = click_ctx.ensure_object(Options)
+    if value:  # None when not given
+        setattr(options, str(param.name), value)
+
+
+_shared_option = partial(click.option, expose_value=False, callback=_remember)
+
+
+def _common(func: F, short_file: bool = True, color: bool = False, watch: bool = False) -> F:
+    """-f/--file on every command that reads the manifest; --no-color on those whose output has
+    colour, --no-watch on `up` only (all three are also accepted before the command). None is a
+    parameter of the command: the command reads them in ctx.obj (@click.pass_obj)."""
+    func = _shared_option(
+        *(["-f"] if short_file else []),
+        "--file",
+        "manifest_file",
+        type=click.Path(path_type=Path),
+        help="Path to devports.toml (default: search upwards).",
+    )(func)
+    if color:
+        func = _shared_option(
+            "--no-color", is_flag=True, default=None, help="No colours (NO_COLOR is respected too)."
+        )(func)
+    if watch:
+        func = _shared_option(
+            "--no-watch",
+            is_flag=True,
+            default=None,
+            help="Do not restart services when their files change.",
+        )(func)
+    return func
 
 
 class DevupGroup(click.Group):
@@ -107,14 +112,8 @@ def complete_services(
     """Shell completion of service names (and Procfile service groups) from the manifest."""
     from click.shell_completion import CompletionItem
 
-    path: Path | None = None
-    for c in (click_ctx, *_parents(click_ctx)):
-        path = path or c.params.get("manifest_file")
     try:
-        from orchestrator.base.locate import find_manifest
-        from orchestrator.config.manifest import load_manifest
-
-        manifest = load_manifest(path or find_manifest(Path.cwd()))
+        manifest = click_ctx.ensure_object(Options).manifest()
     except DevupError:
         return []
     names = list(manifest.services)
@@ -126,26 +125,9 @@ def complete_services(
     ]
 
 
-def _parents(click_ctx: click.Context) -> list[click.Context]:
-    parents = []
-    while click_ctx.parent is not None:
-        click_ctx = click_ctx.parent
-        parents.append(click_ctx)
-    return parents
-
-
 def _service_help(manifest: Manifest, name: str) -> str | None:
     spec = manifest.services.get(name)
     return spec.cmd if spec is not None else "Procfile services"
-
-
-def _ctx(
-    manifest_file: Path | None, no_color: bool | None = None, no_watch: bool | None = None
-) -> Context:
-    ctx = click.get_current_context().find_object(Context)
-    assert ctx is not None
-    ctx.update(manifest_file, no_color, no_watch)
-    return ctx
 
 
 @click.group(
@@ -156,17 +138,11 @@ def _ctx(
 @partial(_common, color=True, watch=True)
 @click.version_option(__version__, "--version", prog_name="devup")
 @click.pass_context
-def cli(
-    click_ctx: click.Context,
-    manifest_file: Path | None,
-    no_color: bool | None,
-    no_watch: bool | None,
-) -> int | None:
+def cli(click_ctx: click.Context) -> int | None:
     """Run all of a monorepo's dev services with one command.
 
     With no command, `devup` is `devup up`: start every service in devports.toml.
     """
-    click_ctx.ensure_object(Context).update(manifest_file, no_color, no_watch)
     if click_ctx.invoked_subcommand is None:
         code: int = click_ctx.invoke(up_command)
         return code
@@ -176,32 +152,24 @@ def cli(
 @cli.command("up", short_help="Start the services and stream their logs (the default).")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
 @partial(_common, color=True, watch=True)
-def up_command(
-    services: tuple[str, ...] = (),
-    manifest_file: Path | None = None,
-    no_color: bool | None = None,
-    no_watch: bool | None = None,
-) -> int:
+@click.pass_obj
+def up_command(options: Options, services: tuple[str, ...] = ()) -> int:
     """Start the services (the named ones and what they depend on) and stream their logs."""
     from orchestrator.cli.up import UpOptions, up, use_color
 
-    ctx = _ctx(manifest_file, no_color, no_watch)
-    options = UpOptions(services, color=use_color(ctx.no_color), watching=not ctx.no_watch)
-    return up(ctx.manifest(), options)
+    color = use_color(options.no_color)
+    return up(options.manifest(), UpOptions(services, color=color, watching=not options.no_watch))
 
 
 @cli.command("check", short_help="Validate devports.toml; show the plan, ports and watches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @_common
-def check_command(
-    as_json: bool,
-    manifest_file: Path | None,
-) -> int:
+@click.pass_obj
+def check_command(options: Options, as_json: bool) -> int:
     """Validate devports.toml and print the plan (exit 0, or 2 on an error)."""
     from orchestrator.cli.plan import check_plan, format_check
 
-    manifest = _ctx(manifest_file).manifest()
-    plan = check_plan(manifest)
+    plan = check_plan(options.manifest())
     click.echo(json.dumps(plan, indent=2) if as_json else format_check(plan))
     return 0
 
@@ -211,22 +179,17 @@ def check_command(
 @click.option("--release", is_flag=True, help="Forget this project's leases (of SERVICES, or all).")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
 @_common
-def ports_command(
-    as_json: bool,
-    release: bool,
-    services: tuple[str, ...],
-    manifest_file: Path | None,
-) -> int:
+@click.pass_obj
+def ports_command(options: Options, as_json: bool, release: bool, services: tuple[str, ...]) -> int:
     """The port plan: service, port, URL, and who holds a busy port."""
     from orchestrator.cli.plan import port_plan, release_ports, running_ports
     from orchestrator.ports.runports import format_ports
 
-    ctx = _ctx(manifest_file)
     try:
-        manifest = ctx.manifest()
+        manifest = options.manifest()
     except ManifestError:
         # A devports.toml that does not parse: the running devup still says what it uses.
-        live = None if release or services else running_ports(ctx.manifest_path().parent)
+        live = None if release or services else running_ports(options.manifest_path().parent)
         if live is None:
             raise
         click.echo(json.dumps(live, indent=2) if as_json else format_ports(live))
@@ -247,20 +210,15 @@ def ports_command(
 @click.argument("service", shell_complete=complete_services)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @partial(_common, color=True)
-def run_command(
-    service: str,
-    command: tuple[str, ...],
-    manifest_file: Path | None,
-    no_color: bool | None,
-) -> int:
+@click.pass_obj
+def run_command(options: Options, service: str, command: tuple[str, ...]) -> int:
     """Run a one-off command with SERVICE's environment and folder: devup run api -- CMD..."""
     from orchestrator.cli.oneoff import run_oneoff
     from orchestrator.cli.up import use_color
 
-    ctx = _ctx(manifest_file, no_color)
     argv = list(command[1:] if command[:1] == ("--",) else command)  # click keeps a late "--"
-    color = use_color(ctx.no_color)
-    return run_oneoff(ctx.manifest(), service, argv, color=color, say=_say_to_stderr)
+    color = use_color(options.no_color)
+    return run_oneoff(options.manifest(), service, argv, color=color, say=_say_to_stderr)
 
 
 EXPORT_FORMATS = ("procfile", "systemd", "supervisord", "runit")  # = export.FORMATS (tested)
@@ -278,21 +236,22 @@ EXPORT_FORMATS = ("procfile", "systemd", "supervisord", "runit")  # = export.FOR
 @click.option("--user", help="User the services run as (systemd, supervisord, runit).")
 @click.option("--log-dir", help="Log folder (supervisord, runit; default /var/log/APP).")
 @_common
+@click.pass_obj
 def export_command(
+    options: Options,
     fmt: str,
     output: Path | None,
     app: str | None,
     user: str | None,
     log_dir: str | None,
-    manifest_file: Path | None,
 ) -> int:
     """Write the services out for honcho/foreman (procfile), systemd, supervisord or runit."""
     from orchestrator.cli.export import ExportOptions, describe, export
 
-    manifest = _ctx(manifest_file).manifest()
+    manifest = options.manifest()
     out = output or manifest.root / ".devup" / "export" / fmt
-    options = ExportOptions(app=app, user=user, log_dir=log_dir)
-    written = export(manifest, fmt, out, options, say=_say_to_stderr)
+    export_options = ExportOptions(app=app, user=user, log_dir=log_dir)
+    written = export(manifest, fmt, out, export_options, say=_say_to_stderr)
     click.echo(describe(written, out))
     return 0
 
@@ -306,49 +265,12 @@ def export_command(
 )
 @click.option("--ports", default="3000-3999", show_default=True, help="The port pool to write.")
 @_common
-def init_command(
-    force: bool,
-    gitignore: bool | None,
-    ports: str,
-    manifest_file: Path | None,
-) -> int:
+@click.pass_obj
+def init_command(options: Options, force: bool, gitignore: bool | None, ports: str) -> int:
     """Write a starter devports.toml from the projects found here and below."""
-    from orchestrator.base.errors import UsageError
-    from orchestrator.base.locate import MANIFEST_NAME
-    from orchestrator.cli import init
+    from orchestrator.cli.init import init
 
-    ctx = _ctx(manifest_file)
-    path = (ctx.manifest_file or Path(MANIFEST_NAME)).absolute()
-    root = path.parent
-    init.check_port_pool(ports)
-    if not force:
-        init.refuse_nested(root)
-    found = init.scan(root)
-    if not found:
-        raise UsageError(
-            f"found no project in {root}: no Procfile, package.json dev script, Django, Flask, "
-            "FastAPI or Rails app",
-            hint='write devports.toml by hand: [services.web] with cmd = "..."',
-        )
-    init.write_manifest(path, init.render(found, root, ports), force=force)
-    click.echo(f"wrote {path} with {len(found)} services:")
-    for name, project in zip(init.service_names(found, root), found, strict=True):
-        click.echo(f"  {name:<16} {project.kind:<17} {project.folder.as_posix()}")
-    click.echo("next: check each cmd, then `devup check` and `devup`")
-    if not init.gitignore_has_devup(root):
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
-        if gitignore is None and interactive:
-            question = "add .devup/ (devup's run state and logs) to .gitignore?"
-            gitignore = click.confirm(question, default=True)
-        if gitignore:
-            init.add_to_gitignore(root)
-            click.echo(f"added {init.GITIGNORE_ENTRY} to {root / '.gitignore'}")
-        elif gitignore is None:
-            click.echo(
-                "hint: add .devup/ (devup's run state and logs) to .gitignore, "
-                "or run `devup init --gitignore`"
-            )
-    return 0
+    return init(options.manifest_file, force=force, gitignore=gitignore, ports=ports)
 
 
 @cli.command("completion", short_help="Print the shell completion script (bash, zsh, fish).")
@@ -371,17 +293,13 @@ def _say_to_stderr(message: str) -> None:
 @click.argument("port", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the listeners as JSON.")
 @_common
-def who_command(
-    port: int,
-    as_json: bool,
-    manifest_file: Path | None,
-) -> int:
+@click.pass_obj
+def who_command(options: Options, port: int, as_json: bool) -> int:
     """Which processes listen on PORT, and whether devup started them (exit 1: none)."""
     from orchestrator.ports.who import format_who, who
 
-    ctx = _ctx(manifest_file)
     try:
-        root: Path | None = ctx.manifest().root
+        root: Path | None = options.manifest().root
     except DevupError:
         root = None  # outside a project (or a broken manifest): still answer
     report = who(port, root)
@@ -399,85 +317,43 @@ def who_command(
 @click.option("--reveal", is_flag=True, help="Show the values from env files and env tables.")
 @click.option("--json", "as_json", is_flag=True, help="Print the variables as JSON.")
 @_common
-def env_command(
-    service: str,
-    reveal: bool,
-    as_json: bool,
-    manifest_file: Path | None,
-) -> int:
+@click.pass_obj
+def env_command(options: Options, service: str, reveal: bool, as_json: bool) -> int:
     """The variables devup sets for SERVICE; env-file and env values masked unless --reveal."""
     from orchestrator.cli.envview import env_listing, format_env
 
-    manifest = _ctx(manifest_file).manifest()
-    listing = env_listing(manifest, service, reveal=reveal)
+    listing = env_listing(options.manifest(), service, reveal=reveal)
     click.echo(json.dumps(listing, indent=2) if as_json else format_env(listing))
     return 0
 
 
-@cli.command("status", short_help="Each service's state, pid, port, restarts and uptime.")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@_common
-def status_command(
-    as_json: bool,
-    manifest_file: Path | None,
-) -> int:
-    """Ask the running devup for each service's state, pid, port, restarts and uptime."""
-    from orchestrator.control.remote import status
+def _verb_command(verb: client.Verb) -> None:
+    """`devup VERB` for a verb of the control channel, from its row in client.VERBS: the row the
+    fast path (entry.py) checks a command line against, so both take the same forms."""
+    flags = [click.Option([flag], is_flag=True, help=text) for flag, text in verb.flags.items()]
+    params: list[click.Parameter] = [*flags]
+    if verb.services != "none":
+        required = verb.services == "required"
+        params.append(
+            click.Argument(
+                ["services"], nargs=-1, required=required, shell_complete=complete_services
+            )
+        )
 
-    click.echo(status(_ctx(manifest_file).manifest_path().parent, as_json))
-    return 0
-
-
-def _control_command(verb: str, help_text: str, short: str, names_required: bool) -> None:
-    @cli.command(verb, help=help_text, short_help=short)
-    @click.option("--no-wait", is_flag=True, help="Return at once, not when the services settle.")
-    @click.argument("services", nargs=-1, required=names_required, shell_complete=complete_services)
+    @cli.command(verb.name, help=verb.help_text, short_help=verb.short_help, params=params)
     @_common
-    def command(
-        no_wait: bool,
-        services: tuple[str, ...],
-        manifest_file: Path | None,
-    ) -> int:
-        from orchestrator.control.remote import control
-
-        path = _ctx(manifest_file).manifest_path()
-        code, text = control(path.parent, verb, list(services), not no_wait, manifest_path=path)
+    @click.pass_obj
+    def verb_command(options: Options, /, services: tuple[str, ...] = (), **given: bool) -> int:
+        chosen = {flag.opts[0] for flag in flags if given[str(flag.name)]}
+        path = options.manifest_path()
+        code, text = client.command(verb.name, path, list(services), chosen)
         if text:
             click.echo(text)
         return code
 
 
-_control_command(
-    "restart",
-    "Restart services of the running devup; returns once they are ready.",
-    "Restart services of the running devup (waits until ready).",
-    True,
-)
-_control_command(
-    "start",
-    "Start stopped services (and what they need); returns once ready.",
-    "Start stopped services of the running devup (waits).",
-    True,
-)
-_control_command(
-    "stop",
-    "Stop services of the running devup; with no names, stop the run.",
-    "Stop services of the running devup, or the whole run.",
-    False,
-)
-
-
-@cli.command("reload", short_help="Apply devports.toml to the running devup.")
-@_common
-def reload_command(manifest_file: Path | None) -> int:
-    """Apply devports.toml and its env files to the running devup now (it also follows them)."""
-    from orchestrator.control.remote import control
-
-    path = _ctx(manifest_file).manifest_path()
-    code, text = control(path.parent, "reload", [], True)
-    if text:
-        click.echo(text)
-    return code
+for _verb in client.VERBS.values():
+    _verb_command(_verb)
 
 
 @cli.command("logs", short_help="The combined logs of the current or last run, in time order.")
@@ -489,35 +365,34 @@ def reload_command(manifest_file: Path | None) -> int:
 )
 @click.argument("services", nargs=-1, shell_complete=complete_services)
 @partial(_common, short_file=False, color=True)  # -f is --follow here, as in `tail -f`
+@click.pass_obj
 def logs_command(
+    options: Options,
     follow: bool,
     count: int | None,
     since: str | None,
     force_color: bool,
     services: tuple[str, ...],
-    manifest_file: Path | None,
-    no_color: bool | None,
 ) -> int:
     """The combined logs of the current or last run, in time order."""
     from orchestrator.base.paths import project_state_dir
     from orchestrator.config.manifest import service_names
     from orchestrator.output.logs import DEVUP_LOG, parse_duration, show
 
-    ctx = _ctx(manifest_file, no_color)
     if follow:
-        _refuse_a_path_after_follow(services, given=ctx.manifest_file is not None)
-    root = ctx.manifest_path().parent
+        _refuse_a_path_after_follow(services, given=options.manifest_file is not None)
+    root = options.manifest_path().parent
     since_s = parse_duration(since) if since is not None else None
     own = [n for n in services if n != DEVUP_LOG]
     try:
-        names = service_names(ctx.manifest(), own)
+        names = service_names(options.manifest(), own)
     except ManifestError:  # a broken devports.toml: the logs are still there to read
         names = _logged_names(project_state_dir(root) / "logs", own)
     names += [DEVUP_LOG] if DEVUP_LOG in services else []
     from orchestrator.base.ansi import strip_ansi
 
     # As up.use_color decides (not imported: it loads the whole run machinery).
-    colour_on = not ctx.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    colour_on = not options.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     keep_escapes = force_color or colour_on
     out = sys.stdout.buffer
 
@@ -543,10 +418,8 @@ def logs_command(
 
 def _logged_names(folder: Path, names: list[str]) -> list[str]:
     """The services named that have a log file (a Procfile group names its lines' logs)."""
-    from orchestrator.control.remote import expand_running
-
     logged = sorted(p.name[: -len(".log")] for p in folder.glob("*.log"))
-    found, unknown = expand_running(logged, names)
+    found, unknown = client.expand_running(logged, names)
     if unknown:
         raise UsageError(f'no logs of "{unknown[0]}"', hint=f"logs: {', '.join(logged)}")
     return found

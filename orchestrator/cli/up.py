@@ -22,7 +22,7 @@ from orchestrator.config.environ import build_env
 from orchestrator.config.manifest import Manifest, start_order
 from orchestrator.config.manifest_diff import Plan
 from orchestrator.control.server import ControlServer
-from orchestrator.control.verbs import handle as handle_request
+from orchestrator.control.server import handle as handle_request
 from orchestrator.output.logfiles import LogFile, start_fresh
 from orchestrator.output.printer import DEVUP, Printer
 from orchestrator.output.writer import TerminalWriter

@@ -102,7 +102,7 @@ class Manifest:
     settings: Settings
     services: dict[str, ServiceSpec] = field(default_factory=dict)  # in manifest order
     # The file's mtime when it was read (stat before the read, so a later edit never matches):
-    # `devup restart` skips loading the file again while it is unchanged (quickcontrol.py).
+    # `devup ports` answers from the run while the file is unchanged (cli/entry.py).
     mtime_ns: int | None = field(default=None, compare=False)
 
     @property

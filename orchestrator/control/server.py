@@ -1,8 +1,9 @@
-"""The control channel: a Unix socket (0600, in a 0700 folder, same user only) through which
-`devup status/restart/stop/start` talk to a running devup, one line of JSON each way. This is the
-server end; the client end is client.py.
+"""The server end of the control channel: a Unix socket (0600, in a 0700 folder, same user only)
+through which `devup status/restart/stop/start/reload` talk to a running devup, one line of JSON
+each way, and what each verb does to the supervisor (HANDLERS). The client end is client.py.
 
-The server's threads only parse requests and post ControlRequested; the supervisor answers.
+The server's threads only parse requests and post ControlRequested; on the supervisor's thread,
+`handle` (injected as Supervisor(on_control=...)) runs the verb's handler, which answers.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.base.errors import DevupError
 from orchestrator.base.paths import ensure_private_dir
-from orchestrator.control.client import CONNECT_TIMEOUT_S, socket_path
+from orchestrator.control.client import CONNECT_TIMEOUT_S, settle_timeout, socket_path
+from orchestrator.run.events import ControlRequested
+from orchestrator.run.states import State
 
-VERBS = ("status", "restart", "stop", "start", "reload")
+if TYPE_CHECKING:
+    from orchestrator.run.supervisor import ServiceRun, Supervisor
+
 MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_READ_TIMEOUT_S = 5.0
 LISTEN_BACKLOG = 4096
@@ -181,7 +186,7 @@ class ControlServer:
                 self._conns[conn] = False  # has asked: no longer idle
         request = json.loads(line)
         verb = request.get("verb") if isinstance(request, dict) else None
-        if verb not in VERBS:
+        if verb not in HANDLERS:
             return {"ok": False, "error": f"unknown verb {verb!r}"}
         names = request.get("names") or []
         options = request.get("options") or {}
@@ -189,8 +194,6 @@ class ControlServer:
             return {"ok": False, "error": "names must be a list of strings"}
         if not isinstance(options, dict):
             return {"ok": False, "error": "options must be an object"}
-        from orchestrator.run.events import ControlRequested
-
         answers: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         with self._lock:
             if self._stopped:
@@ -240,3 +243,161 @@ def _remove_stale_socket(path: Path) -> None:
     finally:
         probe.close()
     raise DevupError(f"another devup answers on {path}", hint="stop it with `devup stop`")
+
+
+# -- what each verb does: on the supervisor's thread, answering through request.reply -----------
+
+Handler = Callable[["Supervisor", ControlRequested], None]
+
+
+def handle(sup: Supervisor, request: ControlRequested) -> None:
+    """Run the request's verb (Supervisor's on_control)."""
+    handler = HANDLERS.get(request.verb)
+    if handler is None:
+        request.reply({"ok": False, "error": f"unknown verb {request.verb!r}"})
+        return
+    handler(sup, request)
+
+
+def status(sup: Supervisor, request: ControlRequested) -> None:
+    live = {"manifest": sup.live.state()} if sup.live is not None else {}
+    request.reply({"ok": True, **sup.status(), "run": run_facts(sup), **live})
+
+
+def reload(sup: Supervisor, request: ControlRequested) -> None:
+    if sup.live is None:
+        request.reply({"ok": False, "error": "this devup does not follow its manifest"})
+        return
+    ok, text = sup.live.reload()
+    request.reply({"ok": True, "summary": text} if ok else {"ok": False, "error": text})
+
+
+def restart(sup: Supervisor, request: ControlRequested) -> None:
+    def act(svc: ServiceRun) -> None:
+        sup.say(f"{svc.name}: restart requested")
+        if sup.watch_again(svc):
+            sup.say(f"{svc.name}: watching its files again")
+        sup.request_restart(svc)
+
+    _act_on_each(sup, request, act, _apply_manifest(sup))
+
+
+def start(sup: Supervisor, request: ControlRequested) -> None:
+    _act_on_each(sup, request, sup.start_service, _apply_manifest(sup))
+
+
+def stop(sup: Supervisor, request: ControlRequested) -> None:
+    if not request.names:
+        request.reply({"ok": True, "stopping": "all"})
+        sup.say("stop requested, stopping all services")
+        sup.shutdown(0)
+        return
+
+    def act(svc: ServiceRun) -> None:
+        sup.say(f"{svc.name}: stop requested")
+        sup.stop_service(svc)
+
+    _act_on_each(sup, request, act)
+
+
+# The one table of verbs the server answers: client.VERBS has the same names (a test checks it).
+HANDLERS: dict[str, Handler] = {
+    "status": status,
+    "restart": restart,
+    "stop": stop,
+    "start": start,
+    "reload": reload,
+}
+
+
+def _apply_manifest(sup: Supervisor) -> str | None:
+    """`devup restart/start NAME` acts on devports.toml as it is now: apply it first. The error
+    when it does not parse (the services then use the version the run has)."""
+    if sup.live is None:
+        return None
+    ok, text = sup.live.reload(quiet_if_unchanged=True)
+    return None if ok else text
+
+
+def _act_on_each(
+    sup: Supervisor,
+    request: ControlRequested,
+    act: Callable[[ServiceRun], None],
+    manifest_error: str | None = None,
+) -> None:
+    """`act` on each named service, answering when they have settled (or at once, --no-wait)."""
+    if not request.names:  # the CLI always names one; a bare request would wait for nothing
+        request.reply({"ok": False, "error": f"{request.verb} needs the name of a service"})
+        return
+    unknown = [n for n in request.names if n not in sup.services or n in sup.retiring]
+    if unknown:
+        request.reply({"ok": False, "error": f"unknown service {unknown[0]!r}", "unknown": unknown})
+        return
+    targets = [sup.services[n] for n in request.names]
+    wait = bool(request.options.get("wait", True))
+    gather = _Gather(request, targets, wait, manifest_error)
+    if wait:  # before acting: a target may settle at once (start of a service that is up)
+        gather.arm()
+    for svc in targets:
+        act(svc)
+    if not wait:  # after acting, so the answer shows the states the request led to
+        gather.arm()
+
+
+def run_facts(sup: Supervisor) -> dict[str, Any]:
+    """What `devup restart/start/stop` needs without loading the manifest (client.control): the
+    timeouts of the version of devports.toml this devup runs (and the file it read)."""
+    return {
+        "manifest": str(sup.manifest.path),
+        "manifest_mtime_ns": sup.manifest.mtime_ns,
+        "stop_timeout_s": sup.manifest.settings.stop_timeout_s,
+        "settle_timeout_s": settle_timeout(sup.manifest),
+        "ports": sup.ports,  # every service's port in start order, for `devup ports`
+    }
+
+
+class _Gather:
+    """Answers once every target has settled (ready, running, stopped or crashed)."""
+
+    def __init__(
+        self,
+        request: ControlRequested,
+        targets: list[ServiceRun],
+        wait: bool,
+        manifest_error: str | None = None,
+    ) -> None:
+        self._request = request
+        # devports.toml did not parse: the services restart with the version the run has.
+        self._extra = {"manifest_error": manifest_error} if manifest_error else {}
+        self._pending = {svc.name for svc in targets}
+        self._results: dict[str, str] = {}
+        self._failed: list[str] = []  # restart/start targets that did not come up
+        self._targets = targets
+        self._wait = wait
+
+    def arm(self) -> None:
+        if not self._wait:
+            self._request.reply(
+                {
+                    "ok": True,
+                    "services": {s.name: s.state.value for s in self._targets},
+                    **self._extra,
+                }
+            )
+            return
+        for svc in self._targets:
+            svc.waiters.append(self._make_reply(svc.name))
+
+    def _make_reply(self, name: str) -> Any:
+        def done(answer: dict[str, Any]) -> None:
+            self._results[name] = answer["state"]
+            if not answer.get("succeeded", True):
+                self._failed.append(name)
+            self._pending.discard(name)
+            if not self._pending:
+                ok = all(s not in (State.CRASHED.value,) for s in self._results.values())
+                self._request.reply(
+                    {"ok": ok, "services": self._results, "failed": self._failed, **self._extra}
+                )
+
+        return done

@@ -213,7 +213,7 @@ class Supervisor:
         self._on_change = on_change
         # Rebuilds a service's environment with where other services really answer (up.py).
         self._env_for = env_for
-        # What a control-channel request does (control/verbs.py): injected, so run/ does not
+        # What a control-channel request does (control/server.py): injected, so run/ does not
         # import the control channel above it.
         self._on_control_request = on_control
         self._changed = False
