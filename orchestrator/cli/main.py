@@ -487,6 +487,8 @@ def reload_command(manifest_file: Path | None) -> int:
 @click.option(
     "--color", "force_color", is_flag=True, help="Keep the services' colours even when piped."
 )
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line (docs/json.md).")
+@click.option("--grep", metavar="REGEX", help="Only lines whose text matches REGEX (Python re).")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
 @partial(_common, short_file=False, color=True)  # -f is --follow here, as in `tail -f`
 def logs_command(
@@ -494,6 +496,8 @@ def logs_command(
     count: int | None,
     since: str | None,
     force_color: bool,
+    as_json: bool,
+    grep: str | None,
     services: tuple[str, ...],
     manifest_file: Path | None,
     no_color: bool | None,
@@ -501,9 +505,11 @@ def logs_command(
     """The combined logs of the current or last run, in time order."""
     from orchestrator.base.paths import project_state_dir
     from orchestrator.config.manifest import service_names
+    from orchestrator.output import logselect
     from orchestrator.output.logs import DEVUP_LOG, parse_duration, show
 
     ctx = _ctx(manifest_file, no_color)
+    keep = logselect.grep_filter(logselect.compile_grep(grep)) if grep is not None else None
     if follow:
         _refuse_a_path_after_follow(services, given=ctx.manifest_file is not None)
     root = ctx.manifest_path().parent
@@ -518,7 +524,7 @@ def logs_command(
 
     # As up.use_color decides (not imported: it loads the whole run machinery).
     colour_on = not ctx.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-    keep_escapes = force_color or colour_on
+    keep_escapes = (force_color or colour_on) and not as_json  # JSON text never has them
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
@@ -534,6 +540,8 @@ def logs_command(
             count=count,
             since_s=since_s,
             follow=follow,
+            keep=keep,
+            render=logselect.to_json if as_json else None,
         )
     except BrokenPipeError:
         # The reader (`| head`) is gone: not an error; keep Python from complaining at exit.
