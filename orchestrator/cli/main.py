@@ -209,11 +209,15 @@ def check_command(
 @cli.command("ports", short_help="The port plan: service, port, URL, who holds a busy port.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--release", is_flag=True, help="Forget this project's leases (of SERVICES, or all).")
+@click.option("--all", "show_all", is_flag=True, help="Every project's leases (each worktree).")
+@click.option("--prune", is_flag=True, help="Drop the leases of projects whose folder is gone.")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
 @_common
 def ports_command(
     as_json: bool,
     release: bool,
+    show_all: bool,
+    prune: bool,
     services: tuple[str, ...],
     manifest_file: Path | None,
 ) -> int:
@@ -221,6 +225,8 @@ def ports_command(
     from orchestrator.cli.plan import port_plan, release_ports, running_ports
     from orchestrator.ports.runports import format_ports
 
+    if show_all or prune:
+        return _all_ports(as_json, show_all, prune, refused=release or bool(services))
     ctx = _ctx(manifest_file)
     try:
         manifest = ctx.manifest()
@@ -236,6 +242,22 @@ def ports_command(
         return 0
     plan = port_plan(manifest, list(services) or None)
     click.echo(json.dumps(plan, indent=2) if as_json else format_ports(plan))
+    return 0
+
+
+def _all_ports(as_json: bool, show_all: bool, prune: bool, refused: bool) -> int:
+    """`ports --all` and `--prune`: the user-wide registry, no manifest needed."""
+    from orchestrator.ports import projects
+
+    if refused:
+        raise UsageError("--all and --prune are about every project: no services, no --release")
+    doc: dict[str, Any] = projects.prune() if prune else {}
+    texts = [projects.format_pruned(doc)] if prune else []
+    if show_all:
+        listing = projects.all_projects()
+        doc.update(listing)
+        texts.append(projects.format_projects(listing))
+    click.echo(json.dumps(doc, indent=2) if as_json else "\n".join(texts))
     return 0
 
 

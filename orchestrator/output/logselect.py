@@ -6,12 +6,12 @@ a line's time is to the second; its date comes from the file (logs.line_time).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from json.encoder import encode_basestring  # C-accelerated; json.dumps per line is ~3x slower
 
 from orchestrator.base.ansi import strip_ansi
 from orchestrator.base.errors import UsageError
+from orchestrator.base.isotime import iso_local
 from orchestrator.base.quoting import quoted
 
 SEPARATOR = b" | "
@@ -78,14 +78,5 @@ class _IsoStamps:
     def of(self, at: float) -> str:
         if at != self._second:
             self._second = at
-            self._text = iso_local(at) if at > 0 else "null"
+            self._text = f'"{iso_local(at)}"' if at > 0 else "null"
         return self._text
-
-
-def iso_local(at: float) -> str:
-    """`"2026-11-29T13:05:09+01:00"` (quoted, for JSON): the local time with its UTC offset."""
-    local = time.localtime(at)
-    offset = local.tm_gmtoff // 60
-    sign = "-" if offset < 0 else "+"
-    hours, minutes = divmod(abs(offset), 60)
-    return f'"{time.strftime("%Y-%m-%dT%H:%M:%S", local)}{sign}{hours:02d}:{minutes:02d}"'
