@@ -66,8 +66,13 @@ def _keyed(lines: list[bytes], reference: float) -> list[tuple[float, bytes]]:
     """Each line with its time; an unstamped line takes the time of the line before it."""
     keyed: list[tuple[float, bytes]] = []
     last = 0.0
+    times: dict[bytes, float | None] = {}  # by stamp: a log has many lines a second
     for line in lines:
-        at = line_time(line, reference)
+        stamp = line[:9]  # all line_time reads
+        try:
+            at = times[stamp]
+        except KeyError:
+            at = times[stamp] = line_time(stamp, reference)
         last = at if at is not None else last
         keyed.append((last, line))
     return keyed

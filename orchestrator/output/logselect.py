@@ -14,8 +14,6 @@ from orchestrator.base.errors import UsageError
 from orchestrator.base.isotime import iso_local
 from orchestrator.base.quoting import quoted
 
-SEPARATOR = b" | "
-STAMP_BYTES = 9  # "HH:MM:SS "
 SHOWN_MAX = 80  # of a bad --grep pattern in its error line
 
 Keyed = list[tuple[float, bytes]]
@@ -30,14 +28,16 @@ def compile_grep(pattern: str) -> re.Pattern[str]:
         raise UsageError(f"--grep {shown}: invalid regular expression: {exc}") from None
 
 
-def text_of(name: bytes, line: bytes) -> str:
-    """What the service `name` wrote on this line: after `HH:MM:SS name | `, escapes removed,
+def texts_of(name: str, lines: list[bytes]) -> list[str]:
+    """What the service `name` wrote on each line: after `HH:MM:SS name | `, escapes removed,
     decoded (invalid UTF-8 as U+FFFD). A line without devup's prefix is all text."""
-    if line.startswith(name, STAMP_BYTES) and line[2:3] == line[5:6] == b":":
-        at = line.find(SEPARATOR, STAMP_BYTES + len(name))
-        if at >= 0:
-            line = line[at + len(SEPARATOR) :]
-    return strip_ansi(line).decode("utf-8", "replace")
+    if not lines:
+        return []
+    # One strip, one decode and one prefix removal for the whole list, in C: no escape sequence
+    # and no invalid UTF-8 sequence spans a newline, and the lines hold none.
+    block = strip_ansi(b"\n".join(lines)).decode("utf-8", "replace")
+    prefix = re.compile(rf"^\d\d:\d\d:\d\d {re.escape(name)} +\| ", re.MULTILINE)
+    return prefix.sub("", block).split("\n")
 
 
 def grep_filter(pattern: re.Pattern[str]) -> Callable[[str, Keyed], Keyed]:
@@ -45,8 +45,8 @@ def grep_filter(pattern: re.Pattern[str]) -> Callable[[str, Keyed], Keyed]:
     search = pattern.search
 
     def keep(name: str, keyed: Keyed) -> Keyed:
-        own = name.encode()
-        return [item for item in keyed if search(text_of(own, item[1]))]
+        texts = texts_of(name, [line for _at, line in keyed])
+        return [item for item, text in zip(keyed, texts, strict=True) if search(text)]
 
     return keep
 
@@ -56,27 +56,13 @@ def to_json(name: str, keyed: Keyed) -> Keyed:
 
     `stream` is null: a service's stdout and stderr share one pipe (system/process.py), so which
     of the two a line came from is not known."""
-    head = '{"time":'
     service = f',"service":{encode_basestring(name)},"stream":null,"text":'
-    stamps = _IsoStamps()
-    own = name.encode()
+    heads: dict[float, str] = {}  # by time: a log has many lines a second
     out: Keyed = []
-    for at, line in keyed:
-        text = encode_basestring(text_of(own, line))
-        out.append((at, f"{head}{stamps.of(at)}{service}{text}}}".encode()))
+    for (at, _line), text in zip(keyed, texts_of(name, [line for _at, line in keyed]), strict=True):
+        head = heads.get(at)
+        if head is None:
+            stamp = f'"{iso_local(at)}"' if at > 0 else "null"
+            head = heads[at] = f'{{"time":{stamp}{service}'
+        out.append((at, (head + encode_basestring(text) + "}").encode()))
     return out
-
-
-class _IsoStamps:
-    """ISO 8601 local times with their offset, `"2026-11-29T13:05:09+01:00"`, made once per
-    second (a log has many lines a second); `null` for a line whose time is not known."""
-
-    def __init__(self) -> None:
-        self._second: float = -1.0
-        self._text = "null"
-
-    def of(self, at: float) -> str:
-        if at != self._second:
-            self._second = at
-            self._text = f'"{iso_local(at)}"' if at > 0 else "null"
-        return self._text
