@@ -75,6 +75,15 @@ def test_the_branch_is_read_from_git_files_in_a_repo_a_worktree_and_detached(
     assert branch_of(tmp_path / "wt") == git(repo, "rev-parse", "--short=7", "HEAD")
     assert branch_of(repo) == "main"  # each worktree has its own HEAD
 
+    # What is not git's own shape names no branch and never hangs (`status` reads it each time).
+    odd = tmp_path / "odd"
+    (odd / ".git").mkdir(parents=True)
+    os.mkfifo(odd / ".git" / "HEAD")
+    assert branch_of(odd) is None
+    (tmp_path / "file").mkdir()
+    (tmp_path / "file" / ".git").write_text("not a gitdir line\n")
+    assert branch_of(tmp_path / "file") is None
+
 
 def test_two_worktrees_run_at_once_on_their_own_ports_and_are_named_by_branch(
     tmp_path: Path, pool: tuple[int, int], running: list[DevupProcess]

@@ -9,9 +9,7 @@ when detached.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-from orchestrator.base.smallfile import read_capped
+import stat
 
 HEAD_MAX_BYTES = 4096  # a HEAD or a `gitdir:` file is one short line; more is not git's
 SHORT_COMMIT = 7  # git's shortest abbreviation (core.abbrev's floor)
@@ -56,8 +54,18 @@ def _git_dir(folder: str) -> str | None:
 
 
 def _first_line(path: str) -> str | None:
+    # Plain os calls on str paths: pathlib objects would cost more than the reads (`status`
+    # runs this on every call). O_NONBLOCK: a FIFO named HEAD must not hang it.
     try:
-        data = read_capped(Path(path), HEAD_MAX_BYTES)  # a FIFO named HEAD must not hang `status`
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, HEAD_MAX_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return data.decode("utf-8", "replace").split("\n", 1)[0].strip()
