@@ -196,7 +196,11 @@ def test_a_newer_registry_version_is_refused_untouched(home: Path) -> None:
     assert registry.path.read_text() == '{"version": 2, "projects": {}}'
 
 
-def test_leases_of_deleted_projects_are_pruned(home: Path, tmp_path: Path, project: Path) -> None:
+def test_a_deleted_projects_leases_are_kept_and_its_absence_recorded(
+    home: Path, tmp_path: Path, project: Path
+) -> None:
+    """Dropped only by `ports --prune` or 30 days on (test_worktrees.py): a folder on a disk
+    not mounted today keeps its ports."""
     gone = tmp_path / "gone"
     gone.mkdir()
     registry = Registry()
@@ -204,8 +208,16 @@ def test_leases_of_deleted_projects_are_pruned(home: Path, tmp_path: Path, proje
         leases[project_key(project)] = {"api": 3000}
         leases[project_key(gone)] = {"api": 3001}
     gone.rmdir()
+    before = time.time()
     with registry.locked() as leases:
-        assert leases == {project_key(project): {"api": 3000}}
+        assert leases == {project_key(project): {"api": 3000}, project_key(gone): {"api": 3001}}
+    assert list(registry.missing) == [project_key(gone)]
+    assert int(before) <= registry.missing[project_key(gone)] <= time.time()
+    doc = json.loads(registry.path.read_text())
+    assert doc["projects"][project_key(gone)]["missing_since"] == int(
+        registry.missing[project_key(gone)]
+    )
+    assert registry.prune() == {project_key(gone): {"api": 3001}}
     assert registry.read() == {project_key(project): {"api": 3000}}
 
 

@@ -145,6 +145,7 @@ def test_who_tells_this_run_another_run_and_a_killed_runs_leftover(
     assert entry["owner"] == {
         "kind": "this",
         "project": str(project.root),
+        "branch": None,  # not in git (test_worktrees.py names branches)
         "service": "api",
         "devup_pid": run.proc.pid,
     }

@@ -177,14 +177,25 @@ def check_command(options: Options, as_json: bool) -> int:
 @cli.command("ports", short_help="The port plan: service, port, URL, who holds a busy port.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--release", is_flag=True, help="Forget this project's leases (of SERVICES, or all).")
+@click.option("--all", "show_all", is_flag=True, help="Every project's leases (each worktree).")
+@click.option("--prune", is_flag=True, help="Drop the leases of projects whose folder is gone.")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
 @_common
 @click.pass_obj
-def ports_command(options: Options, as_json: bool, release: bool, services: tuple[str, ...]) -> int:
+def ports_command(
+    options: Options,
+    as_json: bool,
+    release: bool,
+    show_all: bool,
+    prune: bool,
+    services: tuple[str, ...],
+) -> int:
     """The port plan: service, port, URL, and who holds a busy port."""
     from orchestrator.cli.plan import port_plan, release_ports, running_ports
     from orchestrator.ports.runports import format_ports
 
+    if show_all or prune:
+        return _all_ports(as_json, show_all, prune, refused=release or bool(services))
     try:
         manifest = options.manifest()
     except ManifestError:
@@ -199,6 +210,22 @@ def ports_command(options: Options, as_json: bool, release: bool, services: tupl
         return 0
     plan = port_plan(manifest, list(services) or None)
     click.echo(json.dumps(plan, indent=2) if as_json else format_ports(plan))
+    return 0
+
+
+def _all_ports(as_json: bool, show_all: bool, prune: bool, refused: bool) -> int:
+    """`ports --all` and `--prune`: the user-wide registry, no manifest needed."""
+    from orchestrator.ports import projects
+
+    if refused:
+        raise UsageError("--all and --prune are about every project: no services, no --release")
+    doc: dict[str, Any] = projects.prune() if prune else {}
+    texts = [projects.format_pruned(doc)] if prune else []
+    if show_all:
+        listing = projects.all_projects()
+        doc.update(listing)
+        texts.append(projects.format_projects(listing))
+    click.echo(json.dumps(doc, indent=2) if as_json else "\n".join(texts))
     return 0
 
 
@@ -363,6 +390,8 @@ for _verb in client.VERBS.values():
 @click.option(
     "--color", "force_color", is_flag=True, help="Keep the services' colours even when piped."
 )
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line (docs/json.md).")
+@click.option("--grep", metavar="REGEX", help="Only lines whose text matches REGEX (Python re).")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
 @partial(_common, short_file=False, color=True)  # -f is --follow here, as in `tail -f`
 @click.pass_obj
@@ -372,13 +401,17 @@ def logs_command(
     count: int | None,
     since: str | None,
     force_color: bool,
+    as_json: bool,
+    grep: str | None,
     services: tuple[str, ...],
 ) -> int:
     """The combined logs of the current or last run, in time order."""
     from orchestrator.base.paths import project_state_dir
     from orchestrator.config.manifest import service_names
+    from orchestrator.output import logselect
     from orchestrator.output.logs import DEVUP_LOG, parse_duration, show
 
+    keep = logselect.grep_filter(logselect.compile_grep(grep)) if grep is not None else None
     if follow:
         _refuse_a_path_after_follow(services, given=options.manifest_file is not None)
     root = options.manifest_path().parent
@@ -393,7 +426,7 @@ def logs_command(
 
     # As up.use_color decides (not imported: it loads the whole run machinery).
     colour_on = not options.no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-    keep_escapes = force_color or colour_on
+    keep_escapes = (force_color or colour_on) and not as_json  # JSON text never has them
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
@@ -409,6 +442,8 @@ def logs_command(
             count=count,
             since_s=since_s,
             follow=follow,
+            keep=keep,
+            render=logselect.to_json if as_json else None,
         )
     except BrokenPipeError:
         # The reader (`| head`) is gone: not an error; keep Python from complaining at exit.

@@ -14,7 +14,8 @@ import sys
 import time
 
 from orchestrator.base.errors import DevupError, UsageError
-from orchestrator.base.paths import control_dir
+from orchestrator.base.gitbranch import branch_of
+from orchestrator.base.paths import control_dir, project_key
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every CLI start ~6 ms
 if TYPE_CHECKING:
@@ -190,6 +191,8 @@ def status(root: Path, as_json: bool) -> str:
     doc = {"pid": answer["pid"], "services": answer["services"]}
     if "manifest" in answer:  # a devup that follows its manifest (live.py)
         doc["manifest"] = answer["manifest"]
+    # Which worktree this is: each git worktree of a repository is a project of its own.
+    doc["folder"], doc["branch"] = project_key(root), branch_of(root)
     return json.dumps(doc, indent=2) if as_json else format_status(doc)
 
 
@@ -214,7 +217,9 @@ def format_status(doc: dict[str, Any]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    text = f"devup pid {doc['pid']}\n" + "\n".join(lines)
+    where = f" in {doc['folder']}" if doc.get("folder") else ""
+    where += f" (branch {doc['branch']})" if doc.get("branch") else ""
+    text = f"devup pid {doc['pid']}{where}\n" + "\n".join(lines)
     manifest = doc.get("manifest") or {}
     if manifest.get("error"):
         text += f"\n{manifest['error']}; still running the previous version"

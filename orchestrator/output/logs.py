@@ -19,6 +19,9 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every CLI start ~6
 if TYPE_CHECKING:
     from typing import IO
 
+    # A service's name and its (time, line) pairs -> the pairs to keep or write instead.
+    Selector = Callable[[str, list[tuple[float, bytes]]], list[tuple[float, bytes]]]
+
 DEVUP_LOG = "devup"
 FOLLOW_POLL_S = 0.1
 TAIL_BLOCK_BYTES = 64 * 1024
@@ -63,8 +66,13 @@ def _keyed(lines: list[bytes], reference: float) -> list[tuple[float, bytes]]:
     """Each line with its time; an unstamped line takes the time of the line before it."""
     keyed: list[tuple[float, bytes]] = []
     last = 0.0
+    times: dict[bytes, float | None] = {}  # by stamp: a log has many lines a second
     for line in lines:
-        at = line_time(line, reference)
+        stamp = line[:9]  # all line_time reads
+        try:
+            at = times[stamp]
+        except KeyError:
+            at = times[stamp] = line_time(stamp, reference)
         last = at if at is not None else last
         keyed.append((last, line))
     return keyed
@@ -154,9 +162,13 @@ def show(
     follow: bool = False,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    keep: Selector | None = None,
+    render: Selector | None = None,
 ) -> None:
     """Write the merged logs (the last `count` lines, or those of the last `since_s` seconds);
-    with `follow`, keep writing new lines until interrupted."""
+    with `follow`, keep writing new lines until interrupted. `keep` drops a service's lines
+    before they are counted (--grep); `render` turns each kept line into what is written
+    (--json); both are given the service's name and its (time, line) pairs."""
     paths = log_paths(folder, names)
     cutoff = clock() - since_s if since_s is not None else None
     followed: dict[Path, _Followed] = {}
@@ -169,15 +181,17 @@ def show(
         except FileNotFoundError:
             continue
         st = os.fstat(file.fileno())
-        wanted = count if cutoff is None else None
+        wanted = count if cutoff is None and keep is None else None
         lines, consumed = read_tail(file, st.st_size, wanted)
         keyed = _older_part(path, None if wanted is None else wanted - len(lines))
         keyed += _keyed(lines, st.st_mtime)
+        if keep is not None:
+            keyed = keep(_service(path), keyed)
         if cutoff is not None:
             keyed = [item for item in keyed if item[0] >= cutoff]
-            if count is not None:
-                keyed = keyed[-count:] if count > 0 else []
-        streams.append(keyed)
+        if count is not None and wanted is None:
+            keyed = keyed[-count:] if count > 0 else []
+        streams.append(render(_service(path), keyed) if render is not None else keyed)
         if follow:
             entry.open_at(file, consumed)
         else:
@@ -195,11 +209,19 @@ def show(
                 for path in log_paths(folder, []):
                     followed.setdefault(path, _Followed(path))
             now = clock()
-            batch = [_keyed(entry.read_new(), now) for entry in followed.values()]
+            batch = []
+            for path, entry in followed.items():
+                keyed = _keyed(entry.read_new(), now)
+                keyed = keep(_service(path), keyed) if keep is not None and keyed else keyed
+                batch.append(render(_service(path), keyed) if render is not None else keyed)
             _write_lines(write, list(merge(batch)))
     finally:
         for entry in followed.values():
             entry.close()
+
+
+def _service(path: Path) -> str:
+    return path.name[: -len(".log")]
 
 
 def _older_part(path: Path, count: int | None) -> list[tuple[float, bytes]]:

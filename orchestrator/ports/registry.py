@@ -31,11 +31,16 @@ MAX_REGISTRY_BYTES = 16 * 1024 * 1024
 MAX_PLAUSIBLE_VERSION = 1000
 LOCK_TIMEOUT_S = 10.0
 LOCK_POLL_S = 0.005
+# A project folder gone this long (a deleted worktree or checkout) loses its leases on the next
+# write; sooner only by `devup ports --prune`: a disk not mounted today keeps its ports.
+MISSING_PRUNE_S = 30 * 86400
 
 # project key (its real path) -> service name -> leased port
 Leases = dict[str, dict[str, int]]
 # project key -> (pid of its running devup, service name -> port used for that run only)
 Temporary = dict[str, tuple[int, dict[str, int]]]
+# project key -> when its folder was first seen missing (epoch seconds)
+Missing = dict[str, float]
 
 
 class Registry:
@@ -56,22 +61,28 @@ class Registry:
         self.temporary_path = self.home / "temporary.json"
         self.warnings: list[str] = []
         self.temporary: Temporary = {}
+        # Projects whose folder was missing at a write, since when; kept in ports.json.
+        self.missing: Missing = {}
+        self.pruned: Leases = {}  # what the last write dropped, its folder gone for 30 days
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[Leases]:
         """Hold the registry lock; yield the leases to read and change. They are written back
         atomically when the block exits cleanly (and only if something changed, `temporary`
-        included); an exception leaves the file as it was. Not reentrant: nesting in one process
-        waits for itself."""
+        and `missing` included); an exception leaves the file as it was. Not reentrant: nesting
+        in one process waits for itself. Projects whose folder has been gone for
+        MISSING_PRUNE_S are dropped first."""
         with self._lock():
             self._remove_stale_temp_files()
             loaded, damaged = self._load()
             temporary = copy.deepcopy(self.temporary)
+            missing = dict(self.missing)
             leases = copy.deepcopy(loaded)
-            _prune_missing_projects(leases)
+            self.pruned = _note_missing(leases, self.missing, time.time())
             yield leases
-            if damaged or leases != loaded:
-                write_private_atomic(self.path, _dump(leases))
+            self.missing = {root: at for root, at in self.missing.items() if leases.get(root)}
+            if damaged or leases != loaded or self.missing != missing:
+                write_private_atomic(self.path, _dump(leases, self.missing))
             if self.temporary != temporary:
                 doc = {"version": REGISTRY_VERSION, "projects": _dump_temporary(self.temporary)}
                 write_private_atomic(
@@ -95,6 +106,15 @@ class Registry:
             if not own:
                 leases.pop(key, None)
         return names
+
+    def prune(self) -> Leases:
+        """Drop the leases of every project whose folder is gone and that has no run up (`devup
+        ports --prune`); return what was dropped."""
+        with self.locked() as leases:
+            dropped = dict(self.pruned)
+            for root in [r for r in leases if not os.path.isdir(r) and not _run_up(r)]:
+                dropped[root] = leases.pop(root)
+        return dict(sorted(dropped.items()))
 
     def _remove_stale_temp_files(self) -> None:
         # Temp files are only written under the lock: one seen while holding it is what a devup
@@ -141,6 +161,7 @@ class Registry:
         """The leases on disk and whether the file needed repair (so it gets rewritten)."""
         self.warnings = []
         self.temporary = self._load_temporary()
+        self.missing = {}
         try:
             raw = read_file(self.path, MAX_REGISTRY_BYTES)
         except FileNotFoundError:
@@ -181,6 +202,7 @@ class Registry:
                 hint="upgrade devup, or point DEVUP_HOME to another folder",
             )
         leases, skipped = _parse(doc)
+        self.missing = _parse_missing(doc, leases)
         if skipped:
             self.warnings.append(
                 f"port registry {self.path}: ignored {skipped} malformed "
@@ -239,6 +261,15 @@ def _parse(doc: dict[str, Any]) -> tuple[Leases, int]:
     return leases, skipped
 
 
+def _parse_missing(doc: dict[str, Any], leases: Leases) -> Missing:
+    missing: Missing = {}
+    for root in leases:
+        since = doc["projects"][root].get("missing_since")
+        if isinstance(since, (int, float)) and not isinstance(since, bool) and since >= 0:
+            missing[root] = float(since)
+    return missing
+
+
 def _parse_temporary(projects: dict[str, Any]) -> Temporary:
     temporary: Temporary = {}
     for root, entry in projects.items():
@@ -265,17 +296,34 @@ def _dump_temporary(temporary: Temporary) -> dict[str, Any]:
     }
 
 
-def _dump(leases: Leases) -> bytes:
-    projects = {
-        root: {"ports": dict(sorted(services.items()))}
-        for root, services in sorted(leases.items())
-        if services
-    }
+def _dump(leases: Leases, missing: Missing) -> bytes:
+    projects: dict[str, Any] = {}
+    for root, services in sorted(leases.items()):
+        if services:
+            projects[root] = {"ports": dict(sorted(services.items()))}
+            if root in missing:
+                projects[root]["missing_since"] = int(missing[root])
     doc = {"version": REGISTRY_VERSION, "projects": projects}
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-def _prune_missing_projects(leases: Leases) -> None:
-    # A deleted checkout will never run again; its ports go back to the pool.
-    for root in [r for r in leases if not os.path.isdir(r)]:
-        del leases[root]
+def _note_missing(leases: Leases, missing: Missing, now: float) -> Leases:
+    """Record when each project's folder was first seen gone, forget it for one that is back, and
+    drop (and return) the leases of one gone for MISSING_PRUNE_S, unless a devup still runs
+    there."""
+    dropped: Leases = {}
+    for root in list(leases):
+        if os.path.isdir(root):
+            missing.pop(root, None)
+        elif root not in missing:
+            missing[root] = now
+        elif now - missing[root] > MISSING_PRUNE_S and not _run_up(root):
+            dropped[root] = leases.pop(root)
+            del missing[root]
+    return dropped
+
+
+def _run_up(root: str) -> bool:
+    from orchestrator.system.runalive import run_is_up  # only here: it costs psutil's import
+
+    return run_is_up(root)

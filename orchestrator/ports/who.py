@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 
 from orchestrator.base.errors import DevupError, UsageError
+from orchestrator.base.gitbranch import branch_of
 from orchestrator.base.paths import project_key
 from orchestrator.ports.holders import Holder, find_holders
 from orchestrator.ports.registry import Registry
@@ -68,6 +69,10 @@ def format_who(report: dict[str, Any]) -> str:
         rows.append(f"  command  {command}")
         rows.append(f"  folder   {entry['cwd'] or '(unknown)'}")
         rows.append(f"  devup    {_describe_owner(entry['owner'])}")
+        owner = entry["owner"]
+        if owner is not None:  # worktrees of one repository: the folder and branch tell them apart
+            branch = f" (branch {owner['branch']})" if owner["branch"] else ""
+            rows.append(f"  project  {owner['project']}{branch}")
     return "\n".join(rows)
 
 
@@ -119,6 +124,7 @@ def _owner(pid: int, runs: list[Run], here: str | None) -> dict[str, Any] | None
                     return {
                         "kind": kind,
                         "project": run.root,
+                        "branch": branch_of(run.root),
                         "service": service,
                         "devup_pid": run.devup_pid if run.alive else None,
                     }
