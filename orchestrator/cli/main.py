@@ -175,19 +175,35 @@ def cli(
 
 @cli.command("up", short_help="Start the services and stream their logs (the default).")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
+@click.option(
+    "-d", "--detach", is_flag=True, help="Run in the background; return once all are ready."
+)
+@click.option("--timeout", help="With -d: how long to wait for ready (default 60s).")
+@click.option("--json", "as_json", is_flag=True, help="With -d: print the summary as JSON.")
 @partial(_common, color=True, watch=True)
 def up_command(
     services: tuple[str, ...] = (),
+    detach: bool = False,
+    timeout: str | None = None,
+    as_json: bool = False,
     manifest_file: Path | None = None,
     no_color: bool | None = None,
     no_watch: bool | None = None,
 ) -> int:
     """Start the services (the named ones and what they depend on) and stream their logs."""
+    from orchestrator.cli import detach as detached
     from orchestrator.cli.up import UpOptions, up, use_color
 
     ctx = _ctx(manifest_file, no_color, no_watch)
+    if detach or timeout is not None or as_json:
+        if not detach:
+            raise UsageError("--timeout and --json go with --detach (-d)")
+        wait_s = detached.DEFAULT_TIMEOUT_S if timeout is None else detached.parse_timeout(timeout)
+        return detached.up_detached(ctx.manifest(), services, not ctx.no_watch, wait_s, as_json)
+    manifest = ctx.manifest()
+    detached.refuse_if_detached(manifest.root)
     options = UpOptions(services, color=use_color(ctx.no_color), watching=not ctx.no_watch)
-    return up(ctx.manifest(), options)
+    return up(manifest, options)
 
 
 @cli.command("check", short_help="Validate devports.toml; show the plan, ports and watches.")
@@ -426,6 +442,22 @@ def status_command(
 
     click.echo(status(_ctx(manifest_file).manifest_path().parent, as_json))
     return 0
+
+
+def _one_value_command(what: str, help_text: str) -> None:
+    @cli.command(what, help=help_text, short_help=help_text.split(":")[0] + ".")
+    @click.argument("service", shell_complete=complete_services)
+    @_common
+    def command(service: str, manifest_file: Path | None) -> int:
+        from orchestrator.cli.one_value import one_value
+
+        ctx = _ctx(manifest_file)
+        click.echo(one_value(what, ctx.manifest_path(), ctx.manifest)(service))
+        return 0
+
+
+_one_value_command("url", 'The URL of SERVICE, alone: curl "$(devup url api)/health"')
+_one_value_command("port", "The port of SERVICE, alone: where it answers while devup runs")
 
 
 def _control_command(verb: str, help_text: str, short: str, names_required: bool) -> None:
