@@ -253,8 +253,10 @@ def test_url_while_running_is_where_the_service_really_answers(
     assert detached(project, "up", "-d").returncode == 0
     doc = status(project)
     for what, expected in (("url", f"http://127.0.0.1:{elsewhere}"), ("port", str(elsewhere))):
-        result = project.devup(what, "legacy")
-        assert (result.returncode, result.stdout) == (0, expected + "\n"), result.stderr
+        # Both paths: the click-free one (entry.py), and the CLI's (-f takes the CLI).
+        for args in ((what, "legacy"), ("-f", "devports.toml", what, "legacy")):
+            result = project.devup(*args)
+            assert (result.returncode, result.stdout) == (0, expected + "\n"), result.stderr
     api = project.devup("url", "api").stdout.strip()
     assert api == doc["services"]["api"]["url"]
     assert answers(api) == doc["services"]["api"]["pid"]
