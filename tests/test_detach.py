@@ -149,6 +149,23 @@ def test_a_service_that_fails_to_start_makes_up_detach_exit_1_with_its_output(
     assert "devup stop" in result.stderr  # the run goes on; how to end it is said
     assert runstate.running_pid(project.root) is not None
 
+    again = detached(project, "up", "-d", "--json")  # the same verdict on the run that is up
+    assert again.returncode == 1, again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["ok"] is False and doc["started"] is False
+    assert doc["failed"]["name"] == "broken" and doc["failed"]["exit_code"] == 3
+    assert any("cannot open config.yml" in line for line in doc["failed"]["lines"])
+    assert doc["services"]["api"]["state"] == "ready"
+
+
+def test_up_detach_names_a_service_the_running_devup_lacks(stopped_after: Project) -> None:
+    project = stopped_after
+    project.write(THREE)
+    assert detached(project, "up", "-d", "web").returncode == 0
+    result = detached(project, "up", "-d", "admin")
+    assert result.returncode == 1
+    assert "was already running" in result.stderr and "without admin" in result.stderr
+
 
 def test_up_detach_says_what_it_still_waits_on_at_the_timeout(stopped_after: Project) -> None:
     project = stopped_after

@@ -56,10 +56,11 @@ class Verdict:
     up: list[str] = field(default_factory=list)
     failed: str | None = None
     pending: dict[str, str] = field(default_factory=dict)  # name -> what it waits on
+    missing: list[str] = field(default_factory=list)  # named, but not part of the running devup
 
     @property
     def done(self) -> bool:
-        return self.failed is not None or not self.pending
+        return self.failed is not None or bool(self.missing) or not self.pending
 
 
 def up_detached(
@@ -86,7 +87,7 @@ def up_detached(
         print(json.dumps(doc, indent=2))
     else:
         _print_text(doc, verdict, timeout_s)
-    _exit_now(0 if verdict.done and verdict.failed is None else 1)
+    _exit_now(0 if doc["ok"] else 1)
 
 
 def _exit_now(code: int) -> NoReturn:
@@ -248,7 +249,7 @@ def judge(manifest: Manifest, order: list[str], services: dict[str, Any]) -> Ver
     for name in order:
         svc = services.get(name)
         if svc is None:
-            verdict.pending[name] = "not part of the running devup (started without it)"
+            verdict.missing.append(name)  # it will not come: the run was started without it
             continue
         state = svc["state"]
         code = svc["exit_code"] if svc["exit_code"] is not None else svc.get("last_exit_code")
@@ -307,7 +308,7 @@ def _summary(
             "url": svc["url"],
             "exit_code": svc["exit_code"],
         }
-    ok = verdict.done and verdict.failed is None
+    ok = verdict.done and verdict.failed is None and not verdict.missing
     return {
         "ok": ok,
         "pid": answer["pid"],
@@ -316,6 +317,7 @@ def _summary(
         "services": services,
         "waiting": verdict.pending,
         "failed": None,
+        "missing": verdict.missing,
     }
 
 
@@ -358,6 +360,13 @@ def _print_text(doc: dict[str, Any], verdict: Verdict, timeout_s: float) -> None
             f"`devup restart {failed['name']}` retries, `devup stop` ends the run",
             file=sys.stderr,
         )
+        return
+    if verdict.missing:
+        print(
+            f"devup: error: {head} without {', '.join(verdict.missing)}",
+            file=sys.stderr,
+        )
+        print("hint: `devup stop`, then `devup up -d` with every service you need", file=sys.stderr)
         return
     if verdict.pending:
         print(
