@@ -445,7 +445,7 @@ def status_command(
 
 
 def _one_value_command(what: str, help_text: str) -> None:
-    @cli.command(what, help=help_text, short_help=help_text.split(":")[0] + ".")
+    @cli.command(what, help=help_text, short_help=f"Just the {what} of a service, for scripts.")
     @click.argument("service", shell_complete=complete_services)
     @_common
     def command(service: str, manifest_file: Path | None) -> int:
