@@ -445,7 +445,9 @@ def status_command(
 
 
 def _one_value_command(what: str, help_text: str) -> None:
-    @cli.command(what, help=help_text, short_help=f"Just the {what} of a service, for scripts.")
+    short = f"Just the {what.upper() if what == 'url' else what} of a service, for scripts."
+
+    @cli.command(what, help=help_text, short_help=short)
     @click.argument("service", shell_complete=complete_services)
     @_common
     def command(service: str, manifest_file: Path | None) -> int:
@@ -456,8 +458,10 @@ def _one_value_command(what: str, help_text: str) -> None:
         return 0
 
 
-_one_value_command("url", 'The URL of SERVICE, alone: curl "$(devup url api)/health"')
-_one_value_command("port", "The port of SERVICE, alone: where it answers while devup runs")
+_one_value_command(
+    "url", 'The URL of SERVICE alone, where it answers while devup runs: curl "$(devup url api)/"'
+)
+_one_value_command("port", "The port of SERVICE alone, where it answers while devup runs.")
 
 
 def _control_command(verb: str, help_text: str, short: str, names_required: bool) -> None:
