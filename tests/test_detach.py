@@ -288,3 +288,29 @@ def test_url_of_a_procfile_service_names_its_lines(project: Project) -> None:
     assert result.returncode == 2
     assert "shop.web, shop.admin" in result.stderr
     assert project.devup("url", "shop.admin").returncode == 0
+
+
+def test_a_run_that_cannot_start_makes_up_detach_exit_with_its_error(
+    project: Project, pool: tuple[int, int]
+) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", pool[0]))
+        holder.listen()
+        project.write(f"[services.api]\ncmd = 'sleep 9'\nport = {pool[0]}\nstrict_port = true\n")
+        result = detached(project, "up", "-d")
+        as_json = detached(project, "up", "-d", "--json")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(f"devup: error: api: port {pool[0]} is held by")
+    assert "strict_port" in result.stderr and "Traceback" not in result.stderr
+    doc = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and doc["ok"] is False and "strict_port" in doc["error"]
+    assert runstate.running_pid(project.root) is None
+
+
+def test_up_detach_no_watch_of_tasks_that_all_finish_is_a_success(project: Project) -> None:
+    project.write('[services.migrate]\ncmd = "echo migrated"\nport = false\nrestart = "no"\n')
+    result = detached(project, "up", "-d", "--no-watch")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: runstate.running_pid(project.root) is None, 10, what="the run to end")

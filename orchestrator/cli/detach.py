@@ -401,7 +401,13 @@ def _report_ended(root: Path, code: int | None, as_json: bool) -> int:
     except OSError:
         said = ""
     said = said.strip() or _last_devup_lines(root)
-    code = 1 if code is None or code == 0 else code
+    if code == 0:  # with --no-watch, every service ran to its end with 0 before it was asked
+        if as_json:
+            print(json.dumps({"ok": True, "exit_code": 0, "ended": said}, indent=2))
+        else:
+            print(f"devup ran every service to its end (exit 0):\n{said}")
+        return 0
+    code = 1 if code is None else code
     if as_json:
         print(json.dumps({"ok": False, "exit_code": code, "error": said}, indent=2))
     elif said.startswith("devup: error:"):
