@@ -195,6 +195,7 @@ def _wait(
     verdict = Verdict()
     record: tuple[int, int] | None = None
     asked_at = 0.0
+    unanswered = ""
     while True:
         seen, now = _record_key(manifest.root), time.monotonic()
         if answer is not None and seen == record and now - asked_at < STATUS_EVERY_S:
@@ -206,9 +207,9 @@ def _wait(
         try:
             answer = client.check_answer(client.request(manifest.root, "status"))
         except DevupError as exc:
-            if str(exc) != client.NOT_RUNNING and not str(exc).startswith("devup did not"):
-                raise
-            answer = None  # not listening yet, or ended: the child's exit tells which
+            # Not listening yet, ending ("devup stopped"), or slow to answer: whether it ended
+            # is told by the child's exit (or the run lock), not by this one request.
+            answer, unanswered = None, str(exc)
         if answer is not None:
             verdict = judge(manifest, order, answer["services"])
             if verdict.done or time.monotonic() >= deadline:
@@ -218,7 +219,7 @@ def _wait(
             if ended is not None:
                 return None, verdict, ended[0]
             if time.monotonic() >= deadline:
-                verdict.pending = {"devup": "it has not started its control channel yet"}
+                verdict.pending = {"devup": f"does not answer yet ({unanswered})"}
                 return {"pid": child, "services": {}}, verdict, None
         time.sleep(POLL_S)  # polling the run's status against the deadline
 
