@@ -122,7 +122,20 @@ def test_up_detach_json_is_the_summary(stopped_after: Project) -> None:
     for name, svc in doc["services"].items():
         assert svc["name"] == name and svc["state"] == "ready"
         assert svc["url"] == f"http://127.0.0.1:{svc['port']}"
-    again = json.loads(detached(project, "up", "-d", "--json").stdout)
+    # Given a stdin that never ends, it never reads it: it answers and exits all the same.
+    with subprocess.Popen(
+        [*DEVUP, "up", "-d", "--json"],
+        cwd=project.root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as second:
+        assert second.wait(timeout=60) == 0
+        assert second.stdout is not None
+        again = json.loads(second.stdout.read())
+        assert second.stdin is not None
+        second.stdin.close()
     assert again["started"] is False and again["services"] == doc["services"]
 
 
