@@ -327,3 +327,12 @@ def test_up_detach_no_watch_of_tasks_that_all_finish_is_a_success(project: Proje
     result = detached(project, "up", "-d", "--no-watch")
     assert result.returncode == 0, result.stderr
     wait_for(lambda: runstate.running_pid(project.root) is None, 10, what="the run to end")
+
+
+def test_up_detach_where_devup_cannot_keep_its_state_is_one_error_line(project: Project) -> None:
+    project.write(THREE)
+    (project.root / ".devup").write_text("not a folder\n")
+    result = detached(project, "up", "-d")
+    assert result.returncode == 1
+    assert result.stderr.startswith("devup: error: cannot create ")
+    assert "Traceback" not in result.stderr

@@ -118,11 +118,22 @@ def refuse_if_detached(root: Path) -> None:
 def _start_in_background(manifest: Manifest, options: Any) -> int:
     """Fork the run into its own session (a fork, not a new interpreter: the manifest is parsed
     and devup's modules loaded already, which is most of devup's start). Returns its pid."""
-    folder = ensure_private_dir(project_state_dir(manifest.root))
-    err = open_file(folder / ERR_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        folder = ensure_private_dir(project_state_dir(manifest.root))
+        err = open_file(folder / ERR_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    except OSError as exc:  # .devup is a file, the folder is read-only, ...
+        raise DevupError(
+            f"cannot create {exc.filename or project_state_dir(manifest.root)}: "
+            f"{exc.strerror or exc}",
+            hint="devup keeps its run state and logs in .devup/ in the project folder",
+        ) from None
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:  # out of processes or memory
+        os.close(err)
+        raise DevupError(f"cannot start devup in the background: {exc.strerror or exc}") from None
     if pid:
         os.close(err)
         return pid
