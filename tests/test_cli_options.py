@@ -19,7 +19,7 @@ from orchestrator.control import client
 
 COMMANDS = [
     "up", "check", "ports", "status", "restart", "start", "stop", "reload", "logs", "run", "env", "who",
-    "export", "init", "completion",
+    "export", "init", "completion", "url", "port",
 ]  # fmt: skip
 COLOURED = {"up", "run", "logs"}  # commands whose output carries colour
 

@@ -31,6 +31,12 @@ def _main() -> None:
         sys.exit(0)
     if args[:1] == ["logs"] and _logs(args[1:]):
         sys.exit(0)
+    if args[:1] in (["url"], ["port"]) and len(args) == 2 and not args[1].startswith("-"):
+        from orchestrator.cli.one_value import quick
+
+        code = quick(args[0], args[1])  # None: no run, or a name the run does not know
+        if code is not None:
+            sys.exit(code)
     from orchestrator.control.client import fast_path
 
     try:

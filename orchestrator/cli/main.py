@@ -151,14 +151,35 @@ def cli(click_ctx: click.Context) -> int | None:
 
 @cli.command("up", short_help="Start the services and stream their logs (the default).")
 @click.argument("services", nargs=-1, shell_complete=complete_services)
+@click.option(
+    "-d", "--detach", is_flag=True, help="Run in the background; return once all are ready."
+)
+@click.option("--timeout", help="With -d: how long to wait for ready (default 60s).")
+@click.option("--json", "as_json", is_flag=True, help="With -d: print the summary as JSON.")
 @partial(_common, color=True, watch=True)
 @click.pass_obj
-def up_command(options: Options, services: tuple[str, ...] = ()) -> int:
+def up_command(
+    options: Options,
+    services: tuple[str, ...] = (),
+    detach: bool = False,
+    timeout: str | None = None,
+    as_json: bool = False,
+) -> int:
     """Start the services (the named ones and what they depend on) and stream their logs."""
+    from orchestrator.cli import detach as detached
     from orchestrator.cli.up import UpOptions, up, use_color
 
+    if detach or timeout is not None or as_json:
+        if not detach:
+            raise UsageError("--timeout and --json go with --detach (-d)")
+        wait_s = detached.DEFAULT_TIMEOUT_S if timeout is None else detached.parse_timeout(timeout)
+        return detached.up_detached(
+            options.manifest(), services, not options.no_watch, wait_s, as_json
+        )
+    manifest = options.manifest()
+    detached.refuse_if_detached(manifest.root)
     color = use_color(options.no_color)
-    return up(options.manifest(), UpOptions(services, color=color, watching=not options.no_watch))
+    return up(manifest, UpOptions(services, color=color, watching=not options.no_watch))
 
 
 @cli.command("check", short_help="Validate devports.toml; show the plan, ports and watches.")
@@ -352,6 +373,26 @@ def env_command(options: Options, service: str, reveal: bool, as_json: bool) -> 
     listing = env_listing(options.manifest(), service, reveal=reveal)
     click.echo(json.dumps(listing, indent=2) if as_json else format_env(listing))
     return 0
+
+
+def _one_value_command(what: str, help_text: str) -> None:
+    short = f"Just the {what.upper() if what == 'url' else what} of a service, for scripts."
+
+    @cli.command(what, help=help_text, short_help=short)
+    @click.argument("service", shell_complete=complete_services)
+    @_common
+    @click.pass_obj
+    def command(options: Options, service: str) -> int:
+        from orchestrator.cli.one_value import one_value
+
+        click.echo(one_value(what, options.manifest_path(), options.manifest)(service))
+        return 0
+
+
+_one_value_command(
+    "url", 'The URL of SERVICE alone, where it answers while devup runs: curl "$(devup url api)/"'
+)
+_one_value_command("port", "The port of SERVICE alone, where it answers while devup runs.")
 
 
 def _verb_command(verb: client.Verb) -> None:

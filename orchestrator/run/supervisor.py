@@ -1208,6 +1208,10 @@ class Supervisor:
                 "restarts": svc.restarts,
                 "uptime_s": round(now - svc.started_at, 3) if up else None,
                 "exit_code": svc.exit_code,
+                # What the summary counts as not coming up, and the code it shows for it: how
+                # `devup up --detach` tells a crash loop from a first hiccup (cli/detach.py).
+                "failing": self._failing(svc),
+                "last_exit_code": svc.last_exit_code,
                 **audit.status_fields(self.findings.get(name), svc.generation),
             }
         return {"pid": os.getpid(), "services": services}
