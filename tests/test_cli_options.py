@@ -13,7 +13,7 @@ from conftest import DEVUP, Project
 
 COMMANDS = [
     "up", "check", "ports", "status", "restart", "start", "stop", "reload", "logs", "run", "env", "who",
-    "export", "init", "completion",
+    "export", "init", "completion", "mcp",
 ]  # fmt: skip
 COLOURED = {"up", "run", "logs"}  # commands whose output carries colour
 

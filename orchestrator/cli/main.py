@@ -480,6 +480,20 @@ def reload_command(manifest_file: Path | None) -> int:
     return code
 
 
+@cli.command("mcp", short_help="Serve devup's commands to coding agents (MCP, on stdio).")
+@_common
+def mcp_command(manifest_file: Path | None) -> int:
+    """A Model Context Protocol server on stdin/stdout, for coding agents (docs/agents.md)."""
+    try:
+        from orchestrator.cli.mcp_server import serve
+    except ImportError as exc:  # the SDK is an optional extra (or an old 1.x)
+        if not (exc.name or "").startswith(("mcp", "pydantic")):
+            raise
+        raise DevupError("devup mcp needs the MCP SDK", hint="pip install 'devup[mcp]'") from None
+    manifest = _ctx(manifest_file).manifest_file
+    return serve(Path.cwd(), manifest.absolute() if manifest is not None else None)
+
+
 @cli.command("logs", short_help="The combined logs of the current or last run, in time order.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), help="Only the last N lines.")
