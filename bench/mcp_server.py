@@ -91,9 +91,7 @@ def main() -> None:
             for out in run.stdout:
                 if "services up" in out:
                     break
-            direct = [
-                direct_ms([*DEVUP, "status", "--json"], root, env) for _ in range(args.calls)
-            ]
+            direct = [direct_ms([*DEVUP, "status", "--json"], root, env) for _ in range(args.calls)]
             tool = anyio.run(status_calls_ms, root, env, args.calls)
         finally:
             subprocess.run([*DEVUP, "stop"], cwd=root, env=env, capture_output=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -72,22 +73,26 @@ class Project:
             folder = self.folder
             if self.manifest_file is not None:
                 command += ["-f", str(self.manifest_file)]
-        try:
-            done = subprocess.run(
-                [*command, *args],
-                cwd=folder,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=deadline_s,
-            )
-        except subprocess.TimeoutExpired:
-            raise ToolError(
-                f"devup: error: `devup {args[0]}` did not answer within {deadline_s:g}s"
-                "\nhint: the `status` tool shows what each service is doing"
-            ) from None
-        return Outcome(done.returncode, done.stdout, done.stderr)
+        # Files, not pipes: the answer is due when devup exits, even if a process it started
+        # in the background (`up --detach`) still held a copy of a pipe.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                code = subprocess.run(
+                    [*command, *args],
+                    cwd=folder,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    timeout=deadline_s,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                raise ToolError(
+                    f"devup: error: `devup {args[0]}` did not answer within {deadline_s:g}s"
+                    "\nhint: the `status` tool shows what each service is doing"
+                ) from None
+            out.seek(0)
+            err.seek(0)
+            return Outcome(code, _text(out.read()), _text(err.read()))
 
     def json(
         self, args: list[str], path: str | None, ok_codes: tuple[int, ...] = (0,)
@@ -114,6 +119,10 @@ class Project:
             raise ToolError(failure(outcome))
         output = "\n".join(s for s in (outcome.stdout.strip(), outcome.stderr.strip()) if s)
         return {"ok": outcome.code == 0, "exit_code": outcome.code, "output": output}
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def failure(outcome: Outcome) -> str:
