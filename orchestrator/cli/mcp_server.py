@@ -20,7 +20,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, ToolAnnotations
 from pydantic import Field
 
 from orchestrator import __version__
@@ -38,6 +38,11 @@ ProjectPath = Annotated[
     str | None,
     Field(description="The project folder (default: the one `devup mcp` was started in)."),
 ]
+
+# Hints for clients that ask before each call: queries change nothing; only stop ends things.
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+ENDS = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 
 INSTRUCTIONS = """\
 devup runs this project's dev services (devports.toml): each has a stable port of its own.
@@ -154,13 +159,13 @@ def build_server(project: Project) -> MCPServer:
     )
     server.middleware.append(_refuse_unknown_tools(server))
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def status(path: ProjectPath = None) -> dict[str, Any]:
         """Each service of the running devup: state, pid, port, url, restarts, uptime_s,
         exit_code (as `devup status --json`). An error when devup is not running here."""
         return project.json(["status", "--json"], path)
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def logs(
         services: list[ServiceName] | None = None,
         lines: Annotated[int, Field(ge=1, le=LOG_LINES_MAX)] = LOG_LINES_DEFAULT,
@@ -180,7 +185,7 @@ def build_server(project: Project) -> MCPServer:
             raise ToolError(failure(outcome))
         return log_answer(outcome.stdout)
 
-    @server.tool()
+    @server.tool(annotations=CHANGES)
     def restart(
         services: Annotated[list[ServiceName], Field(min_length=1)],
         wait: bool = True,
@@ -190,7 +195,7 @@ def build_server(project: Project) -> MCPServer:
         unless wait is false. Answers {ok, exit_code, output}."""
         return project.control("restart", services, wait, path)
 
-    @server.tool()
+    @server.tool(annotations=CHANGES)
     def start(
         services: Annotated[list[ServiceName], Field(min_length=1)],
         wait: bool = True,
@@ -200,7 +205,7 @@ def build_server(project: Project) -> MCPServer:
         ready unless wait is false. Answers {ok, exit_code, output}."""
         return project.control("start", services, wait, path)
 
-    @server.tool()
+    @server.tool(annotations=ENDS)
     def stop(
         services: list[ServiceName] | None = None, wait: bool = True, path: ProjectPath = None
     ) -> dict[str, Any]:
@@ -208,7 +213,7 @@ def build_server(project: Project) -> MCPServer:
         service, then devup itself). Answers {ok, exit_code, output}."""
         return project.control("stop", services or [], wait, path)
 
-    @server.tool()
+    @server.tool(annotations=CHANGES)
     def up(
         services: list[ServiceName] | None = None,
         timeout_s: Annotated[float, Field(gt=0, le=3600)] = UP_TIMEOUT_S,
@@ -227,13 +232,13 @@ def build_server(project: Project) -> MCPServer:
             raise ToolError(f"devup up printed no JSON: {failure(outcome)}") from None
         return doc
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def ports(path: ProjectPath = None) -> dict[str, Any]:
         """Each service's port, URL and stable lease, and what holds a busy one (as `devup
         ports --json`); while devup runs, the ports in use."""
         return project.json(["ports", "--json"], path)
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def who(
         port: Annotated[int, Field(ge=1, le=65535)], path: ProjectPath = None
     ) -> dict[str, Any]:
@@ -242,7 +247,7 @@ def build_server(project: Project) -> MCPServer:
         `listeners` is empty when nothing listens)."""
         return project.json(["who", str(port), "--json"], path, ok_codes=(0, 1))
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def env(service: ServiceName, path: ProjectPath = None) -> dict[str, Any]:
         """The variables devup sets for SERVICE (PORT, other services' URLs, env files, env
         tables), values from env files and env tables masked (as `devup env --json`)."""
