@@ -205,7 +205,7 @@ def test_logs_tool(project: Project, running: list[DevupProcess], tmp_path: Path
         return mcp_server_pid()
 
     with_session(project.root, tmp_path / "mcp.err", scenario)
-    assert run.stop() == 0
+    assert run.stop() == 130  # SIGINT
 
 
 def test_up_tool_and_stop_the_run(project: Project, tmp_path: Path) -> None:
