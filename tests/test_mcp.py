@@ -45,10 +45,9 @@ def mcp_server_pid() -> int:
 
 
 @asynccontextmanager
-async def session(cwd: Path, errlog: Path) -> AsyncIterator[ClientSession]:
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "orchestrator", "mcp"], cwd=cwd, env=dict(os.environ)
-    )
+async def session(cwd: Path, errlog: Path, options: list[str]) -> AsyncIterator[ClientSession]:
+    args = ["-m", "orchestrator", *options, "mcp"]
+    params = StdioServerParameters(command=sys.executable, args=args, cwd=cwd, env=dict(os.environ))
     with errlog.open("w") as err:
         async with (
             stdio_client(params, errlog=err) as (read, write),
@@ -59,12 +58,16 @@ async def session(cwd: Path, errlog: Path) -> AsyncIterator[ClientSession]:
 
 
 def with_session(
-    cwd: Path, errlog: Path, scenario: Callable[[ClientSession], Awaitable[int]]
+    cwd: Path,
+    errlog: Path,
+    scenario: Callable[[ClientSession], Awaitable[int]],
+    options: tuple[str, ...] = (),
 ) -> int:
-    """Run `scenario` with a session, then prove the server is gone; returns the server's pid."""
+    """Run `scenario` with a session of `devup [OPTIONS] mcp` started in `cwd`, then prove the
+    server is gone; returns the server's pid."""
 
     async def main() -> int:
-        async with session(cwd, errlog) as client:
+        async with session(cwd, errlog, list(options)) as client:
             return await scenario(client)
 
     pid = anyio.run(main)
@@ -169,6 +172,7 @@ def test_queries_without_a_run(project: Project, tmp_path: Path) -> None:
         nobody = answer(await client.call_tool("who", {"port": 1}))
         assert nobody == {"port": 1, "listeners": []}
         env = answer(await client.call_tool("env", {"service": "api"}))
+        assert answer(await client.call_tool("env", {"service": "api", "path": here})) == env
         token = next(v for v in env["variables"] if v["name"] == "TOKEN")
         assert token["value"] == "***" and token["secret"] and not env["revealed"]
         assert 'unknown service "wrker"' in error_text(
@@ -178,8 +182,13 @@ def test_queries_without_a_run(project: Project, tmp_path: Path) -> None:
         assert "devup: error: no such folder" in elsewhere
         return mcp_server_pid()
 
+    # Started outside the project, as Claude Desktop starts servers: -f names the manifest.
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    here = str(project.root)
+    manifest = ("-f", str(project.root / "devports.toml"))
     with listener:
-        with_session(project.root, tmp_path / "mcp.err", scenario)
+        with_session(outside, tmp_path / "mcp.err", scenario, manifest)
 
 
 def test_logs_tool(project: Project, running: list[DevupProcess], tmp_path: Path) -> None:
