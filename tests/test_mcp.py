@@ -251,3 +251,17 @@ def test_without_the_sdk(project: Project, tmp_path: Path) -> None:
         "devup: error: devup mcp needs the MCP SDK",
         "hint: pip install 'devup[mcp]'",
     ]
+
+
+def test_a_long_log_answer_keeps_the_newest_lines_that_fit() -> None:
+    from orchestrator.cli.mcp_server import LOG_ANSWER_MAX_BYTES, log_answer
+
+    rows = [json.dumps({"service": "api", "text": f"{i:05d} " + "x" * 994}) for i in range(400)]
+    answer = log_answer("\n".join(rows) + "\n")
+    kept = [line["text"][:5] for line in answer["lines"]]
+    assert answer["truncated"] and kept[-1] == "00399" and kept == sorted(kept)
+    assert 100 < len(kept) < 400 and len(json.dumps(answer)) <= LOG_ANSWER_MAX_BYTES
+    assert log_answer("\n".join(rows[:3])) == {
+        "lines": [json.loads(row) for row in rows[:3]],
+        "truncated": False,
+    }
