@@ -19,7 +19,7 @@ from orchestrator.control import client
 
 COMMANDS = [
     "up", "check", "ports", "status", "restart", "start", "stop", "reload", "logs", "run", "env", "who",
-    "export", "init", "completion", "url", "port",
+    "export", "init", "completion", "url", "port", "mcp",
 ]  # fmt: skip
 COLOURED = {"up", "run", "logs"}  # commands whose output carries colour
 

@@ -424,6 +424,21 @@ for _verb in client.VERBS.values():
     _verb_command(_verb)
 
 
+@cli.command("mcp", short_help="Serve devup's commands to coding agents (MCP, on stdio).")
+@_common
+@click.pass_obj
+def mcp_command(options: Options) -> int:
+    """A Model Context Protocol server on stdin/stdout, for coding agents (docs/agents.md)."""
+    try:
+        from orchestrator.cli.mcp_server import serve
+    except ImportError as exc:  # the SDK is an optional extra (or an old 1.x)
+        if not (exc.name or "").startswith(("mcp", "pydantic")):
+            raise
+        raise DevupError("devup mcp needs the MCP SDK", hint="pip install 'devup[mcp]'") from None
+    manifest = options.manifest_file
+    return serve(Path.cwd(), manifest.absolute() if manifest is not None else None)
+
+
 @cli.command("logs", short_help="The combined logs of the current or last run, in time order.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), help="Only the last N lines.")
