@@ -416,6 +416,9 @@ def test_when_no_inotify_instance_can_be_had_it_says_so_once_and_polls(
         watcher.stop()
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="watchdog 6 (Python 3.10) walks the tree itself, unpruned"
+)
 @pytest.mark.parametrize(("folders", "big"), [(100, False), (BIG_TREE_FOLDERS + 100, True)])
 def test_the_services_wait_for_a_small_tree_to_be_watched_not_for_a_big_one(
     tmp_path: Path, folders: int, big: bool
