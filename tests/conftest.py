@@ -27,6 +27,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DEVUP = [sys.executable, "-m", "orchestrator"]
+# Test ports come from below the kernel's ephemeral range (32768-60999 on Linux, 49152- on macOS),
+# where no outgoing connection or port-0 bind of another process lands, and each pytest-xdist
+# worker has its own slice of them, so tests running at once never share a port.
+TEST_PORTS = (20000, 32767)
+
+
+def port_window(size: int = 200) -> tuple[int, int]:
+    """A random window of `size` ports in this worker's slice of TEST_PORTS."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    span = (TEST_PORTS[1] - TEST_PORTS[0] + 1) // workers
+    assert span >= size, f"{workers} workers leave each only {span} test ports"
+    start = random.randrange(
+        TEST_PORTS[0] + worker * span, TEST_PORTS[0] + (worker + 1) * span - size + 1
+    )
+    return start, start + size - 1
 
 
 def marked_processes(marker: str) -> list[psutil.Process]:
@@ -81,14 +97,20 @@ def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     while survivors and time.monotonic() < deadline:
         time.sleep(0.05)
         survivors = marked_processes(marker)
+    left = [_describe(proc) for proc in survivors]  # before the kill makes them zombies
     for proc in survivors:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    assert not survivors, "processes left behind: " + ", ".join(
-        f"{p.pid} {' '.join(p.cmdline())}" for p in survivors if p.is_running()
-    )
+    assert not left, "processes left behind: " + ", ".join(left)
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} {' '.join(proc.cmdline())}"
+    except psutil.Error:  # a zombie by now, or gone: no command line to read
+        return str(proc.pid)
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +125,9 @@ def devup_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 
 @pytest.fixture
 def pool() -> tuple[int, int]:
-    """A random 200-port window, so concurrent test runs on one machine rarely meet."""
-    low = random.randrange(20000, 59000, 200)
-    return low, low + 199
+    """A random 200-port window of this worker's, so concurrent test runs on one machine rarely
+    meet and the workers of one run never do."""
+    return port_window(200)
 
 
 class Project:

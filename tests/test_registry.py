@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import port_window, wait_for
 
 import orchestrator.ports.registry as registry_module
 from orchestrator.base.errors import DevupError
@@ -139,11 +139,11 @@ def test_a_truncated_registry_loads_empty_with_a_warning(home: Path, project: Pa
         leases[project_key(project)] = {"api": 3000, "web": 3001}
     whole = registry.path.read_bytes()
     registry.path.write_bytes(whole[: len(whole) // 2])  # as a crash mid-write would leave it
-    lo = random.randrange(20000, 59800)  # a window other suites on this machine rarely use
+    lo, hi = port_window(200)  # a window other suites on this machine rarely use
 
     manifest = Manifest(
         project / "devports.toml",
-        Settings(port_range=(lo, lo + 199)),
+        Settings(port_range=(lo, hi)),
         {"api": ServiceSpec(name="api", cmd="true", cwd=project)},
     )
     plan = allocate_ports(manifest, ["api"], registry=registry)
@@ -423,7 +423,7 @@ def test_twenty_devups_in_twenty_projects_get_100_distinct_ports_in_each_of_10_r
 def test_devup_ports_release_forgets_this_projects_leases(
     home: Path, project: Path, tmp_path: Path
 ) -> None:
-    lo = random.randrange(20000, 59000, 200)
+    lo, _ = port_window(200)
     (project / "devports.toml").write_text(
         f'[devup]\nports = "{lo}-{lo + 199}"\n[services.api]\ncmd = "x"\n[services.web]\ncmd = "x"\n'
     )
