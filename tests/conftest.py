@@ -218,6 +218,20 @@ class DevupProcess:
             if match:
                 return match
 
+    def expect_lines(self, *patterns: str, timeout: float = 15) -> list[re.Match[str]]:
+        """The next line matching each pattern, in whatever order they come: a server's own line
+        and devup's line about it race (devup may see the port listening before it reads what
+        the server printed after listen())."""
+        found: dict[int, re.Match[str]] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(patterns):
+            pending = [i for i in range(len(patterns)) if i not in found]
+            either = "|".join(f"(?:{patterns[i]})" for i in pending)
+            line = self.expect_line(either, max(deadline - time.monotonic(), 0.001)).string
+            first = next(i for i in pending if re.search(patterns[i], line))
+            found[first] = re.search(patterns[first], line)  # type: ignore[assignment]
+        return [found[i] for i in range(len(patterns))]
+
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
