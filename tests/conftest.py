@@ -26,6 +26,10 @@ import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# A suite started in the background by a script (`pytest &`, nohup) inherits SIGINT ignored, and
+# so would every devup it starts: `devup logs -f` then never sees the Ctrl-C a test sends it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 DEVUP = [sys.executable, "-m", "orchestrator"]
 # Test ports come from below the kernel's ephemeral range (32768-60999 on Linux, 49152- on macOS),
 # where no outgoing connection or port-0 bind of another process lands, and each pytest-xdist
