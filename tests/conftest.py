@@ -89,6 +89,22 @@ def inotify_watches(pid: int) -> int:
     return count
 
 
+def inotify_watches_folder(pid: int, folder: Path) -> bool:
+    """Whether process `pid` holds an inotify watch on `folder` (Linux; True elsewhere): devup
+    holds more than one watch (devports.toml's too), so a count does not say which is set."""
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    if not fdinfo.is_dir():
+        return True
+    inode = f" ino:{os.stat(folder).st_ino:x} "
+    for entry in fdinfo.iterdir():
+        try:
+            if inode in entry.read_text():
+                return True
+        except OSError:  # an fd closed meanwhile
+            continue
+    return False
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     marker = uuid.uuid4().hex
