@@ -26,7 +26,27 @@ import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# A suite started in the background by a script (`pytest &`, nohup) inherits SIGINT ignored, and
+# so would every devup it starts: `devup logs -f` then never sees the Ctrl-C a test sends it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 DEVUP = [sys.executable, "-m", "orchestrator"]
+# Test ports come from below the kernel's ephemeral range (32768-60999 on Linux, 49152- on macOS),
+# where no outgoing connection or port-0 bind of another process lands, and each pytest-xdist
+# worker has its own slice of them, so tests running at once never share a port.
+TEST_PORTS = (20000, 32767)
+
+
+def port_window(size: int = 200) -> tuple[int, int]:
+    """A random window of `size` ports in this worker's slice of TEST_PORTS."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    span = (TEST_PORTS[1] - TEST_PORTS[0] + 1) // workers
+    assert span >= size, f"{workers} workers leave each only {span} test ports"
+    start = random.randrange(
+        TEST_PORTS[0] + worker * span, TEST_PORTS[0] + (worker + 1) * span - size + 1
+    )
+    return start, start + size - 1
 
 
 def marked_processes(marker: str) -> list[psutil.Process]:
@@ -69,6 +89,22 @@ def inotify_watches(pid: int) -> int:
     return count
 
 
+def inotify_watches_folder(pid: int, folder: Path) -> bool:
+    """Whether process `pid` holds an inotify watch on `folder` (Linux; True elsewhere): devup
+    holds more than one watch (devports.toml's too), so a count does not say which is set."""
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    if not fdinfo.is_dir():
+        return True
+    inode = f" ino:{os.stat(folder).st_ino:x} "
+    for entry in fdinfo.iterdir():
+        try:
+            if inode in entry.read_text():
+                return True
+        except OSError:  # an fd closed meanwhile
+            continue
+    return False
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     marker = uuid.uuid4().hex
@@ -81,14 +117,20 @@ def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     while survivors and time.monotonic() < deadline:
         time.sleep(0.05)
         survivors = marked_processes(marker)
+    left = [_describe(proc) for proc in survivors]  # before the kill makes them zombies
     for proc in survivors:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    assert not survivors, "processes left behind: " + ", ".join(
-        f"{p.pid} {' '.join(p.cmdline())}" for p in survivors if p.is_running()
-    )
+    assert not left, "processes left behind: " + ", ".join(left)
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} {' '.join(proc.cmdline())}"
+    except psutil.Error:  # a zombie by now, or gone: no command line to read
+        return str(proc.pid)
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +145,9 @@ def devup_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 
 @pytest.fixture
 def pool() -> tuple[int, int]:
-    """A random 200-port window, so concurrent test runs on one machine rarely meet."""
-    low = random.randrange(20000, 59000, 200)
-    return low, low + 199
+    """A random 200-port window of this worker's, so concurrent test runs on one machine rarely
+    meet and the workers of one run never do."""
+    return port_window(200)
 
 
 class Project:
@@ -195,6 +237,20 @@ class DevupProcess:
             match = regex.search(line)
             if match:
                 return match
+
+    def expect_lines(self, *patterns: str, timeout: float = 15) -> list[re.Match[str]]:
+        """The next line matching each pattern, in whatever order they come: a server's own line
+        and devup's line about it race (devup may see the port listening before it reads what
+        the server printed after listen())."""
+        found: dict[int, re.Match[str]] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(patterns):
+            pending = [i for i in range(len(patterns)) if i not in found]
+            either = "|".join(f"(?:{patterns[i]})" for i in pending)
+            line = self.expect_line(either, max(deadline - time.monotonic(), 0.001)).string
+            first = next(i for i in pending if re.search(patterns[i], line))
+            found[first] = re.search(patterns[first], line)  # type: ignore[assignment]
+        return [found[i] for i in range(len(patterns))]
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

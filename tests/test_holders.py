@@ -4,7 +4,6 @@ and IPv6, and in a child process."""
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+from conftest import port_window
 
 from orchestrator.ports.holders import (
     Holder,
@@ -129,6 +129,6 @@ def test_the_lsof_fallback_reads_the_same_listener(ipv4_listener: int) -> None:
     port = ipv4_listener
     assert _holders_from_lsof(port) == [this_process(f"127.0.0.1:{port}")]
     # A port nobody listens on: lsof exits 1 with no output.
-    free = random.randrange(20000, 60000)
+    free = port_window(1)[0]
     if not any(c.laddr and c.laddr.port == free for c in psutil.net_connections(kind="tcp")):
         assert _holders_from_lsof(free) == []

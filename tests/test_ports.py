@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import port_window
 
 from orchestrator.base.errors import DevupError, UsageError
 from orchestrator.base.paths import project_key
@@ -51,8 +51,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def pool() -> tuple[int, int]:
     # A random window, so suites running at once on this machine rarely meet.
-    lo = random.randrange(20000, 60000 - POOL_SIZE)
-    return lo, lo + POOL_SIZE - 1
+    return port_window(POOL_SIZE)
 
 
 def make_project(parent: Path, name: str = "proj") -> Path:

@@ -151,8 +151,10 @@ def test_a_timeout_names_the_foreign_holder_and_a_late_listener_is_still_ready(
             r"not by api\); starting its dependents anyway$"
         )
     go.touch()
-    run.expect_line(r"api\s+\| listening$")
-    run.expect_line(rf"devup\s+\| api ready on http://127\.0\.0\.1:{port} in \d+\.\d\ds$")
+    run.expect_lines(
+        r"api\s+\| listening$",
+        rf"devup\s+\| api ready on http://127\.0\.0\.1:{port} in \d+\.\d\ds$",
+    )
     assert status(project)["api"]["state"] == "ready"
     assert run.stop() == 130
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import port_window, wait_for
 
 import orchestrator.ports.registry as registry_module
 from orchestrator.base.errors import DevupError
@@ -139,11 +139,11 @@ def test_a_truncated_registry_loads_empty_with_a_warning(home: Path, project: Pa
         leases[project_key(project)] = {"api": 3000, "web": 3001}
     whole = registry.path.read_bytes()
     registry.path.write_bytes(whole[: len(whole) // 2])  # as a crash mid-write would leave it
-    lo = random.randrange(20000, 59800)  # a window other suites on this machine rarely use
+    lo, hi = port_window(200)  # a window other suites on this machine rarely use
 
     manifest = Manifest(
         project / "devports.toml",
-        Settings(port_range=(lo, lo + 199)),
+        Settings(port_range=(lo, hi)),
         {"api": ServiceSpec(name="api", cmd="true", cwd=project)},
     )
     plan = allocate_ports(manifest, ["api"], registry=registry)
@@ -282,15 +282,25 @@ def test_an_unusable_home_is_an_expected_error(
 WRITER = textwrap.dedent(
     """
     import os, random, sys
+    import orchestrator.ports.registry as registry_module
     from orchestrator.ports.registry import Registry
 
-    root, pause_in = sys.argv[1], sys.argv[2]
+    root, pause_in, flag = sys.argv[1], sys.argv[2], sys.argv[3]
     if pause_in != "never":
         # Stop inside write_private_atomic at a chosen step, for the test to SIGKILL us there.
         def pause(*args, **kwargs):
             print("paused", flush=True)
             sys.stdin.read()
         setattr(os, pause_in, pause)
+    # The flag file holds 1 while the registry writes ports.json, 0 otherwise: after a SIGKILL
+    # the test reads there whether the kill landed inside a write, however the write is made.
+    flag_fd = os.open(flag, os.O_RDWR | os.O_CREAT, 0o600)
+    write = registry_module.write_private_atomic
+    def observed_write(path, data, **kwargs):
+        os.pwrite(flag_fd, b"1", 0)
+        write(path, data, **kwargs)
+        os.pwrite(flag_fd, b"0", 0)
+    registry_module.write_private_atomic = observed_write
     while True:
         with Registry().locked() as leases:
             leases[root] = {f"s{i}": random.randrange(1024, 65536) for i in range(3000)}
@@ -298,9 +308,9 @@ WRITER = textwrap.dedent(
 )
 
 
-def start_writer(project: Path, pause_in: str) -> subprocess.Popen[str]:
+def start_writer(project: Path, pause_in: str, flag: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(project), pause_in],
+        [sys.executable, "-c", WRITER, str(project), pause_in, str(flag)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -318,7 +328,7 @@ def test_a_devup_killed_inside_a_write_leaves_the_old_registry(
     registry = Registry()
     with registry.locked() as leases:
         leases[project_key(project)] = {"api": 3000}
-    writer = start_writer(project, pause_in)
+    writer = start_writer(project, pause_in, project.parent / "inside-a-write")
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "paused\n"
         assert len(temp_files(home)) == 1  # the new file is written, not yet renamed
@@ -335,25 +345,31 @@ def test_a_devup_killed_inside_a_write_leaves_the_old_registry(
 
 
 def test_a_devup_killed_at_random_points_of_its_writes_leaves_a_loadable_registry(
-    home: Path, project: Path
+    home: Path, project: Path, tmp_path: Path
 ) -> None:
-    stopped_mid_write = 0
-    for _ in range(8):
-        writer = start_writer(project, "never")
+    # Kills at random points until enough of them landed inside a write (the writer says so in
+    # `flag`); the registry must load whole after every kill, those above all.
+    flag = tmp_path / "inside-a-write"
+    wanted, kills, inside = 4, 0, 0
+    deadline = time.monotonic() + 40
+    while inside < wanted:
+        assert time.monotonic() < deadline, f"only {inside} of {kills} kills landed inside a write"
+        flag.unlink(missing_ok=True)
+        writer = start_writer(project, "never", flag)
         try:
-            wait_for(lambda: (home / "ports.json").exists(), timeout=10, what="a first write")
+            wait_for(lambda: flag.exists() and flag.read_bytes() == b"0", 10, what="a write")
             time.sleep(random.uniform(0.0, 0.2))  # a random point in the write loop
             writer.send_signal(signal.SIGKILL)
             writer.wait(timeout=10)
         finally:
             writer.kill()
             writer.wait()
-        stopped_mid_write += bool(temp_files(home))
+        kills += 1
+        inside += flag.read_bytes() == b"1"
         registry = Registry()
         leases = registry.read()
         assert registry.warnings == [] and not list(home.glob("ports.json.damaged-*"))
         assert list(leases) == [project_key(project)] and len(leases[project_key(project)]) == 3000
-    print(f"{stopped_mid_write} of 8 kills landed inside a write")
 
 
 # -- many devups at once -----------------------------------------------------------------------
@@ -419,7 +435,7 @@ def test_twenty_devups_in_twenty_projects_get_100_distinct_ports_in_each_of_10_r
 def test_devup_ports_release_forgets_this_projects_leases(
     home: Path, project: Path, tmp_path: Path
 ) -> None:
-    lo = random.randrange(20000, 59000, 200)
+    lo, _ = port_window(200)
     (project / "devports.toml").write_text(
         f'[devup]\nports = "{lo}-{lo + 199}"\n[services.api]\ncmd = "x"\n[services.web]\ncmd = "x"\n'
     )

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import DevupProcess, Project, inotify_watches, wait_for
+from conftest import DevupProcess, Project, inotify_watches_folder, wait_for
 
 from orchestrator.cli.plan import check_plan, format_check
 from orchestrator.config.manifest import load_manifest
@@ -229,8 +229,13 @@ def test_a_self_reloader_is_restarted_on_a_new_gitignored_env_file_not_on_an_edi
     run.expect_line(r"web: nodemon reloads itself; devup restarts it only on .*\.env changes")
     first = run.expect_line(r"web started \(pid (\d+)").group(1)
     run.expect_line(r"1 service up")
-    # watchdog adds its inotify watches from its own thread: wait until web/ has one.
-    wait_for(lambda: inotify_watches(run.proc.pid) >= 1, 10, what="devup's inotify watch")
+    # watchdog adds its inotify watches from its own thread: wait until web/ has one (the first
+    # watch may be devports.toml's, which made this test miss the .env write on a loaded machine).
+    wait_for(
+        lambda: inotify_watches_folder(run.proc.pid, project.root / "web"),
+        10,
+        what="devup's inotify watch on web/",
+    )
     (project.root / "web" / "server.js").write_text("2\n")
     (project.root / "web" / ".env").write_text("A=1\n")
     run.expect_line(r"web: (\S+) changed, restarting")

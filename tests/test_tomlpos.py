@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import REPO
 
-from orchestrator.config.tomlpos import key_positions
+from orchestrator.base.errors import ManifestError
+from orchestrator.config.manifest import load_manifest
+from orchestrator.config.tomlpos import KeyPath, key_positions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,8 +45,101 @@ name = "\\"quoted\\""
 '''
 
 
-def test_document_is_valid_toml() -> None:
-    tomllib.loads(DOCUMENT)
+def real_manifests() -> list[tuple[str, str]]:
+    """The manifests users meet: the example monorepo's and every TOML block of the docs."""
+    found = [
+        (str(path.relative_to(REPO)), path.read_text())
+        for path in sorted((REPO / "examples").rglob("devports.toml"))
+    ]
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for n, block in enumerate(re.findall(r"```toml\n(.*?)```", doc.read_text(), re.S), 1):
+            found.append((f"{doc.relative_to(REPO)} block {n}", block))
+    return found
+
+
+REAL_MANIFESTS = real_manifests()
+MANIFEST_IDS = [name for name, _ in REAL_MANIFESTS]
+
+
+def test_the_docs_hold_the_real_manifests_this_file_checks() -> None:
+    names = " ".join(MANIFEST_IDS)
+    assert "examples/monorepo/devports.toml" in names and "README.md block 3" in names
+
+
+def key_paths(value: Any, path: KeyPath = ()) -> Iterator[KeyPath]:
+    """Every key path tomllib sees, tables of [[arrays]] included (their keys under the array)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key)
+            yield from key_paths(item, (*path, key))
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for item in value:
+            yield from key_paths(item, path)
+
+
+# A table header or a key/value line from its start: `[a."b.c"]`, `a.'b' =`, `A =`.
+_KEY_AT = re.compile(
+    r"""(?:\[\[?[ \t]*)?((?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+    r"""(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*)"""
+)
+
+
+def key_written_at(source: str, line: int, column: int) -> KeyPath:
+    """The (dotted) key written at a line and column, decoded by tomllib, not by the scanner."""
+    match = _KEY_AT.match(source.splitlines()[line - 1], column - 1) if column >= 1 else None
+    assert match is not None, f"no key at {line}:{column}"
+    decoded: Any = tomllib.loads(f"{match.group(1)} = 0")
+    parts: list[str] = []
+    while isinstance(decoded, dict):
+        (key, decoded), *_ = decoded.items()
+        parts.append(key)
+    return tuple(parts)
+
+
+@pytest.mark.parametrize(
+    ("name", "source"), [*REAL_MANIFESTS, ("DOCUMENT", DOCUMENT)], ids=[*MANIFEST_IDS, "DOCUMENT"]
+)
+def test_every_key_is_located_where_it_is_written(name: str, source: str) -> None:
+    positions = key_positions(source).positions
+    for path in set(key_paths(tomllib.loads(source))):
+        assert path in positions, f"{name}: {path} not located"
+        written = key_written_at(source, *positions[path])
+        # The key written there ends in `path` or continues it (`other.cmd` locates `other`).
+        assert any(path[len(path) - k :] == written[:k] for k in range(1, len(written) + 1)), (
+            f"{name}: {path} located at {positions[path]}, where {written} is written"
+        )
+
+
+def lay_out(root: Path, source: str) -> None:
+    """The folders and Procfiles a manifest names, so only the value a test breaks is wrong."""
+    for spec in tomllib.loads(source).get("services", {}).values():
+        cwd = root / spec.get("cwd", ".")
+        cwd.mkdir(parents=True, exist_ok=True)
+        if "procfile" in spec:
+            (cwd / spec["procfile"]).write_text("web: x\n")
+
+
+@pytest.mark.parametrize(("name", "source"), REAL_MANIFESTS, ids=MANIFEST_IDS)
+def test_a_wrong_value_in_a_real_manifest_is_reported_on_its_line(
+    name: str, source: str, tmp_path: Path
+) -> None:
+    lay_out(tmp_path, source)
+    manifest = tmp_path / "devports.toml"
+    lines = source.splitlines()
+    broken = 0
+    for number, text in enumerate(lines, 1):
+        key = re.match(r"(\w+) *=", text)
+        if key is None:
+            continue
+        # An array of arrays is a wrong value for every key of a manifest.
+        manifest.write_text("\n".join([*lines[: number - 1], f"{key[1]} = [[]]", *lines[number:]]))
+        with pytest.raises(ManifestError) as error:
+            load_manifest(manifest)
+        assert (error.value.line, f'"{key[1]}"' in str(error.value)) == (number, True), (
+            f"{name}: line {number} ({text}) broken, reported: {error.value}"
+        )
+        broken += 1
+    assert broken >= 4
 
 
 @pytest.mark.parametrize(

@@ -97,11 +97,11 @@ def test_a_wrapper_shell_and_its_grandchild_are_both_stopped(
     """)
     run = project.start("--no-watch")
     running.append(run)
-    pid = int(run.expect_line(r"api\s+\| serving on \S+ pid (\d+)").group(1))
+    serving, _ = run.expect_lines(r"api\s+\| serving on \S+ pid (\d+)", r"1 service up")
+    pid = int(serving.group(1))
     started = next(line for line in run.lines if "api started" in line)
     shell_pid = int(started.split("pid ")[1].split(",")[0])
     assert psutil.Process(pid).ppid() == shell_pid
-    run.expect_line(r"1 service up")
     assert run.stop() == 130
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert marked_processes(no_leftover_processes) == []

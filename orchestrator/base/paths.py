@@ -8,7 +8,6 @@ import contextlib
 import os
 from pathlib import Path
 
-PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
 

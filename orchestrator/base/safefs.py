@@ -13,8 +13,9 @@ import stat
 from pathlib import Path
 
 from orchestrator.base.errors import DevupError
-from orchestrator.base.paths import PRIVATE_DIR_MODE
 from orchestrator.base.smallfile import read_up_to
+
+PRIVATE_DIR_MODE = 0o700
 
 
 class UnsafePath(DevupError):
