@@ -46,14 +46,16 @@ name = "\\"quoted\\""
 
 
 def real_manifests() -> list[tuple[str, str]]:
-    """The manifests users meet: the example monorepo's and every TOML block of the docs."""
+    """The manifests users meet: the example monorepo's and every TOML block of the docs that
+    is a devports.toml (docs/agents.md also shows an agent client's own TOML config)."""
     found = [
         (str(path.relative_to(REPO)), path.read_text())
         for path in sorted((REPO / "examples").rglob("devports.toml"))
     ]
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
         for n, block in enumerate(re.findall(r"```toml\n(.*?)```", doc.read_text(), re.S), 1):
-            found.append((f"{doc.relative_to(REPO)} block {n}", block))
+            if re.search(r"^\[(services|ports)\b", block, re.M):
+                found.append((f"{doc.relative_to(REPO)} block {n}", block))
     return found
 
 
