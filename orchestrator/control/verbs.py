@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.control.server import VERBS
+from orchestrator.run.changes import Notice, ServiceStateChanged, TurnEnded, settles
 from orchestrator.run.events import ControlRequested
 from orchestrator.run.states import State
 
@@ -49,7 +50,7 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
     wait = bool(request.options.get("wait", True))
     gather = _Gather(request, targets, wait, manifest_error)
     if wait:  # before acting: a target may settle at once (start of a service that is up)
-        gather.arm()
+        gather.arm(sup)
     for svc in targets:
         if request.verb == "restart":
             sup.say(f"{svc.name}: restart requested")
@@ -61,8 +62,8 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
             sup.stop_service(svc)
         else:
             sup.start_service(svc)
-    if not wait:  # after acting, so the answer shows the states the request led to
-        gather.arm()
+    if not wait:  # answered at the end of the turn: the states the request led to
+        gather.arm(sup)
 
 
 def run_facts(sup: Supervisor) -> dict[str, Any]:
@@ -80,7 +81,8 @@ def run_facts(sup: Supervisor) -> dict[str, Any]:
 
 
 class _Gather:
-    """Answers once every target has settled (ready, running, stopped or crashed)."""
+    """Answers once every target has settled (ready, running, stopped or crashed): a subscriber
+    of the run's state changes from the request on."""
 
     def __init__(
         self,
@@ -98,29 +100,36 @@ class _Gather:
         self._targets = targets
         self._wait = wait
 
-    def arm(self) -> None:
-        if not self._wait:
+    def arm(self, sup: Supervisor) -> None:
+        self._unsubscribe = sup.subscribe(self._hear)
+
+    def _hear(self, notice: Notice) -> None:
+        if isinstance(notice, ServiceStateChanged):
+            if self._wait and notice.name in self._pending and settles(notice):
+                self._done(notice.name, notice.new)
+        elif isinstance(notice, TurnEnded):
+            if not self._wait:
+                self._unsubscribe()
+                states = {s.name: s.state.value for s in self._targets}
+                self._request.reply({"ok": True, "services": states, **self._extra})
+                return
+            for svc in self._targets:  # settled already, the request changed nothing
+                if svc.name in self._pending and svc.state in _SETTLED:
+                    self._done(svc.name, svc.state)
+
+    def _done(self, name: str, state: State) -> None:
+        svc = next(s for s in self._targets if s.name == name)
+        self._results[name] = state.value
+        task_done = svc.is_task and state is State.STOPPED and svc.exit_code == 0
+        if not (state in (State.READY, State.RUNNING) or task_done):
+            self._failed.append(name)
+        self._pending.discard(name)
+        if not self._pending:
+            self._unsubscribe()
+            ok = all(s not in (State.CRASHED.value,) for s in self._results.values())
             self._request.reply(
-                {
-                    "ok": True,
-                    "services": {s.name: s.state.value for s in self._targets},
-                    **self._extra,
-                }
+                {"ok": ok, "services": self._results, "failed": self._failed, **self._extra}
             )
-            return
-        for svc in self._targets:
-            svc.waiters.append(self._make_reply(svc.name))
 
-    def _make_reply(self, name: str) -> Any:
-        def done(answer: dict[str, Any]) -> None:
-            self._results[name] = answer["state"]
-            if not answer.get("succeeded", True):
-                self._failed.append(name)
-            self._pending.discard(name)
-            if not self._pending:
-                ok = all(s not in (State.CRASHED.value,) for s in self._results.values())
-                self._request.reply(
-                    {"ok": ok, "services": self._results, "failed": self._failed, **self._extra}
-                )
 
-        return done
+_SETTLED = (State.READY, State.RUNNING, State.STOPPED, State.CRASHED)

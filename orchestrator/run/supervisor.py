@@ -30,6 +30,15 @@ from orchestrator.ports.allocation import is_port_free
 from orchestrator.ports.holders import describe_all, find_holders
 from orchestrator.ports.reach import Reach
 from orchestrator.run import audit
+from orchestrator.run.changes import (
+    Changes,
+    EventHandled,
+    FactsChanged,
+    ServiceStateChanged,
+    Subscriber,
+    TurnEnded,
+    once_per_turn,
+)
 from orchestrator.run.events import (
     ChildrenChanged,
     ControlRequested,
@@ -140,7 +149,8 @@ class ServiceRun:
     held_by_request: bool = False  # stopped by `devup stop NAME`: not an exit, not a failure
     ready_regex: re.Pattern[str] | None = None
     port_wait_since: float | None = None
-    waiters: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    # Start it again once its stop is over (a dependency of it restarts too: apply_plan).
+    start_when_stopped: bool = False
     probe: ReadyProbe | None = None
     # Where it answered when last ready: told to the services started after it, shown by status.
     reach: Reach | None = None
@@ -207,14 +217,15 @@ class Supervisor:
         self.watching = watching
         self._clock = clock
         self._spawn = spawn
-        # Told once per turn of the loop in which a state changed (the run record), not at each.
-        self._on_change = on_change
+        # Every state change, handled event and end of a turn, told to whoever subscribes.
+        self._changes = Changes()
+        if on_change is not None:  # the run record: once per turn in which something changed
+            self.subscribe(once_per_turn(partial(on_change, self)))
         # Rebuilds a service's environment with where other services really answer (up.py).
         self._env_for = env_for
         # What a control-channel request does (control/verbs.py): injected, so run/ does not
         # import the control channel above it.
         self._on_control_request = on_control
-        self._changed = False
         self._errors_said: set[tuple[str, int | None]] = set()
         # Every child carries DEVUP_RUN_ID=<run_id>:<service> (runmark.py): a killed devup's
         # processes are found by it, and so are a service's adopted orphans.
@@ -232,9 +243,8 @@ class Supervisor:
         self._summary_shown = False
         self.self_triggers = SelfTriggerGuard()
         self._first_backoff_s = first_backoff_s()
-        # Called when a service becomes ready, or at ready_timeout if it never does.
-        self.ready_hooks: list[Callable[[ServiceRun], None]] = []
-        # The listen audit's findings per service (audit.py), shown by status.
+        # The listen audit's findings per service (audit.py, through note_findings), shown by
+        # status.
         self.findings: dict[str, audit.Findings] = {}
         self._bind_failures_said: set[tuple[str, int]] = set()
         self.live: LiveManifest | None = None
@@ -251,8 +261,7 @@ class Supervisor:
                 # A small tree is watched before any service starts (nothing it writes or is
                 # saved at once is missed); a big one is walked while the services start.
                 watcher.wait_started(WATCH_HEAD_START_S)
-            self._start_ready_services()
-            self._tell_change()
+            self._end_turn()
             while self.exit_code is None:
                 self._step(self.timers.timeout(IDLE_WAKEUP_S))
             return self.exit_code
@@ -279,8 +288,26 @@ class Supervisor:
                     break
                 self._survive(partial(self._handle, event), _WHAT.get(type(event), "an event"))
         self.timers.run_due(self._survive)
+        self._end_turn()
+
+    def _end_turn(self) -> None:
+        """One reconcile after whatever this turn changed, then the subscribers are told the turn
+        is over (the run record is written once per turn)."""
+        self._survive(self._reconcile, "a state change")
         self.printer.flush_logs()
-        self._tell_change()
+        self._changes.publish(TurnEnded())
+
+    def _reconcile(self) -> None:
+        """What follows from the states as they now are: services whose stop was a step of a
+        restart start again, waiting services whose dependencies are up start, the summary is
+        shown once all have settled, and the run ends once nothing is left to run."""
+        for svc in self.services.values():
+            if svc.start_when_stopped and svc.state in (State.STOPPED, State.CRASHED):
+                svc.start_when_stopped = False
+                self.start_service(svc)
+        self._start_ready_services()
+        self._maybe_summarize()
+        self._maybe_exit()
 
     def _survive(self, action: Callable[[], None], what: str = "a timer") -> None:
         """Run one step of the loop. An OSError there (out of descriptors, a full disk, a /proc
@@ -300,14 +327,22 @@ class Supervisor:
             if what == "a timer":
                 self.timers.call_later(RETRY_AFTER_ERROR_S, action)
 
-    def mark_changed(self) -> None:
-        """Something the run record shows changed outside a state change (an audit's findings)."""
-        self._changed = True
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Hear every state change, handled event and end of a turn (changes.py), on this
+        thread; returns the call that stops it."""
+        return self._changes.subscribe(subscriber)
 
-    def _tell_change(self) -> None:
-        if self._changed and self._on_change is not None:
-            self._changed = False
-            self._on_change(self)
+    def mark_changed(self, name: str | None = None) -> None:
+        """Something the run record shows changed outside a state change."""
+        self._changes.publish(FactsChanged(name))
+
+    def note_findings(self, name: str, findings: audit.Findings) -> None:
+        """The listen audit's findings about the current process of `name`."""
+        self.findings[name] = findings
+        self.mark_changed(name)
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        self.timers.call_later(delay_s, callback)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         previous: dict[int, Any] = {}
@@ -324,6 +359,7 @@ class Supervisor:
         return previous
 
     def _handle(self, event: Event) -> None:
+        self._changes.publish(EventHandled(event))
         if isinstance(event, OutputRead):
             self._on_output(event)
         elif isinstance(event, OutputClosed):
@@ -344,9 +380,13 @@ class Supervisor:
     # -- state ---------------------------------------------------------------------------------
 
     def _set_state(self, svc: ServiceRun, new: State) -> None:
-        check_transition(svc.state, new)
+        """The one place a state changes; what follows from it is done by subscribers and by
+        the reconcile at the end of this turn."""
+        old = svc.state
+        check_transition(old, new)
         svc.state = new
-        self._changed = True  # told at the end of this turn of the loop (_tell_change)
+        if new is not old:
+            self._changes.publish(ServiceStateChanged(svc.name, old, new, svc.generation))
 
     def say(self, text: str) -> None:
         self.printer.say(text)
@@ -364,11 +404,9 @@ class Supervisor:
                 dep = failed[0]
                 self.say(f"{svc.name} not started: {dep.name} failed with code {dep.exit_code}")
                 self._set_state(svc, State.STOPPED)
-                self._answer_waiters(svc)
                 continue
             if all(d.satisfies_dependents for d in deps):
                 self._spawn_now(svc)
-        self._maybe_summarize()
 
     def _spawn_now(self, svc: ServiceRun) -> None:
         svc.generation += 1
@@ -383,6 +421,7 @@ class Supervisor:
         svc.ready_after_s = None
         svc.ready_regex = re.compile(svc.spec.ready_log) if svc.spec.ready_log else None
         svc.missing_program = None
+        svc.start_when_stopped = False
         self._tell_where_others_are(svc)
         spawned_at = self._clock()  # before the fork: a change seen earlier is in what it reads
         env = svc.env
@@ -396,10 +435,8 @@ class Supervisor:
                 + self._what_restarts(svc)
             )
             svc.exit_code = EXIT_NOT_FOUND
+            # Nothing may ever start it again (--no-watch): the reconcile ends the run, code 1.
             self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
-            self._start_ready_services()
-            self._maybe_exit()  # nothing may ever start it again (--no-watch): devup ends, 1
             return
         svc.child = child
         svc.group = child.group
@@ -421,8 +458,6 @@ class Supervisor:
         elif svc.ready_regex is None and not svc.is_task:
             # Nothing to wait for: a worker without a port is up once it runs.
             self._set_state(svc, State.RUNNING)
-            self._answer_waiters(svc)
-            self._start_ready_services()
             return
         if not svc.is_task:
             self.timers.call_later(
@@ -467,15 +502,11 @@ class Supervisor:
         late = svc.state is State.RUNNING
         svc.reach = where
         svc.ready_after_s = self._clock() - svc.started_at
-        self._set_state(svc, State.READY)
-        if self._summary_shown or late:
+        if self._summary_shown or late:  # said before what its subscribers say (the audit)
             url = svc.where[1]
             on = f" on {url}" if url else ""
             self.say(f"{svc.name} ready{on} in {svc.ready_after_s:.2f}s")
-        for hook in self.ready_hooks:
-            hook(svc)
-        self._answer_waiters(svc)
-        self._start_ready_services()
+        self._set_state(svc, State.READY)
 
     def _ready_timed_out(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STARTING:
@@ -496,10 +527,6 @@ class Supervisor:
         self._set_state(svc, State.RUNNING)
         if svc.port is not None and svc.ready_regex is None:
             self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
-        for hook in self.ready_hooks:
-            hook(svc)
-        self._answer_waiters(svc)
-        self._start_ready_services()
 
     def _maybe_summarize(self) -> None:
         """Once every service is up, done, failing or waiting on a failing one: one table of all."""
@@ -693,17 +720,13 @@ class Supervisor:
             self._set_state(svc, State.STOPPING)
             self._check_group_gone(svc)
             return
-        was_ready = svc.state in (State.READY, State.RUNNING)
         if svc.is_task:
             if code == 0:
                 self.say(f"{svc.name} finished (exit code 0) in {uptime:.2f}s")
             else:
                 self.say(f"{svc.name} failed: exited {how}")
             self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
             self._stop_leftovers(svc)
-            self._start_ready_services()
-            self._maybe_exit()
             return
         decision = decide(
             svc.spec.restart, code, uptime, svc.fast_failures, first_backoff_s=self._first_backoff_s
@@ -731,11 +754,7 @@ class Supervisor:
         else:
             self.say(f"{svc.name} exited {how}")
             self._set_state(svc, State.STOPPED)
-        if not was_ready:
-            self._answer_waiters(svc)
         self._stop_leftovers(svc)
-        self._start_ready_services()
-        self._maybe_exit()
 
     def _what_restarts(self, svc: ServiceRun) -> str:
         if self.watching and svc.spec.watch is not None:
@@ -762,7 +781,6 @@ class Supervisor:
             svc.group = None
             if svc.state is State.RESTARTING:
                 self._try_start(svc)  # the restart waited for the old group to be gone
-            self._maybe_exit()
             return
         self._kill_when_overdue(
             svc, f"{svc.name}: its leftovers", partial(self._signal_group, svc, signal.SIGKILL)
@@ -791,7 +809,6 @@ class Supervisor:
         if svc.state in idle and svc.group is None and not self._orphans(svc):
             if svc.state is not State.STOPPED and not restart_after:
                 self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
             return
         # The signal first: a restart waits on the old group's exit, not on devup's bookkeeping.
         self._signal_group(svc, svc.spec.stop_signal)
@@ -843,8 +860,6 @@ class Supervisor:
             self._try_start(svc)
         else:
             self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
-            self._maybe_exit()
         return True
 
     def kill_all(self) -> None:
@@ -925,15 +940,12 @@ class Supervisor:
             svc.restart_due = None
             if svc.state is not State.STOPPED:
                 self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
             return
         self._stop(svc)
 
     def start_service(self, svc: ServiceRun) -> None:
         """Start a stopped service and whatever it depends on that is not up."""
         if svc.state.is_up:
-            if svc.state is not State.STARTING:  # a starting one answers once it is ready
-                self._answer_waiters(svc)
             return
         if svc.state in (State.STOPPING, State.RESTARTING):
             svc.restart_due = svc.restart_due or self._clock()
@@ -947,7 +959,6 @@ class Supervisor:
             elif dep.state in (State.STOPPED, State.CRASHED):
                 dep.fast_failures = 0
                 self._set_state(dep, State.WAITING)
-        self._start_ready_services()
 
     def _on_files_changed(self, event: FilesChanged) -> None:
         svc = self.services.get(event.name)
@@ -1074,7 +1085,6 @@ class Supervisor:
             if svc.missing_program is not None and svc.state is State.CRASHED:
                 self.request_restart(svc)
         self.mark_changed()
-        self._start_ready_services()
 
     def _restart_changed(self, svc: ServiceRun, after_deps: bool) -> None:
         if not svc.will_restart_for_changes:
@@ -1088,7 +1098,7 @@ class Supervisor:
             return
         # A dependency restarts too: stop now, start once it is ready again (WAITING).
         svc.restarts += 1
-        svc.waiters.append(lambda _answer: self.start_service(svc))
+        svc.start_when_stopped = True
         self._stop(svc)
 
     def _retire(self, svc: ServiceRun) -> None:
@@ -1108,8 +1118,7 @@ class Supervisor:
         self.retiring.discard(name)
         del self.services[name]
         self.order.remove(name)
-        self.mark_changed()
-        self._maybe_exit()
+        self.mark_changed(name)
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -1137,7 +1146,6 @@ class Supervisor:
                 self._stop(svc)
             elif svc.state is not State.STOPPED:
                 self._set_state(svc, State.STOPPED)
-        self._maybe_exit()
 
     def _maybe_exit(self) -> None:
         if self.exit_code is not None:
@@ -1164,20 +1172,6 @@ class Supervisor:
             self.exit_code = 1 if failed else 0
 
     # -- control -------------------------------------------------------------------------------
-
-    def _answer_waiters(self, svc: ServiceRun) -> None:
-        waiters, svc.waiters = svc.waiters, []
-        for reply in waiters:
-            reply(
-                {
-                    "ok": True,
-                    "service": svc.name,
-                    "state": svc.state.value,
-                    "exit_code": svc.exit_code,
-                    "succeeded": svc.state in (State.READY, State.RUNNING)
-                    or (svc.is_task and svc.satisfies_dependents),
-                }
-            )
 
     def _on_control(self, request: ControlRequested) -> None:
         if self._on_control_request is None:
