@@ -154,6 +154,9 @@ def _ctx(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @partial(_common, color=True, watch=True)
+@click.option(
+    "--debug", is_flag=True, help="Trace each event and state change on stderr (DEVUP_DEBUG=1)."
+)
 @click.version_option(__version__, "--version", prog_name="devup")
 @click.pass_context
 def cli(
@@ -161,11 +164,14 @@ def cli(
     manifest_file: Path | None,
     no_color: bool | None,
     no_watch: bool | None,
+    debug: bool = False,
 ) -> int | None:
     """Run all of a monorepo's dev services with one command.
 
     With no command, `devup` is `devup up`: start every service in devports.toml.
     """
+    if debug:
+        os.environ["DEVUP_DEBUG"] = "1"  # read where the run is put together (run/trace.py)
     click_ctx.ensure_object(Context).update(manifest_file, no_color, no_watch)
     if click_ctx.invoked_subcommand is None:
         code: int = click_ctx.invoke(up_command)

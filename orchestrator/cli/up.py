@@ -27,7 +27,7 @@ from orchestrator.output.logfiles import LogFile, start_fresh
 from orchestrator.output.printer import DEVUP, Printer
 from orchestrator.output.writer import TerminalWriter
 from orchestrator.ports.reach import Reach
-from orchestrator.run import audit, recovery
+from orchestrator.run import audit, recovery, trace
 from orchestrator.run.changes import once_per_turn
 from orchestrator.run.live import Live, SwappableWatcher, own_files, without_own_files
 from orchestrator.run.supervisor import Supervisor
@@ -97,6 +97,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         # Written at the end of each turn in which a state or an audit's findings changed.
         supervisor.subscribe(once_per_turn(partial(record, supervisor)))
         audit.install(supervisor)
+        trace.install(supervisor.subscribe)  # DEVUP_DEBUG=1: events and state changes on stderr
         _report_drops(supervisor, writer)
 
         def new_watcher(current: Manifest, names: list[str]) -> Any:
