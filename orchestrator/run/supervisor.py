@@ -24,10 +24,8 @@ from orchestrator.base.errors import DevupError
 from orchestrator.config.environ import service_url
 from orchestrator.config.manifest import Manifest, ServiceSpec
 from orchestrator.config.manifest_diff import PlanDiff
-from orchestrator.output.lines import LineSplitter
 from orchestrator.output.printer import Printer
 from orchestrator.ports.allocation import is_port_free
-from orchestrator.ports.holders import describe_all, find_holders
 from orchestrator.ports.reach import Reach
 from orchestrator.run import audit
 from orchestrator.run.changes import (
@@ -51,24 +49,17 @@ from orchestrator.run.events import (
     WatcherSaid,
 )
 from orchestrator.run.policy import decide, first_backoff_s, format_delay
-from orchestrator.run.readiness import ReadyProbe
+from orchestrator.run.readiness import readiness_for
 from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
+from orchestrator.run.spawn import Spawn
 from orchestrator.run.states import State, check_transition
 from orchestrator.run.timers import Timers
 from orchestrator.system import process, reaper, runmark
 
 READ_CHUNK_BYTES = 65536
-CHUNKS_IN_FLIGHT = 32  # per child: bounds memory when devup lags; the child's pipe then blocks
 # In a flood, after a short read the reader waits this long before the next one: the output then
 # arrives in chunks of many lines instead of one event per write(), for this much added latency.
 READ_COALESCE_S = 0.002
-# A starting service's port is probed every tenth of the time it has been starting, within these
-# bounds: a fast start is seen within ~10 ms, a slow one costs 20 probes a second.
-READY_POLL_MIN_S = 0.01
-READY_POLL_MAX_S = 0.05
-# After ready_timeout, a service that still listens nowhere is looked at this often: it becomes
-# ready when it finally listens (a slow first compile).
-LATE_READY_POLL_S = 1.0
 # A shell's "sh: 1: vite: not found" / "bash: vite: command not found", with exit code 127.
 _NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
 EXIT_NOT_FOUND = 127
@@ -107,7 +98,7 @@ class LiveManifest(Protocol):
     def state(self) -> dict[str, Any]: ...
 
 
-Spawn = Callable[[ServiceSpec, dict[str, str]], process.Child]
+SpawnProcess = Callable[[ServiceSpec, dict[str, str]], process.Child]
 
 
 def spawn_service(spec: ServiceSpec, env: dict[str, str]) -> process.Child:
@@ -131,31 +122,27 @@ class ServiceRun:
     port: int | None
     env: dict[str, str]
     state: State = State.WAITING
-    generation: int = 0
-    child: process.Child | None = None
-    group: process.GroupId | None = None  # set until the whole group is verified gone
-    splitter: LineSplitter = field(default_factory=LineSplitter)
-    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
-    started_at: float = 0.0
-    ready_after_s: float | None = None
+    spawn: Spawn = field(default_factory=lambda: Spawn(0))  # its current (or last) process
     restarts: int = 0
     exit_code: int | None = None
-    exit_status: int | None = None  # reaped, not yet reported (waiting for its last output)
-    output_open: bool = False
     fast_failures: int = 0
     restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
-    kill_deadline: float | None = None
     burst_events: int = 0  # file events folded into the pending restart
     held_by_request: bool = False  # stopped by `devup stop NAME`: not an exit, not a failure
-    ready_regex: re.Pattern[str] | None = None
-    port_wait_since: float | None = None
     # Start it again once its stop is over (a dependency of it restarts too: apply_plan).
     start_when_stopped: bool = False
-    probe: ReadyProbe | None = None
     # Where it answered when last ready: told to the services started after it, shown by status.
     reach: Reach | None = None
-    missing_program: str | None = None  # "vite", from a shell's "not found" in this output
     last_exit_code: int | None = None  # of its last exit on its own (kept while it restarts)
+
+    @property
+    def generation(self) -> int:
+        return self.spawn.generation
+
+    @property
+    def group(self) -> process.GroupId | None:
+        """Its current process group, until verified gone (the run record, the audit)."""
+        return self.spawn.group
 
     @property
     def where(self) -> tuple[int | None, str | None]:
@@ -203,7 +190,7 @@ class Supervisor:
         events: queue.SimpleQueue[Event] | None = None,
         watching: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        spawn: Spawn = spawn_service,
+        spawn: SpawnProcess = spawn_service,
         on_change: Callable[[Supervisor], None] | None = None,
         env_for: Callable[[Manifest, dict[str, int | None], str, dict[str, Reach]], dict[str, str]]
         | None = None,
@@ -409,27 +396,23 @@ class Supervisor:
                 self._spawn_now(svc)
 
     def _spawn_now(self, svc: ServiceRun) -> None:
-        svc.generation += 1
-        svc.splitter = LineSplitter()
-        svc.slots = threading.Semaphore(CHUNKS_IN_FLIGHT)
-        svc.exit_status = None
+        previous = svc.spawn
+        # What waited for this start is over; everything of one process lives on its Spawn.
         svc.exit_code = None
         svc.restart_due = None
         svc.burst_events = 0
         svc.held_by_request = False
-        svc.port_wait_since = None
-        svc.ready_after_s = None
-        svc.ready_regex = re.compile(svc.spec.ready_log) if svc.spec.ready_log else None
-        svc.missing_program = None
         svc.start_when_stopped = False
         self._tell_where_others_are(svc)
         spawned_at = self._clock()  # before the fork: a change seen earlier is in what it reads
         env = svc.env
         if self.run_id is not None:
             env = {**env, runmark.RUN_ENV: runmark.marker(self.run_id, svc.name)}
+        generation = previous.generation + 1
         try:
             child = self._spawn(svc.spec, env)
         except OSError as exc:
+            svc.spawn = Spawn(generation, previous.started_at, group=previous.group)
             self.say(
                 f"{svc.name} could not start: {exc.strerror or exc}; not retrying until "
                 + self._what_restarts(svc)
@@ -438,28 +421,26 @@ class Supervisor:
             # Nothing may ever start it again (--no-watch): the reconcile ends the run, code 1.
             self._set_state(svc, State.STOPPED)
             return
-        svc.child = child
-        svc.group = child.group
-        svc.started_at = spawned_at
-        svc.output_open = True
-        svc.probe = ReadyProbe(child.group, svc.port, self._clock)
+        readiness = readiness_for(svc.spec, svc.port, svc.is_task, child.group, self._clock)
+        spawn = svc.spawn = Spawn(
+            generation, spawned_at, child, child.group, readiness, output_open=True
+        )
         port_note = f", PORT={svc.port}" if svc.port is not None else ""
         self.say(f"{svc.name} started (pid {child.pid}{port_note})")
         self._set_state(svc, State.STARTING)
         threading.Thread(
             target=_read_output,
-            args=(child.popen.stdout, svc.name, svc.generation, self.events.put, svc.slots),
+            args=(child.popen.stdout, svc.name, generation, self.events.put, spawn.slots),
             name=f"devup-read-{svc.name}",
             daemon=True,
         ).start()
-        generation = svc.generation
-        if svc.port is not None and svc.ready_regex is None:
-            self.timers.call_later(READY_POLL_MIN_S, lambda: self._poll_ready(svc, generation))
-        elif svc.ready_regex is None and not svc.is_task:
-            # Nothing to wait for: a worker without a port is up once it runs.
+        if readiness.first_poll_s is not None:
+            self.timers.call_later(
+                readiness.first_poll_s, lambda: self._poll_ready(svc, generation)
+            )
+        if readiness.up_at_once:
             self._set_state(svc, State.RUNNING)
-            return
-        if not svc.is_task:
+        elif readiness.times_out:
             self.timers.call_later(
                 svc.spec.ready_timeout_s, lambda: self._ready_timed_out(svc, generation)
             )
@@ -481,52 +462,44 @@ class Supervisor:
             self.say(f"{svc.name}: {exc}; starting it with the environment it had")
 
     def _poll_ready(self, svc: ServiceRun, generation: int) -> None:
-        if svc.generation != generation or svc.probe is None:
+        """A readiness check that polls (a port): ready now, or asked again later."""
+        if svc.generation != generation:
             return
-        late = svc.state is State.RUNNING  # past ready_timeout, and still listening nowhere
+        late = svc.state is State.RUNNING  # past ready_timeout, and still not ready
         if svc.state is not State.STARTING and not late:
             return
-        where = svc.probe.poll()
+        readiness = svc.spawn.readiness
+        where = readiness.poll()
         if where is not None:
             self._became_ready(svc, where)
-        elif late:
-            self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
-        else:
-            starting_s = self._clock() - svc.started_at
-            interval = min(READY_POLL_MAX_S, max(READY_POLL_MIN_S, starting_s / 10))
-            self.timers.call_later(interval, lambda: self._poll_ready(svc, generation))
+            return
+        delay_s = readiness.next_poll_s(self._clock() - svc.spawn.started_at, late)
+        self.timers.call_later(delay_s, lambda: self._poll_ready(svc, generation))
 
     def _became_ready(self, svc: ServiceRun, where: Reach | None = None) -> None:
-        if where is None and svc.probe is not None and svc.port is not None:
-            where = svc.probe.where_now()  # proved by its log: where does it listen?
+        if where is None:
+            where = svc.spawn.readiness.where()  # proved by its log: where does it listen?
         late = svc.state is State.RUNNING
         svc.reach = where
-        svc.ready_after_s = self._clock() - svc.started_at
+        svc.spawn.ready_after_s = self._clock() - svc.spawn.started_at
         if self._summary_shown or late:  # said before what its subscribers say (the audit)
             url = svc.where[1]
             on = f" on {url}" if url else ""
-            self.say(f"{svc.name} ready{on} in {svc.ready_after_s:.2f}s")
+            self.say(f"{svc.name} ready{on} in {svc.spawn.ready_after_s:.2f}s")
         self._set_state(svc, State.READY)
 
     def _ready_timed_out(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STARTING:
             return
-        what = (
-            "ready_log did not match"
-            if svc.ready_regex is not None or svc.port is None
-            else f"nothing listens on port {svc.port}"
-        )
-        if svc.port is not None and svc.ready_regex is None:
-            holders = find_holders(svc.port)
-            if holders:  # another program's: it does not make this service ready
-                what = f"port {svc.port} is held by {describe_all(holders)}, not by {svc.name}"
+        readiness = svc.spawn.readiness
         self.say(
-            f"{svc.name} not ready after {svc.spec.ready_timeout_s:g}s ({what}); "
-            "starting its dependents anyway"
+            f"{svc.name} not ready after {svc.spec.ready_timeout_s:g}s"
+            f" ({readiness.not_ready(svc.name)}); starting its dependents anyway"
         )
         self._set_state(svc, State.RUNNING)
-        if svc.port is not None and svc.ready_regex is None:
-            self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
+        if readiness.polls_late:
+            delay_s = readiness.next_poll_s(self._clock() - svc.spawn.started_at, late=True)
+            self.timers.call_later(delay_s, lambda: self._poll_ready(svc, generation))
 
     def _maybe_summarize(self) -> None:
         """Once every service is up, done, failing or waiting on a failing one: one table of all."""
@@ -586,15 +559,16 @@ class Supervisor:
         code = f"exit {s.exit_code}" if s.exit_code is not None else "no exit code"
         if s.state in (State.READY, State.RUNNING):
             url = s.where[1] or "(no port)"
-            pid = f"pid {s.child.pid}" if s.child else ""
-            ready = f"ready in {s.ready_after_s:.2f}s" if s.ready_after_s is not None else "running"
+            pid = f"pid {s.spawn.child.pid}" if s.spawn.child else ""
+            took = s.spawn.ready_after_s
+            ready = f"ready in {took:.2f}s" if took is not None else "running"
             return f"{url:<22}  {pid:<10}  {ready}"
         if s.is_task and s.satisfies_dependents:
             return "done (exit 0)"
         if s.state is State.WAITING:
             return "waiting for " + ", ".join(dict.fromkeys(self._failing_dependencies(s)))
-        if s.missing_program is not None and s.state is State.CRASHED:
-            return f"not found: {s.missing_program} ({code}), waiting for a change"
+        if s.spawn.missing_program is not None and s.state is State.CRASHED:
+            return f"not found: {s.spawn.missing_program} ({code}), waiting for a change"
         if s.state is State.CRASHED:
             return f"crashed: {code}, {restarts}"
         if s.state is State.STOPPED:
@@ -613,7 +587,7 @@ class Supervisor:
             return  # removed from devports.toml and forgotten; a leftover still wrote
         try:
             if event.generation == svc.generation:
-                block = svc.splitter.feed_block(event.data)
+                block = svc.spawn.splitter.feed_block(event.data)
                 if block is None:
                     pass
                 elif self._inspects_output(svc, block):
@@ -621,24 +595,25 @@ class Supervisor:
                 else:
                     self.printer.block(svc.name, block)  # the fast path: no line objects
         finally:
-            svc.slots.release()  # whatever failed above, the reader must not stall
+            svc.spawn.slots.release()  # whatever failed above, the reader must not stall
 
     def _on_output_closed(self, event: OutputClosed) -> None:
         svc = self.services.get(event.name)
         if svc is None or event.generation != svc.generation:
             return
-        self._print_lines(svc, svc.splitter.flush())
-        svc.output_open = False
-        if svc.exit_status is not None:
+        self._print_lines(svc, svc.spawn.splitter.flush())
+        svc.spawn.output_open = False
+        if svc.spawn.exit_status is not None:
             self._on_exit(svc)
 
     def _inspects_output(self, svc: ServiceRun, block: bytes) -> bool:
         """Whether these lines must be looked at: for ready_log, or for a failed bind early on
         (a C-level search of the bytes first, so a flood of output stays on the fast path)."""
-        if svc.ready_regex is not None and svc.state is State.STARTING:
+        if svc.spawn.readiness.reads_output and svc.state is State.STARTING:
             return True
         return (b"already in use" in block or b"EADDRINUSE" in block or b"not found" in block) and (
-            svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S
+            svc.state is State.STARTING
+            or self._clock() - svc.spawn.started_at < audit.BIND_WINDOW_S
         )
 
     def _print_lines(self, svc: ServiceRun, lines: list[str]) -> None:
@@ -646,14 +621,16 @@ class Supervisor:
             return
         self.printer.lines(svc.name, lines)
         # Only a starting process's output is searched for a failed bind; it is cheap anyway.
-        if svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S:
+        if (
+            svc.state is State.STARTING
+            or self._clock() - svc.spawn.started_at < audit.BIND_WINDOW_S
+        ):
             self._name_port_holder(svc, lines)
             for line in lines:
                 missing = _NOT_FOUND.search(line)
                 if missing is not None:
-                    svc.missing_program = missing.group(1)
-        regex = svc.ready_regex
-        if regex is not None and svc.state is State.STARTING and any(map(regex.search, lines)):
+                    svc.spawn.missing_program = missing.group(1)
+        if svc.state is State.STARTING and svc.spawn.readiness.matches(lines):
             self._became_ready(svc)
 
     def _name_port_holder(self, svc: ServiceRun, lines: list[str]) -> None:
@@ -668,8 +645,8 @@ class Supervisor:
 
     def _reap(self) -> None:
         for svc in self.services.values():
-            child = svc.child
-            if child is None or svc.exit_status is not None:
+            child = svc.spawn.child
+            if child is None or svc.spawn.exit_status is not None:
                 continue
             try:
                 pid, status = os.waitpid(child.pid, os.WNOHANG)
@@ -686,33 +663,36 @@ class Supervisor:
         for pid, status in reaper.reap_exited():
             # Looked up afresh: handling one exit may have spawned another service.
             for svc in self.services.values():
-                if svc.child is not None and svc.child.pid == pid and svc.exit_status is None:
+                leader = svc.spawn.child
+                if leader is not None and leader.pid == pid and svc.spawn.exit_status is None:
                     self._leader_exited(svc, status)
                     break
 
     def _leader_exited(self, svc: ServiceRun, status: int) -> None:
-        assert svc.child is not None
-        svc.child.popen.returncode = status  # so Popen never waits for it again
-        svc.exit_status = status
-        if svc.output_open:
+        assert svc.spawn.child is not None
+        svc.spawn.child.popen.returncode = status  # so Popen never waits for it again
+        svc.spawn.exit_status = status
+        if svc.spawn.output_open:
             generation = svc.generation
             self.timers.call_later(EXIT_GRACE_S, partial(self._exit_grace, svc, generation))
         else:
             self._on_exit(svc)
 
     def _exit_grace(self, svc: ServiceRun, generation: int) -> None:
-        if svc.generation == generation and svc.exit_status is not None and svc.child is not None:
+        spawn = svc.spawn
+        reaped = spawn.exit_status is not None and spawn.child is not None
+        if spawn.generation == generation and reaped:
             self._on_exit(svc)
 
     def _on_exit(self, svc: ServiceRun) -> None:
         """The leader of the current generation exited and its output is in (or late)."""
-        assert svc.exit_status is not None and svc.child is not None
-        how, code = process.describe_exit(svc.exit_status)
+        assert svc.spawn.exit_status is not None and svc.spawn.child is not None
+        how, code = process.describe_exit(svc.spawn.exit_status)
         svc.exit_code = code
         svc.last_exit_code = code
-        svc.exit_status = None
-        svc.child = None
-        uptime = self._clock() - svc.started_at
+        svc.spawn.exit_status = None
+        svc.spawn.child = None
+        uptime = self._clock() - svc.spawn.started_at
         if svc.state is State.STOPPING:
             self._check_group_gone(svc)
             return
@@ -732,11 +712,11 @@ class Supervisor:
             svc.spec.restart, code, uptime, svc.fast_failures, first_backoff_s=self._first_backoff_s
         )
         svc.fast_failures = decision.fast_failures
-        if decision.restart and code == EXIT_NOT_FOUND and svc.missing_program is not None:
+        if decision.restart and code == EXIT_NOT_FOUND and svc.spawn.missing_program is not None:
             # Retrying on a timer cannot help: the program appears only when someone acts.
             self.say(
-                f"{svc.name} exited {how}: {svc.missing_program} not found; not retrying until "
-                + self._what_restarts(svc)
+                f"{svc.name} exited {how}: {svc.spawn.missing_program} not found; not retrying"
+                f" until {self._what_restarts(svc)}"
             )
             self._set_state(svc, State.CRASHED)
         elif decision.crashed:
@@ -763,22 +743,22 @@ class Supervisor:
 
     def _stop_leftovers(self, svc: ServiceRun) -> None:
         """The leader is gone; members of its group that outlived it are stopped too."""
-        if svc.group is None:
+        if svc.spawn.group is None:
             return
-        if not process.group_members(svc.group):
-            svc.group = None
+        if not process.group_members(svc.spawn.group):
+            svc.spawn.group = None
             return
         self.say(f"{svc.name}: processes of its group outlived it, stopping them")
         self._signal_group(svc, svc.spec.stop_signal)
-        svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+        svc.spawn.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
         generation = svc.generation
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
 
     def _poll_leftovers(self, svc: ServiceRun, generation: int) -> None:
-        if svc.generation != generation or svc.group is None or svc.child is not None:
+        if svc.generation != generation or svc.spawn.group is None or svc.spawn.child is not None:
             return
-        if not process.group_members(svc.group):
-            svc.group = None
+        if not process.group_members(svc.spawn.group):
+            svc.spawn.group = None
             if svc.state is State.RESTARTING:
                 self._try_start(svc)  # the restart waited for the old group to be gone
             return
@@ -789,11 +769,11 @@ class Supervisor:
 
     def _kill_when_overdue(self, svc: ServiceRun, what: str, kill: Callable[[], None]) -> None:
         """Past the stop deadline: say so and SIGKILL (once) what is still there."""
-        if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
+        if svc.spawn.kill_deadline is not None and self._clock() >= svc.spawn.kill_deadline:
             timeout = self.manifest.settings.stop_timeout_s
             self.say(f"{what} did not stop within {timeout:g}s, sending SIGKILL")
             kill()
-            svc.kill_deadline = None
+            svc.spawn.kill_deadline = None
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -806,21 +786,21 @@ class Supervisor:
         if svc.state is State.STOPPING:
             return
         idle = (State.WAITING, State.RESTARTING, State.STOPPED, State.CRASHED)
-        if svc.state in idle and svc.group is None and not self._orphans(svc):
+        if svc.state in idle and svc.spawn.group is None and not self._orphans(svc):
             if svc.state is not State.STOPPED and not restart_after:
                 self._set_state(svc, State.STOPPED)
             return
         # The signal first: a restart waits on the old group's exit, not on devup's bookkeeping.
         self._signal_group(svc, svc.spec.stop_signal)
         self._set_state(svc, State.STOPPING)
-        svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+        svc.spawn.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
         generation = svc.generation
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_stopped(svc, generation))
 
     def _signal_group(self, svc: ServiceRun, sig: int) -> None:
-        if svc.group is not None:
-            unreaped = svc.child is not None and svc.exit_status is None
-            process.signal_group(svc.group, sig, leader_unreaped=unreaped)
+        if svc.spawn.group is not None:
+            unreaped = svc.spawn.child is not None and svc.spawn.exit_status is None
+            process.signal_group(svc.spawn.group, sig, leader_unreaped=unreaped)
         reaper.signal_adopted(self._orphans(svc), sig)
 
     def _orphans(self, svc: ServiceRun) -> list[psutil.Process]:
@@ -828,13 +808,13 @@ class Supervisor:
         command: fork, setsid, parent exits): they carry its marker and are stopped with it."""
         if self.run_id is None:
             return []
-        leaders = {s.child.pid for s in self.services.values() if s.child is not None}
+        leaders = {s.spawn.child.pid for s in self.services.values() if s.spawn.child is not None}
         return reaper.adopted_from(runmark.marker(self.run_id, svc.name), leaders)
 
     def _poll_stopped(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STOPPING:
             return
-        if svc.child is not None and svc.exit_status is None:
+        if svc.spawn.child is not None and svc.spawn.exit_status is None:
             self._reap()
         if not self._check_group_gone(svc):
             self._kill_when_overdue(svc, svc.name, partial(self._signal_group, svc, signal.SIGKILL))
@@ -844,17 +824,17 @@ class Supervisor:
         """If the stopping service's leader is reaped and its group empty, finish the stop."""
         if svc.state is not State.STOPPING:
             return True
-        if svc.child is not None:
-            if svc.exit_status is None:
+        if svc.spawn.child is not None:
+            if svc.spawn.exit_status is None:
                 return False
             self._on_exit(svc)  # reaped but unreported: report now, it re-enters here
             return svc.state is not State.STOPPING
-        if svc.group is not None and process.group_members(svc.group):
+        if svc.spawn.group is not None and process.group_members(svc.spawn.group):
             return False
-        svc.group = None
+        svc.spawn.group = None
         if self._orphans(svc):
             return False  # signalled with the group (_signal_group); polled until gone
-        svc.kill_deadline = None
+        svc.spawn.kill_deadline = None
         if svc.restart_due is not None and not self.shutting_down:
             self._set_state(svc, State.RESTARTING)
             self._try_start(svc)
@@ -864,7 +844,7 @@ class Supervisor:
 
     def kill_all(self) -> None:
         for svc in self.services.values():
-            if svc.group is not None:
+            if svc.spawn.group is not None:
                 self._signal_group(svc, signal.SIGKILL)
 
     # -- restarting ----------------------------------------------------------------------------
@@ -877,7 +857,7 @@ class Supervisor:
         if now < svc.restart_due:
             self.timers.call_later(svc.restart_due - now, lambda: self._try_start(svc))
             return
-        if svc.group is not None:
+        if svc.spawn.group is not None:
             return  # its leftovers are being stopped; _poll_leftovers calls again once gone
         orphans = self._orphans(svc)
         if orphans:
@@ -885,16 +865,16 @@ class Supervisor:
             pids = ", ".join(str(p.pid) for p in orphans)
             self.say(f"{svc.name}: stopping what its last process left running (pid {pids})")
             reaper.signal_adopted(orphans, svc.spec.stop_signal)
-            svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+            svc.spawn.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
             generation = svc.generation
             self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
             return
         if svc.port is not None and not is_port_free(svc.port):
-            if svc.port_wait_since is None:
-                svc.port_wait_since = now
-            elif now - svc.port_wait_since >= PORT_WAIT_WARN_S:
+            if svc.spawn.port_wait_since is None:
+                svc.spawn.port_wait_since = now
+            elif now - svc.spawn.port_wait_since >= PORT_WAIT_WARN_S:
                 self.say(f"{svc.name}: port {svc.port} is still in use, waiting for it to be free")
-                svc.port_wait_since = now
+                svc.spawn.port_wait_since = now
             self.timers.call_later(PORT_WAIT_POLL_S, lambda: self._try_start(svc))
             return
         self._announce_change(svc)
@@ -936,7 +916,7 @@ class Supervisor:
     def stop_service(self, svc: ServiceRun) -> None:
         """Stop one service and keep it stopped (until a file change or `devup start`)."""
         svc.held_by_request = True
-        if svc.child is None and svc.group is None and not self._orphans(svc):
+        if svc.spawn.child is None and svc.spawn.group is None and not self._orphans(svc):
             svc.restart_due = None
             if svc.state is not State.STOPPED:
                 self._set_state(svc, State.STOPPED)
@@ -985,24 +965,24 @@ class Supervisor:
             return
         if svc.state is State.WAITING:
             return
-        if event.seen_at is not None and event.seen_at < svc.started_at:
+        if event.seen_at is not None and event.seen_at < svc.spawn.started_at:
             # Seen before this process was spawned (the watcher's thread was slow to post it, a
             # busy machine): the process reads the files as they are after the change already.
             return
-        if event.written_at is not None and event.written_at + MTIME_TICK_S < svc.started_at:
+        if event.written_at is not None and event.written_at + MTIME_TICK_S < svc.spawn.started_at:
             # Written before the spawn, however late the watcher read it: the 90th file of a
             # 5,000-file burst read after the new process started gave a second restart.
             return
         if svc.name in self.self_triggers.suspended:
             return  # it restarted itself by its own writes; `devup restart` lifts this
-        up_for_s = max(0.0, seen_at - svc.started_at) if svc.state.is_up else None
-        if svc.state.is_up and svc.group is not None:
+        up_for_s = max(0.0, seen_at - svc.spawn.started_at) if svc.state.is_up else None
+        if svc.state.is_up and svc.spawn.group is not None:
             path = os.path.join(svc.spec.cwd, event.path)
-            holder = holder_of(path, process.group_members(svc.group))
+            holder = holder_of(path, process.group_members(svc.spawn.group))
             if holder is not None:
                 self.say(self.self_triggers.suspend_for_holder(svc.name, event.path, holder))
                 return
-        pid = svc.child.pid if svc.child is not None else None
+        pid = svc.spawn.child.pid if svc.spawn.child is not None else None
         self.self_triggers.began(svc.name, svc.generation, pid, event.path, up_for_s)
         svc.burst_events = 1
         quiet_s = debounce_s
@@ -1082,14 +1062,14 @@ class Supervisor:
         self.services = {n: self.services[n] for n in self.order}
         for svc in self.services.values():
             # A program that was not found may have been fixed by this edit (a PATH, a cmd).
-            if svc.missing_program is not None and svc.state is State.CRASHED:
+            if svc.spawn.missing_program is not None and svc.state is State.CRASHED:
                 self.request_restart(svc)
         self.mark_changed()
 
     def _restart_changed(self, svc: ServiceRun, after_deps: bool) -> None:
         if not svc.will_restart_for_changes:
             return  # starts, or stays stopped, with the new spec
-        if svc.state in (State.STOPPED, State.CRASHED) and svc.group is None:
+        if svc.state in (State.STOPPED, State.CRASHED) and svc.spawn.group is None:
             svc.restarts += 1
             self.start_service(svc)  # through WAITING: a failed task it needs still holds it
             return
@@ -1111,7 +1091,7 @@ class Supervisor:
         svc = self.services.get(name)
         if svc is None or name not in self.retiring:
             return
-        gone = svc.child is None and svc.group is None and not svc.output_open
+        gone = svc.spawn.child is None and svc.spawn.group is None and not svc.spawn.output_open
         if not (gone and svc.state in (State.STOPPED, State.CRASHED)):
             self.timers.call_later(STOP_POLL_S, lambda: self._drop_retired(name))
             return
@@ -1142,7 +1122,7 @@ class Supervisor:
             svc.restart_due = None
             if svc.state is State.STOPPING:
                 continue
-            if svc.child is not None or svc.group is not None:
+            if svc.spawn.child is not None or svc.spawn.group is not None:
                 self._stop(svc)
             elif svc.state is not State.STOPPED:
                 self._set_state(svc, State.STOPPED)
@@ -1150,7 +1130,9 @@ class Supervisor:
     def _maybe_exit(self) -> None:
         if self.exit_code is not None:
             return
-        alive = any(s.child is not None or s.group is not None for s in self.services.values())
+        alive = any(
+            s.spawn.child is not None or s.group is not None for s in self.services.values()
+        )
         if self.shutting_down:
             if not alive:
                 took = self._clock() - self._shutdown_started
@@ -1190,15 +1172,15 @@ class Supervisor:
         now = self._clock()
         services: dict[str, Any] = {}
         for name, svc in self.services.items():
-            up = svc.child is not None and svc.state.is_up
+            up = svc.spawn.child is not None and svc.state.is_up
             port, url = svc.where
             services[name] = {
                 "state": svc.state.value,
-                "pid": svc.child.pid if svc.child else None,
+                "pid": svc.spawn.child.pid if svc.spawn.child else None,
                 "port": port,
                 "url": url,
                 "restarts": svc.restarts,
-                "uptime_s": round(now - svc.started_at, 3) if up else None,
+                "uptime_s": round(now - svc.spawn.started_at, 3) if up else None,
                 "exit_code": svc.exit_code,
                 **audit.status_fields(self.findings.get(name), svc.generation),
             }
