@@ -14,7 +14,8 @@ from orchestrator.run.events import ControlRequested
 from orchestrator.run.states import State
 
 if TYPE_CHECKING:
-    from orchestrator.run.supervisor import ServiceRun, Supervisor
+    from orchestrator.run.service import ServiceRun
+    from orchestrator.run.supervisor import Supervisor
 
 
 def handle(sup: Supervisor, request: ControlRequested) -> None:

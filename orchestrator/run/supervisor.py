@@ -14,20 +14,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any, Protocol
 
 import psutil
 
 from orchestrator.base.errors import DevupError
-from orchestrator.config.environ import service_url
 from orchestrator.config.manifest import Manifest, ServiceSpec
 from orchestrator.config.manifest_diff import PlanDiff
 from orchestrator.output.printer import Printer
 from orchestrator.ports.allocation import is_port_free
 from orchestrator.ports.reach import Reach
-from orchestrator.run import audit
+from orchestrator.run import audit, summary
 from orchestrator.run.changes import (
     Changes,
     EventHandled,
@@ -51,6 +49,7 @@ from orchestrator.run.events import (
 from orchestrator.run.policy import decide, first_backoff_s, format_delay
 from orchestrator.run.readiness import readiness_for
 from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
+from orchestrator.run.service import ServiceRun as ServiceRun  # where control/ and tests find it
 from orchestrator.run.spawn import Spawn
 from orchestrator.run.states import State, check_transition
 from orchestrator.run.timers import Timers
@@ -63,9 +62,6 @@ READ_COALESCE_S = 0.002
 # A shell's "sh: 1: vite: not found" / "bash: vite: command not found", with exit code 127.
 _NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
 EXIT_NOT_FOUND = 127
-# Fast failures in a row after which the summary stops waiting for a service ("crashing"): one
-# is often a hiccup (a port taken for a moment, a database still starting) that a restart cures.
-CRASH_LOOP_FAILURES = 2
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
@@ -112,70 +108,6 @@ def spawn_service(spec: ServiceSpec, env: dict[str, str]) -> process.Child:
         )
 
         raise OSError(exc.errno, too_long([spec.cmd], env)) from None
-
-
-@dataclass
-class ServiceRun:
-    """The runtime side of one service; only the supervisor's thread touches it."""
-
-    spec: ServiceSpec
-    port: int | None
-    env: dict[str, str]
-    state: State = State.WAITING
-    spawn: Spawn = field(default_factory=lambda: Spawn(0))  # its current (or last) process
-    restarts: int = 0
-    exit_code: int | None = None
-    fast_failures: int = 0
-    restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
-    burst_events: int = 0  # file events folded into the pending restart
-    held_by_request: bool = False  # stopped by `devup stop NAME`: not an exit, not a failure
-    # Start it again once its stop is over (a dependency of it restarts too: apply_plan).
-    start_when_stopped: bool = False
-    # Where it answered when last ready: told to the services started after it, shown by status.
-    reach: Reach | None = None
-    last_exit_code: int | None = None  # of its last exit on its own (kept while it restarts)
-
-    @property
-    def generation(self) -> int:
-        return self.spawn.generation
-
-    @property
-    def group(self) -> process.GroupId | None:
-        """Its current process group, until verified gone (the run record, the audit)."""
-        return self.spawn.group
-
-    @property
-    def where(self) -> tuple[int | None, str | None]:
-        """The port and URL it answers on: its PORT, unless it proved to listen elsewhere."""
-        if self.reach is not None and self.reach.moved_from(self.port):
-            return self.reach.port, self.reach.url
-        return self.port, service_url("127.0.0.1", self.port) if self.port is not None else None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def is_task(self) -> bool:
-        return not self.spec.needs_port and self.spec.restart == "no"
-
-    @property
-    def satisfies_dependents(self) -> bool:
-        if self.is_task:
-            return self.state is State.STOPPED and self.exit_code == 0
-        return self.state in (State.READY, State.RUNNING)
-
-    @property
-    def will_restart_for_changes(self) -> bool:
-        """False while it waits to start, or stays stopped by `devup stop`: an edit of its spec
-        then needs no restart (apply_plan)."""
-        held = self.state is State.STOPPED and self.held_by_request
-        return not (held or self.state is State.WAITING)
-
-    @property
-    def settled(self) -> bool:
-        """Done starting: ready, or given up on, or finished."""
-        return self.state not in (State.WAITING, State.STARTING)
 
 
 class Supervisor:
@@ -227,7 +159,7 @@ class Supervisor:
         self._final_code = 0
         self._shutdown_started = 0.0
         self._started_at = clock()
-        self._summary_shown = False
+        self._summary_shown = False  # the table of every service, once all have settled
         self.self_triggers = SelfTriggerGuard()
         self._first_backoff_s = first_backoff_s()
         # The listen audit's findings per service (audit.py, through note_findings), shown by
@@ -293,7 +225,9 @@ class Supervisor:
                 svc.start_when_stopped = False
                 self.start_service(svc)
         self._start_ready_services()
-        self._maybe_summarize()
+        if not self._summary_shown and summary.due(self.services):
+            self._summary_shown = True
+            self.say(summary.table(self.services, self._clock() - self._started_at))
         self._maybe_exit()
 
     def _survive(self, action: Callable[[], None], what: str = "a timer") -> None:
@@ -500,84 +434,6 @@ class Supervisor:
         if readiness.polls_late:
             delay_s = readiness.next_poll_s(self._clock() - svc.spawn.started_at, late=True)
             self.timers.call_later(delay_s, lambda: self._poll_ready(svc, generation))
-
-    def _maybe_summarize(self) -> None:
-        """Once every service is up, done, failing or waiting on a failing one: one table of all."""
-        if self._summary_shown or not all(map(self._told_in_summary, self.services.values())):
-            return
-        self._summary_shown = True
-        services = list(self.services.values())
-        up = [s for s in services if s.state in (State.READY, State.RUNNING)]
-        tasks = [s for s in services if s.is_task and s.satisfies_dependents]
-        failing = len(services) - len(up) - len(tasks)
-        took = self._clock() - self._started_at
-        head = _count(len(up), "service") + " up"
-        if tasks:
-            head += ", " + _count(len(tasks), "task") + " done"
-        if failing:
-            head += f", {failing} not up"
-        width = max(len(s.name) for s in services)
-        rows = [f"{head} in {took:.2f}s"]
-        for s in services:
-            rows.append(f"  {s.name.ljust(width)}  {self._summary_row(s)}".rstrip())
-        self.say("\n".join(rows))
-
-    def _failing(self, svc: ServiceRun) -> bool:
-        """Failing fast again and again (crash-looping), or given up on."""
-        if svc.satisfies_dependents:
-            return False
-        if svc.state in (State.CRASHED, State.STOPPED):
-            return True
-        looping = svc.fast_failures >= CRASH_LOOP_FAILURES
-        return looping and svc.state in (State.RESTARTING, State.STARTING)
-
-    def _told_in_summary(self, svc: ServiceRun) -> bool:
-        if svc.state is State.WAITING:
-            return bool(self._failing_dependencies(svc))
-        if svc.state is State.RESTARTING:
-            # One fast exit is a hiccup the summary waits out; a second makes it crash-looping.
-            return self._failing(svc)
-        return svc.settled or self._failing(svc)
-
-    def _failing_dependencies(
-        self, svc: ServiceRun, seen: frozenset[str] = frozenset()
-    ) -> list[str]:
-        """The dependencies (direct, or through a waiting one) that keep `svc` waiting."""
-        found: list[str] = []
-        for name in svc.spec.depends_on:
-            dep = self.services.get(name)
-            if dep is None or name in seen:
-                continue
-            if self._failing(dep):
-                found.append(name)
-            elif dep.state is State.WAITING:
-                found.extend(self._failing_dependencies(dep, seen | {svc.name}))
-        return found
-
-    def _summary_row(self, s: ServiceRun) -> str:
-        restarts = _count(s.restarts, "restart")
-        code = f"exit {s.exit_code}" if s.exit_code is not None else "no exit code"
-        if s.state in (State.READY, State.RUNNING):
-            url = s.where[1] or "(no port)"
-            pid = f"pid {s.spawn.child.pid}" if s.spawn.child else ""
-            took = s.spawn.ready_after_s
-            ready = f"ready in {took:.2f}s" if took is not None else "running"
-            return f"{url:<22}  {pid:<10}  {ready}"
-        if s.is_task and s.satisfies_dependents:
-            return "done (exit 0)"
-        if s.state is State.WAITING:
-            return "waiting for " + ", ".join(dict.fromkeys(self._failing_dependencies(s)))
-        if s.spawn.missing_program is not None and s.state is State.CRASHED:
-            return f"not found: {s.spawn.missing_program} ({code}), waiting for a change"
-        if s.state is State.CRASHED:
-            return f"crashed: {code}, {restarts}"
-        if s.state is State.STOPPED:
-            if s.generation == 0:
-                return "not started"
-            return f"exited: {code}" if s.exit_code == 0 else f"failed: {code}"
-        if self._failing(s):
-            return f"crashing: exit {s.last_exit_code}, {restarts}"
-        return str(s.state.value)
 
     # -- output --------------------------------------------------------------------------------
 
@@ -1230,10 +1086,6 @@ def _needs(manifest: Manifest, name: str) -> set[str]:
             found.add(dep)
             pending.extend(manifest.services[dep].depends_on)
     return found
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # What each event is, for the line said when handling one fails.
