@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from orchestrator.config.manifest import Manifest, ServiceSpec
-from orchestrator.ports.holders import describe_all, find_holders, format_address
+from orchestrator.ports.holders import Holder, describe_all, find_holders, format_address
 from orchestrator.ports.listening import ListenSocket, listen_sockets
 from orchestrator.ports.reach import only_ipv6_loopback, reach
 from orchestrator.run.states import State
@@ -188,7 +188,7 @@ class ListenAudit:
         findings = self.sup.findings.get(svc.name)
         if findings is None or findings.generation != generation:
             findings = self.sup.findings[svc.name] = Findings(generation)
-        listeners = group_listeners(svc.group)
+        listeners = self.sup.host.group_listeners(svc.group)
         findings.listening = [lst.address for lst in listeners]
         findings.pids = [lst.pid for lst in listeners]
         for warning in assess(self.sup.manifest, svc.spec, svc.port, listeners):
@@ -206,9 +206,15 @@ def install(sup: Supervisor, on_audit: Callable[[], None] | None = None) -> List
     return audit
 
 
-def bind_failure(name: str, port: int | None, lines: list[str]) -> str | None:
+def bind_failure(
+    name: str,
+    port: int | None,
+    lines: list[str],
+    holders_of: Callable[[int], list[Holder]] = find_holders,
+) -> str | None:
     """If `lines` report a failed bind ("address already in use", EADDRINUSE), the line naming
-    who holds the port: the one the message names, else the service's PORT."""
+    who holds the port: the one the message names, else the service's PORT (`holders_of`: the
+    supervisor's host)."""
     for line in lines:
         if "already in use" not in line and "EADDRINUSE" not in line:
             continue
@@ -216,7 +222,7 @@ def bind_failure(name: str, port: int | None, lines: list[str]) -> str | None:
         busy = int(named[-1]) if named else port
         if busy is None:
             return None
-        holders = find_holders(busy)
+        holders = holders_of(busy)
         if holders:
             return f"{name}: port {busy} is held by {describe_all(holders)}"
         if named:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.ports.listening import listen_sockets
 from orchestrator.ports.reach import Reach, reach
-from orchestrator.run.audit import group_listeners
+from orchestrator.run.host import Host, PosixHost
 from orchestrator.system.process import GroupId
 
 # A server may open a side socket (a debugger, an HMR socket) a moment before its HTTP port:
@@ -25,17 +24,24 @@ RECHECK_S = 0.5
 
 
 class ReadyProbe:
-    def __init__(self, group: GroupId, port: int | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        group: GroupId,
+        port: int | None,
+        clock: Callable[[], float],
+        host: Host | None = None,
+    ) -> None:
         self.group = group
         self.port = port
         self._clock = clock
+        self._host: Host = host if host is not None else PosixHost(clock)  # what it probes
         self._seen: frozenset[int] = frozenset()  # inodes of the listening sockets last probed
         self._elsewhere_since: float | None = None
         self._checked_at = float("-inf")
 
     def poll(self) -> Reach | None:
         """Where the service answers once it is ready, else None."""
-        sockets = listen_sockets()
+        sockets = self._host.listen_sockets()
         now = self._clock()
         since = self._elsewhere_since
         if sockets is not None:
@@ -46,7 +52,7 @@ class ReadyProbe:
             if not fresh and not due and now - self._checked_at < RECHECK_S:
                 return None  # no new listener anywhere: nothing of the group's can have changed
         self._checked_at = now
-        listeners = group_listeners(self.group, sockets)
+        listeners = self._host.group_listeners(self.group, sockets)
         where = reach(self.port, ((lst.ip, lst.port) for lst in listeners))
         if where is None:
             self._elsewhere_since = None
@@ -60,5 +66,5 @@ class ReadyProbe:
 
     def where_now(self) -> Reach | None:
         """Where the group listens right now (for a service proved ready by its log)."""
-        listeners = group_listeners(self.group)
+        listeners = self._host.group_listeners(self.group)
         return reach(self.port, ((lst.ip, lst.port) for lst in listeners))
