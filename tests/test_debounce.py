@@ -172,7 +172,7 @@ def test_a_starting_service_is_probed_more_often_the_younger_it_is(
     api = sup.services["api"]
     api.state = State.STARTING
     api.spawn.started_at = clock.now - starting_for_s
-    api.spawn.readiness = PortListening(GroupId(2**22 + 7, 0.0), port, clock)  # no such group
+    api.spawn.readiness = PortListening(GroupId(2**22 + 7, 0.0), port, sup.host)  # no such group
     sup._poll_ready(api, api.generation)  # nothing listens on the port: probe again later
     assert api.state is State.STARTING
     assert sup.timers.timeout(10.0) == pytest.approx(next_probe_in_s)

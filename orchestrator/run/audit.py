@@ -14,7 +14,7 @@ from typing import Protocol
 import psutil
 
 from orchestrator.config.manifest import Manifest, ServiceSpec
-from orchestrator.ports.holders import describe_all, find_holders, format_address
+from orchestrator.ports.holders import Holder, describe_all, find_holders, format_address
 from orchestrator.ports.listening import ListenSocket, listen_sockets
 from orchestrator.ports.reach import only_ipv6_loopback, reach
 from orchestrator.run.changes import Notice, ServiceStateChanged, Subscriber
@@ -179,11 +179,21 @@ class AuditedService(Protocol):
     def group(self) -> GroupId | None: ...
 
 
+class ListenerSource(Protocol):
+    """Where the audit reads a group's listeners (the supervisor's host)."""
+
+    def group_listeners(
+        self, group: GroupId, sockets: list[ListenSocket] | None = None
+    ) -> list[Listener]: ...
+
+
 class AuditedRun(Protocol):
     """What the audit needs of the run (the supervisor), so it does not import it."""
 
     @property
     def manifest(self) -> Manifest: ...
+    @property
+    def host(self) -> ListenerSource: ...
     @property
     def services(self) -> Mapping[str, AuditedService]: ...
     def say(self, text: str) -> None: ...
@@ -221,7 +231,7 @@ class ListenAudit:
         findings = self._findings.get(name)
         if findings is None or findings.generation != generation:
             findings = self._findings[name] = Findings(generation)
-        listeners = group_listeners(svc.group)
+        listeners = self.run.host.group_listeners(svc.group)
         findings.listening = [lst.address for lst in listeners]
         findings.pids = [lst.pid for lst in listeners]
         for warning in assess(self.run.manifest, svc.spec, svc.port, listeners):
@@ -241,9 +251,15 @@ def install(run: AuditedRun) -> ListenAudit:
     return audit
 
 
-def bind_failure(name: str, port: int | None, lines: list[str]) -> str | None:
+def bind_failure(
+    name: str,
+    port: int | None,
+    lines: list[str],
+    holders_of: Callable[[int], list[Holder]] = find_holders,
+) -> str | None:
     """If `lines` report a failed bind ("address already in use", EADDRINUSE), the line naming
-    who holds the port: the one the message names, else the service's PORT."""
+    who holds the port: the one the message names, else the service's PORT (`holders_of`: the
+    supervisor's host)."""
     for line in lines:
         if "already in use" not in line and "EADDRINUSE" not in line:
             continue
@@ -251,7 +267,7 @@ def bind_failure(name: str, port: int | None, lines: list[str]) -> str | None:
         busy = int(named[-1]) if named else port
         if busy is None:
             return None
-        holders = find_holders(busy)
+        holders = holders_of(busy)
         if holders:
             return f"{name}: port {busy} is held by {describe_all(holders)}"
         if named:

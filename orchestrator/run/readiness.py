@@ -16,10 +16,9 @@ import re
 from collections.abc import Callable
 
 from orchestrator.config.manifest import ServiceSpec
-from orchestrator.ports.holders import describe_all, find_holders
-from orchestrator.ports.listening import listen_sockets
+from orchestrator.ports.holders import describe_all
 from orchestrator.ports.reach import Reach, reach
-from orchestrator.run.audit import group_listeners
+from orchestrator.run.host import Host, PosixHost
 from orchestrator.system.process import GroupId
 
 # A server may open a side socket (a debugger, an HMR socket) a moment before its HTTP port:
@@ -31,17 +30,24 @@ RECHECK_S = 0.5
 
 
 class ReadyProbe:
-    def __init__(self, group: GroupId, port: int | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        group: GroupId,
+        port: int | None,
+        clock: Callable[[], float],
+        host: Host | None = None,
+    ) -> None:
         self.group = group
         self.port = port
         self._clock = clock
+        self._host: Host = host if host is not None else PosixHost(clock)  # what it probes
         self._seen: frozenset[int] = frozenset()  # inodes of the listening sockets last probed
         self._elsewhere_since: float | None = None
         self._checked_at = float("-inf")
 
     def poll(self) -> Reach | None:
         """Where the service answers once it is ready, else None."""
-        sockets = listen_sockets()
+        sockets = self._host.listen_sockets()
         now = self._clock()
         since = self._elsewhere_since
         if sockets is not None:
@@ -52,7 +58,7 @@ class ReadyProbe:
             if not fresh and not due and now - self._checked_at < RECHECK_S:
                 return None  # no new listener anywhere: nothing of the group's can have changed
         self._checked_at = now
-        listeners = group_listeners(self.group, sockets)
+        listeners = self._host.group_listeners(self.group, sockets)
         where = reach(self.port, ((lst.ip, lst.port) for lst in listeners))
         if where is None:
             self._elsewhere_since = None
@@ -66,7 +72,7 @@ class ReadyProbe:
 
     def where_now(self) -> Reach | None:
         """Where the group listens right now (for a service proved ready by its log)."""
-        listeners = group_listeners(self.group)
+        listeners = self._host.group_listeners(self.group)
         return reach(self.port, ((lst.ip, lst.port) for lst in listeners))
 
 
@@ -132,9 +138,10 @@ class PortListening(Readiness):
     first_poll_s = READY_POLL_MIN_S
     polls_late = True
 
-    def __init__(self, group: GroupId, port: int, clock: Callable[[], float]) -> None:
+    def __init__(self, group: GroupId, port: int, host: Host) -> None:
         self.port = port
-        self.probe = ReadyProbe(group, port, clock)
+        self.probe = ReadyProbe(group, port, host.now, host)
+        self._host = host
 
     def poll(self) -> Reach | None:
         return self.probe.poll()
@@ -145,7 +152,7 @@ class PortListening(Readiness):
         return min(READY_POLL_MAX_S, max(READY_POLL_MIN_S, starting_s / 10))
 
     def not_ready(self, name: str) -> str:
-        holders = find_holders(self.port)
+        holders = self._host.port_holders(self.port)
         if holders:  # another program's: it does not make this service ready
             return f"port {self.port} is held by {describe_all(holders)}, not by {name}"
         return f"nothing listens on port {self.port}"
@@ -157,10 +164,10 @@ class LogMatches(Readiness):
     reads_output = True
 
     def __init__(
-        self, pattern: str, group: GroupId, port: int | None, clock: Callable[[], float], task: bool
+        self, pattern: str, group: GroupId, port: int | None, host: Host, task: bool
     ) -> None:
         self.regex = re.compile(pattern)
-        self.probe = ReadyProbe(group, port, clock)
+        self.probe = ReadyProbe(group, port, host.now, host)
         self.port = port
         self.times_out = not task
 
@@ -179,14 +186,14 @@ def readiness_for(
     port: int | None,
     task: bool,
     group: GroupId,
-    clock: Callable[[], float],
+    host: Host,
 ) -> Readiness:
     """The check a spawn of `spec` proves itself ready by: its manifest's ready_log, else its
     port, else its exit (a task), else nothing."""
     if spec.ready_log:
-        return LogMatches(spec.ready_log, group, port, clock, task)
+        return LogMatches(spec.ready_log, group, port, host, task)
     if port is not None:
-        return PortListening(group, port, clock)
+        return PortListening(group, port, host)
     if task:
         return TaskExit()
     return UpOnceRunning()

@@ -6,24 +6,20 @@ SimpleQueue; everything they report is acted on here, so no devup state needs a 
 
 from __future__ import annotations
 
-import errno
 import os
 import queue
 import re
 import signal
-import threading
-import time
 from collections.abc import Callable
 from functools import partial
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import psutil
 
 from orchestrator.base.errors import DevupError
-from orchestrator.config.manifest import Manifest, ServiceSpec
+from orchestrator.config.manifest import Manifest
 from orchestrator.config.manifest_diff import PlanDiff
 from orchestrator.output.printer import Printer
-from orchestrator.ports.allocation import is_port_free
 from orchestrator.ports.reach import Reach
 from orchestrator.run import audit, summary
 from orchestrator.run.changes import (
@@ -46,6 +42,8 @@ from orchestrator.run.events import (
     SignalReceived,
     WatcherSaid,
 )
+from orchestrator.run.host import Host, PosixHost
+from orchestrator.run.host import Spawn as SpawnProcess
 from orchestrator.run.policy import decide, first_backoff_s, format_delay
 from orchestrator.run.readiness import readiness_for
 from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
@@ -53,12 +51,8 @@ from orchestrator.run.service import ServiceRun as ServiceRun  # where control/ 
 from orchestrator.run.spawn import Spawn
 from orchestrator.run.states import State, check_transition
 from orchestrator.run.timers import Timers
-from orchestrator.system import process, reaper, runmark
+from orchestrator.system import process, runmark
 
-READ_CHUNK_BYTES = 65536
-# In a flood, after a short read the reader waits this long before the next one: the output then
-# arrives in chunks of many lines instead of one event per write(), for this much added latency.
-READ_COALESCE_S = 0.002
 # A shell's "sh: 1: vite: not found" / "bash: vite: command not found", with exit code 127.
 _NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
 EXIT_NOT_FOUND = 127
@@ -94,22 +88,6 @@ class LiveManifest(Protocol):
     def state(self) -> dict[str, Any]: ...
 
 
-SpawnProcess = Callable[[ServiceSpec, dict[str, str]], process.Child]
-
-
-def spawn_service(spec: ServiceSpec, env: dict[str, str]) -> process.Child:
-    try:
-        return process.spawn(spec.cmd, spec.cwd, env)
-    except OSError as exc:
-        if exc.errno != errno.E2BIG:
-            raise
-        from orchestrator.system.argsize import (
-            too_long,  # names what "Argument list too long" means
-        )
-
-        raise OSError(exc.errno, too_long([spec.cmd], env)) from None
-
-
 class Supervisor:
     def __init__(
         self,
@@ -121,8 +99,9 @@ class Supervisor:
         *,
         events: queue.SimpleQueue[Event] | None = None,
         watching: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-        spawn: SpawnProcess = spawn_service,
+        host: Host | None = None,
+        clock: Callable[[], float] | None = None,
+        spawn: SpawnProcess | None = None,
         on_change: Callable[[Supervisor], None] | None = None,
         env_for: Callable[[Manifest, dict[str, int | None], str, dict[str, Reach]], dict[str, str]]
         | None = None,
@@ -134,8 +113,9 @@ class Supervisor:
         self.events: queue.SimpleQueue[Event] = events or queue.SimpleQueue()
         self.printer = printer
         self.watching = watching
-        self._clock = clock
-        self._spawn = spawn
+        # Every OS call goes through the host; `clock` and `spawn` swap only those of the real one.
+        self.host: Host = host if host is not None else PosixHost(clock, spawn)
+        self._clock = self.host.now
         # Every state change, handled event and end of a turn, told to whoever subscribes.
         self._changes = Changes()
         if on_change is not None:  # the run record: once per turn in which something changed
@@ -149,7 +129,7 @@ class Supervisor:
         # Every child carries DEVUP_RUN_ID=<run_id>:<service> (runmark.py): a killed devup's
         # processes are found by it, and so are a service's adopted orphans.
         self.run_id = run_id
-        self.timers = Timers(clock)
+        self.timers = Timers(self._clock)
         self.services = {
             name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
         }
@@ -158,7 +138,7 @@ class Supervisor:
         self.exit_code: int | None = None
         self._final_code = 0
         self._shutdown_started = 0.0
-        self._started_at = clock()
+        self._started_at = self._clock()
         self._summary_shown = False  # the table of every service, once all have settled
         self.self_triggers = SelfTriggerGuard()
         self._first_backoff_s = first_backoff_s()
@@ -180,15 +160,24 @@ class Supervisor:
                 # A small tree is watched before any service starts (nothing it writes or is
                 # saved at once is missed); a big one is walked while the services start.
                 watcher.wait_started(WATCH_HEAD_START_S)
-            self._end_turn()
+            self.start()
             while self.exit_code is None:
-                self._step(self.timers.timeout(IDLE_WAKEUP_S))
+                self.step(self.timers.timeout(IDLE_WAKEUP_S))
             return self.exit_code
         finally:
             if watcher is not None:
                 watcher.stop()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def start(self) -> None:
+        """Start every service whose dependencies allow it: the first thing run() does."""
+        self._end_turn()
+
+    def step(self, timeout_s: float = 0.0) -> None:
+        """One turn of the loop: handle what is queued (waiting up to timeout_s for the first
+        event), run the timers now due. run() turns it until the end; scripted tests by hand."""
+        self._step(timeout_s)
 
     def _step(self, timeout_s: float) -> None:
         try:
@@ -344,7 +333,7 @@ class Supervisor:
             env = {**env, runmark.RUN_ENV: runmark.marker(self.run_id, svc.name)}
         generation = previous.generation + 1
         try:
-            child = self._spawn(svc.spec, env)
+            child = self.host.spawn(svc.spec, env)
         except OSError as exc:
             svc.spawn = Spawn(generation, previous.started_at, group=previous.group)
             self.say(
@@ -355,19 +344,14 @@ class Supervisor:
             # Nothing may ever start it again (--no-watch): the reconcile ends the run, code 1.
             self._set_state(svc, State.STOPPED)
             return
-        readiness = readiness_for(svc.spec, svc.port, svc.is_task, child.group, self._clock)
+        readiness = readiness_for(svc.spec, svc.port, svc.is_task, child.group, self.host)
         spawn = svc.spawn = Spawn(
             generation, spawned_at, child, child.group, readiness, output_open=True
         )
         port_note = f", PORT={svc.port}" if svc.port is not None else ""
         self.say(f"{svc.name} started (pid {child.pid}{port_note})")
         self._set_state(svc, State.STARTING)
-        threading.Thread(
-            target=_read_output,
-            args=(child.popen.stdout, svc.name, generation, self.events.put, spawn.slots),
-            name=f"devup-read-{svc.name}",
-            daemon=True,
-        ).start()
+        self.host.read_output(child, svc.name, generation, self.events.put, spawn.slots)
         if readiness.first_poll_s is not None:
             self.timers.call_later(
                 readiness.first_poll_s, lambda: self._poll_ready(svc, generation)
@@ -492,7 +476,7 @@ class Supervisor:
     def _name_port_holder(self, svc: ServiceRun, lines: list[str]) -> None:
         key = (svc.name, svc.generation)
         if key not in self._bind_failures_said:
-            note = audit.bind_failure(svc.name, svc.port, lines)
+            note = audit.bind_failure(svc.name, svc.port, lines, self.host.port_holders)
             if note is not None:
                 self._bind_failures_said.add(key)
                 self.say(note)
@@ -504,11 +488,8 @@ class Supervisor:
             child = svc.spawn.child
             if child is None or svc.spawn.exit_status is not None:
                 continue
-            try:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = child.pid, 255 << 8
-            if pid == 0:
+            status = self.host.wait_child(child.pid)
+            if status is None:
                 continue
             self._leader_exited(svc, status)
         self._reap_others()
@@ -516,7 +497,7 @@ class Supervisor:
     def _reap_others(self) -> None:
         """Reap children that are not current leaders: orphans adopted as child subreaper
         (reaper.py). This thread is the only waiter, so a leader reaped here is dispatched."""
-        for pid, status in reaper.reap_exited():
+        for pid, status in self.host.reap_exited():
             # Looked up afresh: handling one exit may have spawned another service.
             for svc in self.services.values():
                 leader = svc.spawn.child
@@ -601,7 +582,7 @@ class Supervisor:
         """The leader is gone; members of its group that outlived it are stopped too."""
         if svc.spawn.group is None:
             return
-        if not process.group_members(svc.spawn.group):
+        if not self.host.group_alive(svc.spawn.group):
             svc.spawn.group = None
             return
         self.say(f"{svc.name}: processes of its group outlived it, stopping them")
@@ -613,7 +594,7 @@ class Supervisor:
     def _poll_leftovers(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.spawn.group is None or svc.spawn.child is not None:
             return
-        if not process.group_members(svc.spawn.group):
+        if not self.host.group_alive(svc.spawn.group):
             svc.spawn.group = None
             if svc.state is State.RESTARTING:
                 self._try_start(svc)  # the restart waited for the old group to be gone
@@ -656,8 +637,8 @@ class Supervisor:
     def _signal_group(self, svc: ServiceRun, sig: int) -> None:
         if svc.spawn.group is not None:
             unreaped = svc.spawn.child is not None and svc.spawn.exit_status is None
-            process.signal_group(svc.spawn.group, sig, leader_unreaped=unreaped)
-        reaper.signal_adopted(self._orphans(svc), sig)
+            self.host.signal_group(svc.spawn.group, sig, leader_unreaped=unreaped)
+        self.host.signal_orphans(self._orphans(svc), sig)
 
     def _orphans(self, svc: ServiceRun) -> list[psutil.Process]:
         """Processes that left the service's group and were adopted by devup (a daemonizing
@@ -665,7 +646,7 @@ class Supervisor:
         if self.run_id is None:
             return []
         leaders = {s.spawn.child.pid for s in self.services.values() if s.spawn.child is not None}
-        return reaper.adopted_from(runmark.marker(self.run_id, svc.name), leaders)
+        return self.host.orphans(runmark.marker(self.run_id, svc.name), leaders)
 
     def _poll_stopped(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STOPPING:
@@ -685,7 +666,7 @@ class Supervisor:
                 return False
             self._on_exit(svc)  # reaped but unreported: report now, it re-enters here
             return svc.state is not State.STOPPING
-        if svc.spawn.group is not None and process.group_members(svc.spawn.group):
+        if svc.spawn.group is not None and self.host.group_alive(svc.spawn.group):
             return False
         svc.spawn.group = None
         if self._orphans(svc):
@@ -720,12 +701,12 @@ class Supervisor:
             # Its daemon from before (or one that left the group) would hold the port for ever.
             pids = ", ".join(str(p.pid) for p in orphans)
             self.say(f"{svc.name}: stopping what its last process left running (pid {pids})")
-            reaper.signal_adopted(orphans, svc.spec.stop_signal)
+            self.host.signal_orphans(orphans, svc.spec.stop_signal)
             svc.spawn.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
             generation = svc.generation
             self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
             return
-        if svc.port is not None and not is_port_free(svc.port):
+        if svc.port is not None and not self.host.is_port_free(svc.port):
             if svc.spawn.port_wait_since is None:
                 svc.spawn.port_wait_since = now
             elif now - svc.spawn.port_wait_since >= PORT_WAIT_WARN_S:
@@ -744,7 +725,9 @@ class Supervisor:
             self._try_start(svc)
             return
         self._kill_when_overdue(
-            svc, f"{svc.name}: its orphans", partial(reaper.signal_adopted, orphans, signal.SIGKILL)
+            svc,
+            f"{svc.name}: its orphans",
+            partial(self.host.signal_orphans, orphans, signal.SIGKILL),
         )
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
 
@@ -834,7 +817,7 @@ class Supervisor:
         up_for_s = max(0.0, seen_at - svc.spawn.started_at) if svc.state.is_up else None
         if svc.state.is_up and svc.spawn.group is not None:
             path = os.path.join(svc.spec.cwd, event.path)
-            holder = holder_of(path, process.group_members(svc.spawn.group))
+            holder = holder_of(path, self.host.group_members(svc.spawn.group))
             if holder is not None:
                 self.say(self.self_triggers.suspend_for_holder(svc.name, event.path, holder))
                 return
@@ -1041,39 +1024,6 @@ class Supervisor:
                 **audit.status_fields(self.findings.get(name), svc.generation),
             }
         return {"pid": os.getpid(), "services": services}
-
-
-def _read_output(
-    pipe: IO[bytes],
-    name: str,
-    generation: int,
-    post: Callable[[Event], None],
-    slots: threading.Semaphore,
-    pause: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """A reader thread: chunks of the child's output onto the queue, at most N in flight.
-
-    It owns the pipe and closes it at EOF, so no generation's pipe outlives its output.
-    """
-    fd = pipe.fileno()
-    try:
-        while True:
-            slots.acquire()
-            asked = clock()
-            data = os.read(fd, READ_CHUNK_BYTES)
-            if not data:
-                break
-            post(OutputRead(name, generation, data))
-            # Pause only in a flood (the data was already waiting): a lone line, or the newline
-            # print() writes separately after it, is read at once.
-            if len(data) < READ_CHUNK_BYTES and clock() - asked < READ_COALESCE_S:
-                pause(READ_COALESCE_S)
-    except OSError:
-        pass
-    finally:
-        pipe.close()
-    post(OutputClosed(name, generation))
 
 
 def _needs(manifest: Manifest, name: str) -> set[str]:
