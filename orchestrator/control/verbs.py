@@ -63,7 +63,7 @@ def handle(sup: Supervisor, request: ControlRequested) -> None:
             sup.stop_service(svc)
         else:
             sup.start_service(svc)
-    if not wait:  # answered at the end of the turn: the states the request led to
+    if not wait:  # after acting, so the answer shows the states the request led to
         gather.arm(sup)
 
 
@@ -102,18 +102,22 @@ class _Gather:
         self._wait = wait
 
     def arm(self, sup: Supervisor) -> None:
+        if not self._wait:
+            self._request.reply(
+                {
+                    "ok": True,
+                    "services": {s.name: s.state.value for s in self._targets},
+                    **self._extra,
+                }
+            )
+            return
         self._unsubscribe = sup.subscribe(self._hear)
 
     def _hear(self, notice: Notice) -> None:
         if isinstance(notice, ServiceStateChanged):
-            if self._wait and notice.name in self._pending and settles(notice):
+            if notice.name in self._pending and settles(notice):
                 self._done(notice.name, notice.new)
         elif isinstance(notice, TurnEnded):
-            if not self._wait:
-                self._unsubscribe()
-                states = {s.name: s.state.value for s in self._targets}
-                self._request.reply({"ok": True, "services": states, **self._extra})
-                return
             for svc in self._targets:  # settled already, the request changed nothing
                 if svc.name in self._pending and svc.state in _SETTLED:
                     self._done(svc.name, svc.state)

@@ -778,6 +778,8 @@ class Supervisor:
             elif dep.state in (State.STOPPED, State.CRASHED):
                 dep.fast_failures = 0
                 self._set_state(dep, State.WAITING)
+        # At once, not at the end of the turn: `devup start --no-wait` answers "starting".
+        self._start_ready_services()
 
     def _on_files_changed(self, event: FilesChanged) -> None:
         svc = self.services.get(event.name)
