@@ -355,6 +355,15 @@ class Supervisor:
                 self._set_state(svc, State.STOPPED)
                 self._answer_waiters(svc)
                 continue
+            # Not started for a failed task of its own (a chain migrate -> api -> web): waiting
+            # for it would keep a --no-watch run up for ever. One `devup stop` holds is waited for.
+            blocked = [d for d in deps if d.state is State.STOPPED and d.generation == 0]
+            blocked = [d for d in blocked if not d.held_by_request]
+            if blocked:
+                self.say(f"{svc.name} not started: {blocked[0].name} was not started")
+                self._set_state(svc, State.STOPPED)
+                self._answer_waiters(svc)
+                continue
             if all(d.satisfies_dependents for d in deps):
                 self._spawn_now(svc)
         self._maybe_summarize()
