@@ -39,7 +39,7 @@ from orchestrator.run.events import (
     WatcherSaid,
 )
 from orchestrator.run.host import Host, PosixHost, Spawn
-from orchestrator.run.policy import decide, first_backoff_s, format_delay
+from orchestrator.run.policy import decide, format_delay
 from orchestrator.run.readiness import ReadyProbe
 from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
 from orchestrator.run.states import State, check_transition
@@ -211,7 +211,6 @@ class Supervisor:
         self._started_at = self._clock()
         self._summary_shown = False
         self.self_triggers = SelfTriggerGuard()
-        self._first_backoff_s = first_backoff_s()
         # Called when a service becomes ready, or at ready_timeout if it never does.
         self.ready_hooks: list[Callable[[ServiceRun], None]] = []
         # The listen audit's findings per service (audit.py), shown by status.
@@ -695,9 +694,7 @@ class Supervisor:
             self._start_ready_services()
             self._maybe_exit()
             return
-        decision = decide(
-            svc.spec.restart, code, uptime, svc.fast_failures, first_backoff_s=self._first_backoff_s
-        )
+        decision = decide(svc.spec.restart, code, uptime, svc.fast_failures)
         svc.fast_failures = decision.fast_failures
         if decision.restart and code == EXIT_NOT_FOUND and svc.missing_program is not None:
             # Retrying on a timer cannot help: the program appears only when someone acts.
