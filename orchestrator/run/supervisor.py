@@ -44,7 +44,7 @@ from orchestrator.run.events import (
 )
 from orchestrator.run.host import Host, PosixHost
 from orchestrator.run.host import Spawn as SpawnProcess
-from orchestrator.run.policy import decide, first_backoff_s, format_delay
+from orchestrator.run.policy import decide, format_delay
 from orchestrator.run.readiness import readiness_for
 from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
 from orchestrator.run.service import ServiceRun as ServiceRun  # where control/ and tests find it
@@ -141,7 +141,6 @@ class Supervisor:
         self._started_at = self._clock()
         self._summary_shown = False  # the table of every service, once all have settled
         self.self_triggers = SelfTriggerGuard()
-        self._first_backoff_s = first_backoff_s()
         # The listen audit's findings per service (audit.py, through note_findings), shown by
         # status.
         self.findings: dict[str, audit.Findings] = {}
@@ -210,11 +209,12 @@ class Supervisor:
         restart start again, waiting services whose dependencies are up start, the summary is
         shown once all have settled, and the run ends once nothing is left to run."""
         for svc in self.services.values():
-            if svc.start_when_stopped and svc.state in (State.STOPPED, State.CRASHED):
+            stopped = svc.state in (State.STOPPED, State.CRASHED)
+            if svc.start_when_stopped and stopped and not self.shutting_down:
                 svc.start_when_stopped = False
                 self.start_service(svc)
         self._start_ready_services()
-        if not self._summary_shown and summary.due(self.services):
+        if not (self._summary_shown or self.shutting_down) and summary.due(self.services):
             self._summary_shown = True
             self.say(summary.table(self.services, self._clock() - self._started_at))
         self._maybe_exit()
@@ -313,6 +313,14 @@ class Supervisor:
             if failed:
                 dep = failed[0]
                 self.say(f"{svc.name} not started: {dep.name} failed with code {dep.exit_code}")
+                self._set_state(svc, State.STOPPED)
+                continue
+            # Not started for a failed task of its own (a chain migrate -> api -> web): waiting
+            # for it would keep a --no-watch run up for ever. One `devup stop` holds is waited for.
+            blocked = [d for d in deps if d.state is State.STOPPED and d.generation == 0]
+            blocked = [d for d in blocked if not d.held_by_request]
+            if blocked:
+                self.say(f"{svc.name} not started: {blocked[0].name} was not started")
                 self._set_state(svc, State.STOPPED)
                 continue
             if all(d.satisfies_dependents for d in deps):
@@ -545,9 +553,7 @@ class Supervisor:
             self._set_state(svc, State.STOPPED)
             self._stop_leftovers(svc)
             return
-        decision = decide(
-            svc.spec.restart, code, uptime, svc.fast_failures, first_backoff_s=self._first_backoff_s
-        )
+        decision = decide(svc.spec.restart, code, uptime, svc.fast_failures)
         svc.fast_failures = decision.fast_failures
         if decision.restart and code == EXIT_NOT_FOUND and svc.spawn.missing_program is not None:
             # Retrying on a timer cannot help: the program appears only when someone acts.
