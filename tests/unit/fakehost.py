@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config.manifest import ServiceSpec, load_manifest, start_order
-from orchestrator.control.verbs import handle
 from orchestrator.output.printer import Printer
 from orchestrator.ports.holders import Holder
 from orchestrator.ports.listening import ListenSocket
@@ -36,6 +35,11 @@ from orchestrator.run.events import (
 from orchestrator.run.host import LOST_CHILD_STATUS
 from orchestrator.run.supervisor import Supervisor
 from orchestrator.system.process import Child, GroupId
+
+try:  # the control channel's verb table, where the "control" branch moved it
+    from orchestrator.control.server import handle
+except ImportError:  # before that merge (drop this fallback once both branches are in)
+    from orchestrator.control.verbs import handle  # type: ignore[no-redef]
 
 START = 1000.0
 
