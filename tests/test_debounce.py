@@ -13,7 +13,7 @@ import pytest
 from orchestrator.config.manifest import load_manifest
 from orchestrator.output.printer import Printer
 from orchestrator.run.events import FilesChanged
-from orchestrator.run.readiness import ReadyProbe
+from orchestrator.run.readiness import PortListening
 from orchestrator.run.states import State
 from orchestrator.run.supervisor import BURST_QUIET_S, Supervisor
 from orchestrator.system.process import GroupId
@@ -110,8 +110,8 @@ def test_a_change_seen_before_the_process_was_spawned_does_not_restart_it(
     sup = supervisor(tmp_path, clock, port)
     api = sup.services["api"]
     api.state = state
-    api.started_at = clock.now - 0.03
-    seen_at = api.started_at + seen_after_spawn_s
+    api.spawn.started_at = clock.now - 0.03
+    seen_at = api.spawn.started_at + seen_after_spawn_s
     sup._on_files_changed(FilesChanged("api", "app.py", seen_at))
     assert (api.state is not state) is restarts
     assert (api.restart_due is not None) is restarts
@@ -130,7 +130,7 @@ def test_a_change_soon_after_the_start_waits_for_a_bursts_quiet(
     sup = supervisor(tmp_path, clock, port)
     api = sup.services["api"]
     api.state = State.READY
-    api.started_at = clock.now - up_for_s
+    api.spawn.started_at = clock.now - up_for_s
     sup._on_files_changed(FilesChanged("api", "src/f9.py", clock.now))
     assert api.restart_due == pytest.approx(clock.now + quiet_s)
 
@@ -153,8 +153,8 @@ def test_a_change_written_before_the_spawn_but_read_after_it_does_not_restart_it
     sup = supervisor(tmp_path, clock, port)
     api = sup.services["api"]
     api.state = state
-    api.started_at = clock.now - 0.2
-    written_at = api.started_at + written_after_spawn_s
+    api.spawn.started_at = clock.now - 0.2
+    written_at = api.spawn.started_at + written_after_spawn_s
     sup._on_files_changed(FilesChanged("api", "src/f90.py", clock.now, written_at=written_at))
     assert (api.state is not state) is restarts
     assert (api.restart_due is not None) is restarts
@@ -171,8 +171,8 @@ def test_a_starting_service_is_probed_more_often_the_younger_it_is(
     sup = supervisor(tmp_path, clock, port)
     api = sup.services["api"]
     api.state = State.STARTING
-    api.started_at = clock.now - starting_for_s
-    api.probe = ReadyProbe(GroupId(2**22 + 7, 0.0), port, clock)  # a group that does not exist
+    api.spawn.started_at = clock.now - starting_for_s
+    api.spawn.readiness = PortListening(GroupId(2**22 + 7, 0.0), port, sup.host)  # no such group
     sup._poll_ready(api, api.generation)  # nothing listens on the port: probe again later
     assert api.state is State.STARTING
     assert sup.timers.timeout(10.0) == pytest.approx(next_probe_in_s)

@@ -150,14 +150,9 @@ def circles(imports: Iterable[Import]) -> list[list[Import]]:
 ROOT = Path(__file__).resolve().parent.parent
 IMPORTS = package_imports(ROOT)
 # Circles known and being removed, each with who removes it: the test fails once one is gone, so
-# that its entry goes too.
-KNOWN_CIRCLES = {
-    # issue 16 item 2 (the state-change stream): audit types its arguments with the supervisor's
-    # classes under TYPE_CHECKING; the supervisor imports audit and readiness, readiness audit.
-    frozenset(
-        {"orchestrator.run.audit", "orchestrator.run.readiness", "orchestrator.run.supervisor"}
-    ),
-}
+# that its entry goes too. (Empty: issue 16's state-change stream removed run/audit ->
+# run/supervisor, the last one.)
+KNOWN_CIRCLES: set[frozenset[str]] = set()
 
 
 def test_the_rule_sees_the_imports_it_judges() -> None:

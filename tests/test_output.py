@@ -17,7 +17,7 @@ from orchestrator.output.lines import CUT_MARKER, LineSplitter
 from orchestrator.output.logfiles import LogFile
 from orchestrator.output.printer import Printer
 from orchestrator.run.events import Event, OutputClosed, OutputRead
-from orchestrator.run.supervisor import READ_CHUNK_BYTES, READ_COALESCE_S, _read_output
+from orchestrator.run.host import READ_CHUNK_BYTES, READ_COALESCE_S, read_output
 
 # Every kind of line the splitter treats specially, in one stream.
 TRICKY = (
@@ -105,7 +105,7 @@ def read_all(pipe_r: int, pause: object, clock: object = lambda: 0.0) -> list[Ev
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
     slots = threading.Semaphore(32)
     pipe = os.fdopen(pipe_r, "rb", buffering=0)
-    _read_output(pipe, "svc", 1, events.put, slots, pause, clock)  # type: ignore[arg-type]
+    read_output(pipe, "svc", 1, events.put, slots, pause, clock)  # type: ignore[arg-type]
     got = []
     while not events.empty():
         got.append(events.get())

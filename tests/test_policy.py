@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.run.policy import MAX_FAST_FAILURES, backoff_delay, decide, first_backoff_s
+from orchestrator.run.policy import MAX_FAST_FAILURES, backoff_delay, decide
 
 
 def test_default_backoff_doubles_from_half_a_second_to_thirty() -> None:
@@ -46,12 +46,3 @@ def test_default_schedule_allows_at_most_twelve_restarts_in_the_first_minute() -
             break
         restarts += 1
     assert restarts <= 12
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [(None, 0.5), ("0.01", 0.01), ("0", 0.5), ("-1", 0.5), ("abc", 0.5), ("31", 0.5)],
-)
-def test_the_first_backoff_testing_knob(value: str | None, expected: float) -> None:
-    environ = {} if value is None else {"DEVUP_BACKOFF_FIRST_S": value}
-    assert first_backoff_s(environ) == expected

@@ -136,13 +136,18 @@ def _service_help(manifest: Manifest, name: str) -> str | None:
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @partial(_common, color=True, watch=True)
+@click.option(
+    "--debug", is_flag=True, help="Trace each event and state change on stderr (DEVUP_DEBUG=1)."
+)
 @click.version_option(__version__, "--version", prog_name="devup")
 @click.pass_context
-def cli(click_ctx: click.Context) -> int | None:
+def cli(click_ctx: click.Context, debug: bool = False) -> int | None:
     """Run all of a monorepo's dev services with one command.
 
     With no command, `devup` is `devup up`: start every service in devports.toml.
     """
+    if debug:
+        os.environ["DEVUP_DEBUG"] = "1"  # read where the run is put together (run/trace.py)
     if click_ctx.invoked_subcommand is None:
         code: int = click_ctx.invoke(up_command)
         return code

@@ -27,7 +27,8 @@ from orchestrator.output.logfiles import LogFile, start_fresh
 from orchestrator.output.printer import DEVUP, Printer
 from orchestrator.output.writer import TerminalWriter
 from orchestrator.ports.reach import Reach
-from orchestrator.run import audit, recovery
+from orchestrator.run import audit, recovery, trace
+from orchestrator.run.changes import once_per_turn
 from orchestrator.run.live import Live, SwappableWatcher, own_files, without_own_files
 from orchestrator.run.supervisor import Supervisor
 from orchestrator.system import reaper, runmark, runstate
@@ -89,12 +90,14 @@ def up(manifest: Manifest, options: UpOptions) -> int:
             envs,
             printer,
             watching=options.watching,
-            on_change=record,
             env_for=partial(_env_with_reach, color=options.color),
             run_id=run_id,
             on_control=handle_request,
         )
-        audit.install(supervisor, on_audit=supervisor.mark_changed)  # written with the turn
+        # Written at the end of each turn in which a state or an audit's findings changed.
+        supervisor.subscribe(once_per_turn(partial(record, supervisor)))
+        audit.install(supervisor)
+        trace.install(supervisor.subscribe)  # DEVUP_DEBUG=1: events and state changes on stderr
         _report_drops(supervisor, writer)
 
         def new_watcher(current: Manifest, names: list[str]) -> Any:
@@ -250,7 +253,7 @@ def _report_drops(supervisor: Supervisor, writer: TerminalWriter) -> None:
             urgent=True,
         )
     if supervisor.exit_code is None:
-        supervisor.timers.call_later(DROP_REPORT_S, lambda: _report_drops(supervisor, writer))
+        supervisor.call_later(DROP_REPORT_S, lambda: _report_drops(supervisor, writer))
 
 
 def _report_final_drops(writer: TerminalWriter) -> None:

@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.base.errors import DevupError
 from orchestrator.base.paths import ensure_private_dir
 from orchestrator.control.client import CONNECT_TIMEOUT_S, settle_timeout, socket_path
+from orchestrator.run.changes import Notice, ServiceStateChanged, TurnEnded, settles
 from orchestrator.run.events import ControlRequested
 from orchestrator.run.states import State
 
 if TYPE_CHECKING:
-    from orchestrator.run.supervisor import ServiceRun, Supervisor
+    from orchestrator.run.service import ServiceRun
+    from orchestrator.run.supervisor import Supervisor
 
 MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_READ_TIMEOUT_S = 5.0
@@ -337,11 +339,11 @@ def _act_on_each(
     wait = bool(request.options.get("wait", True))
     gather = _Gather(request, targets, wait, manifest_error)
     if wait:  # before acting: a target may settle at once (start of a service that is up)
-        gather.arm()
+        gather.arm(sup)
     for svc in targets:
         act(svc)
     if not wait:  # after acting, so the answer shows the states the request led to
-        gather.arm()
+        gather.arm(sup)
 
 
 def run_facts(sup: Supervisor) -> dict[str, Any]:
@@ -357,7 +359,8 @@ def run_facts(sup: Supervisor) -> dict[str, Any]:
 
 
 class _Gather:
-    """Answers once every target has settled (ready, running, stopped or crashed)."""
+    """Answers once every target has settled (ready, running, stopped or crashed): a subscriber
+    of the run's state changes from the request on."""
 
     def __init__(
         self,
@@ -375,7 +378,7 @@ class _Gather:
         self._targets = targets
         self._wait = wait
 
-    def arm(self) -> None:
+    def arm(self, sup: Supervisor) -> None:
         if not self._wait:
             self._request.reply(
                 {
@@ -385,19 +388,30 @@ class _Gather:
                 }
             )
             return
-        for svc in self._targets:
-            svc.waiters.append(self._make_reply(svc.name))
+        self._unsubscribe = sup.subscribe(self._hear)
 
-    def _make_reply(self, name: str) -> Any:
-        def done(answer: dict[str, Any]) -> None:
-            self._results[name] = answer["state"]
-            if not answer.get("succeeded", True):
-                self._failed.append(name)
-            self._pending.discard(name)
-            if not self._pending:
-                ok = all(s not in (State.CRASHED.value,) for s in self._results.values())
-                self._request.reply(
-                    {"ok": ok, "services": self._results, "failed": self._failed, **self._extra}
-                )
+    def _hear(self, notice: Notice) -> None:
+        if isinstance(notice, ServiceStateChanged):
+            if notice.name in self._pending and settles(notice):
+                self._done(notice.name, notice.new)
+        elif isinstance(notice, TurnEnded):
+            for svc in self._targets:  # settled already, the request changed nothing
+                if svc.name in self._pending and svc.state in _SETTLED:
+                    self._done(svc.name, svc.state)
 
-        return done
+    def _done(self, name: str, state: State) -> None:
+        svc = next(s for s in self._targets if s.name == name)
+        self._results[name] = state.value
+        task_done = svc.is_task and state is State.STOPPED and svc.exit_code == 0
+        if not (state in (State.READY, State.RUNNING) or task_done):
+            self._failed.append(name)
+        self._pending.discard(name)
+        if not self._pending:
+            self._unsubscribe()
+            ok = all(s not in (State.CRASHED.value,) for s in self._results.values())
+            self._request.reply(
+                {"ok": ok, "services": self._results, "failed": self._failed, **self._extra}
+            )
+
+
+_SETTLED = (State.READY, State.RUNNING, State.STOPPED, State.CRASHED)

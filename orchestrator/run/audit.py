@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import psutil
 
 from orchestrator.config.manifest import Manifest, ServiceSpec
-from orchestrator.ports.holders import describe_all, find_holders, format_address
+from orchestrator.ports.holders import Holder, describe_all, find_holders, format_address
 from orchestrator.ports.listening import ListenSocket, listen_sockets
 from orchestrator.ports.reach import only_ipv6_loopback, reach
+from orchestrator.run.changes import Notice, ServiceStateChanged, Subscriber
 from orchestrator.run.states import State
 from orchestrator.system.process import GroupId, group_members
-
-if TYPE_CHECKING:
-    from orchestrator.run.supervisor import ServiceRun, Supervisor
 
 # A server may open its public socket a moment after the PORT one (a dev server's HMR socket,
 # a second listener): look again after these delays from ready.
@@ -166,49 +164,102 @@ def framework_hint(cmdline: str) -> str | None:
     return None
 
 
+class AuditedService(Protocol):
+    """What the audit reads of a service (the supervisor's ServiceRun)."""
+
+    @property
+    def spec(self) -> ServiceSpec: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def state(self) -> State: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def group(self) -> GroupId | None: ...
+
+
+class ListenerSource(Protocol):
+    """Where the audit reads a group's listeners (the supervisor's host)."""
+
+    def group_listeners(
+        self, group: GroupId, sockets: list[ListenSocket] | None = None
+    ) -> list[Listener]: ...
+
+
+class AuditedRun(Protocol):
+    """What the audit needs of the run (the supervisor), so it does not import it."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+    @property
+    def host(self) -> ListenerSource: ...
+    @property
+    def services(self) -> Mapping[str, AuditedService]: ...
+    def say(self, text: str) -> None: ...
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> None: ...
+    def note_findings(self, name: str, findings: Findings) -> None: ...
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]: ...
+
+
 class ListenAudit:
-    """A supervisor ready hook: audits a service when it is ready (or timed out) and again a
-    little later, says each warning once per generation, keeps the findings on the supervisor."""
+    """A subscriber of the run: audits a service when it becomes ready (or its ready_timeout
+    passes) and again a little later, says each warning once per generation, and hands the
+    findings to the run (note_findings), which shows them in status and the run record."""
 
-    def __init__(self, sup: Supervisor, on_audit: Callable[[], None] | None = None) -> None:
-        self.sup = sup
-        self.on_audit = on_audit
+    def __init__(self, run: AuditedRun) -> None:
+        self.run = run
+        self._findings: dict[str, Findings] = {}
 
-    def __call__(self, svc: ServiceRun) -> None:
-        generation = svc.generation
-        self.check(svc, generation)
+    def __call__(self, notice: Notice) -> None:
+        if not isinstance(notice, ServiceStateChanged) or notice.new not in _UP:
+            return
+        svc = self.run.services.get(notice.name)
+        if svc is None or (svc.port is None and svc.spec.ready_log is None):
+            return  # up at once, nothing proved where it listens: not audited
+        name, generation = notice.name, notice.generation
+        self.check(name, generation)
         for delay in RECHECK_AFTER_S:
-            self.sup.timers.call_later(delay, lambda: self.check(svc, generation))
+            self.run.call_later(delay, lambda: self.check(name, generation))
 
-    def check(self, svc: ServiceRun, generation: int) -> None:
-        if svc.generation != generation or svc.group is None:
+    def check(self, name: str, generation: int) -> None:
+        svc = self.run.services.get(name)
+        if svc is None or svc.generation != generation or svc.group is None:
             return
-        if svc.state not in (State.READY, State.RUNNING):
+        if svc.state not in _UP:
             return
-        findings = self.sup.findings.get(svc.name)
+        findings = self._findings.get(name)
         if findings is None or findings.generation != generation:
-            findings = self.sup.findings[svc.name] = Findings(generation)
-        listeners = group_listeners(svc.group)
+            findings = self._findings[name] = Findings(generation)
+        listeners = self.run.host.group_listeners(svc.group)
         findings.listening = [lst.address for lst in listeners]
         findings.pids = [lst.pid for lst in listeners]
-        for warning in assess(self.sup.manifest, svc.spec, svc.port, listeners):
+        for warning in assess(self.run.manifest, svc.spec, svc.port, listeners):
             if warning not in findings.warnings:
                 findings.warnings.append(warning)
-                self.sup.say(warning)
+                self.run.say(warning)
         findings.audits += 1
-        if self.on_audit is not None:
-            self.on_audit()
+        self.run.note_findings(name, findings)
 
 
-def install(sup: Supervisor, on_audit: Callable[[], None] | None = None) -> ListenAudit:
-    audit = ListenAudit(sup, on_audit)
-    sup.ready_hooks.append(audit)
+_UP = (State.READY, State.RUNNING)
+
+
+def install(run: AuditedRun) -> ListenAudit:
+    audit = ListenAudit(run)
+    run.subscribe(audit)
     return audit
 
 
-def bind_failure(name: str, port: int | None, lines: list[str]) -> str | None:
+def bind_failure(
+    name: str,
+    port: int | None,
+    lines: list[str],
+    holders_of: Callable[[int], list[Holder]] = find_holders,
+) -> str | None:
     """If `lines` report a failed bind ("address already in use", EADDRINUSE), the line naming
-    who holds the port: the one the message names, else the service's PORT."""
+    who holds the port: the one the message names, else the service's PORT (`holders_of`: the
+    supervisor's host)."""
     for line in lines:
         if "already in use" not in line and "EADDRINUSE" not in line:
             continue
@@ -216,7 +267,7 @@ def bind_failure(name: str, port: int | None, lines: list[str]) -> str | None:
         busy = int(named[-1]) if named else port
         if busy is None:
             return None
-        holders = find_holders(busy)
+        holders = holders_of(busy)
         if holders:
             return f"{name}: port {busy} is held by {describe_all(holders)}"
         if named:

@@ -227,7 +227,7 @@ class Live:
         self._quiet_seq += 1
         seq = self._quiet_seq
         quiet_s = self.plan.manifest.settings.debounce_ms / 1000
-        self.sup.timers.call_later(quiet_s, lambda: self._quiet(seq))
+        self.sup.call_later(quiet_s, lambda: self._quiet(seq))
 
     def _quiet(self, seq: int) -> None:
         # A missing devports.toml is an editor between moving the old file away and writing the

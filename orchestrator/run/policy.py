@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.config.manifest import RestartPolicy
@@ -12,8 +10,6 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 FAST_FAILURE_WINDOW_S = 10.0  # an exit sooner than this after start is a fast failure
 MAX_FAST_FAILURES = 10  # in a row, then the service is marked crashed
-# A testing knob, not part of the manifest: the first backoff (which then doubles to 30 s).
-BACKOFF_FIRST_ENV = "DEVUP_BACKOFF_FIRST_S"
 
 
 @dataclass(frozen=True)
@@ -29,8 +25,6 @@ def decide(
     exit_code: int,
     uptime_s: float,
     fast_failures: int,
-    *,
-    first_backoff_s: float = BACKOFF_FIRST_S,
 ) -> ExitDecision:
     """Restart or not, after how long, given how the process ended and how it has been going."""
     failed = exit_code != 0
@@ -40,24 +34,13 @@ def decide(
     count = fast_failures + 1 if uptime_s < FAST_FAILURE_WINDOW_S else 0
     if count >= MAX_FAST_FAILURES:
         return ExitDecision(restart=False, crashed=True, fast_failures=count)
-    return ExitDecision(
-        restart=True, delay_s=backoff_delay(count, first_backoff_s), fast_failures=count
-    )
+    return ExitDecision(restart=True, delay_s=backoff_delay(count), fast_failures=count)
 
 
-def backoff_delay(fast_failures: int, first_backoff_s: float = BACKOFF_FIRST_S) -> float:
+def backoff_delay(fast_failures: int) -> float:
     """0.5 s, 1 s, 2 s ... doubling to 30 s; the first restart after a long run waits 0.5 s."""
     doublings: int = max(fast_failures - 1, 0)
-    return min(first_backoff_s * float(2**doublings), BACKOFF_MAX_S)
-
-
-def first_backoff_s(environ: Mapping[str, str] = os.environ) -> float:
-    """BACKOFF_FIRST_S, or $DEVUP_BACKOFF_FIRST_S when set to a positive number (tests)."""
-    try:
-        value = float(environ.get(BACKOFF_FIRST_ENV, ""))
-    except ValueError:
-        return BACKOFF_FIRST_S
-    return value if 0 < value <= BACKOFF_MAX_S else BACKOFF_FIRST_S
+    return min(BACKOFF_FIRST_S * float(2**doublings), BACKOFF_MAX_S)
 
 
 def format_delay(seconds: float) -> str:

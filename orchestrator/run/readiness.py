@@ -1,6 +1,9 @@
-"""The readiness probe of a starting service: ready once a process of its own group listens, on
-its PORT, or elsewhere when PORT stays closed a moment longer (a server that ignores PORT).
-Another program's listener on PORT never counts.
+"""How a starting service proves it is ready: one small strategy per spawn (`readiness_for`),
+chosen from its spec: its port listening, a line of its log, its exit (a task), or nothing.
+
+The port probe: ready once a process of its own group listens, on its PORT, or elsewhere when
+PORT stays closed a moment longer (a server that ignores PORT). Another program's listener on PORT
+never counts.
 
 Probed every few ms: on Linux the kernel's listening sockets are read over netlink (~0.1 ms) and
 the group's own sockets (/proc/PID/fd, ~0.5 ms) only when a listening socket appeared since the
@@ -9,11 +12,13 @@ last probe; where netlink is not available, psutil reads the group's sockets eac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from orchestrator.ports.listening import listen_sockets
+from orchestrator.config.manifest import ServiceSpec
+from orchestrator.ports.holders import describe_all
 from orchestrator.ports.reach import Reach, reach
-from orchestrator.run.audit import group_listeners
+from orchestrator.run.host import Host, PosixHost
 from orchestrator.system.process import GroupId
 
 # A server may open a side socket (a debugger, an HMR socket) a moment before its HTTP port:
@@ -25,17 +30,24 @@ RECHECK_S = 0.5
 
 
 class ReadyProbe:
-    def __init__(self, group: GroupId, port: int | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        group: GroupId,
+        port: int | None,
+        clock: Callable[[], float],
+        host: Host | None = None,
+    ) -> None:
         self.group = group
         self.port = port
         self._clock = clock
+        self._host: Host = host if host is not None else PosixHost(clock)  # what it probes
         self._seen: frozenset[int] = frozenset()  # inodes of the listening sockets last probed
         self._elsewhere_since: float | None = None
         self._checked_at = float("-inf")
 
     def poll(self) -> Reach | None:
         """Where the service answers once it is ready, else None."""
-        sockets = listen_sockets()
+        sockets = self._host.listen_sockets()
         now = self._clock()
         since = self._elsewhere_since
         if sockets is not None:
@@ -46,7 +58,7 @@ class ReadyProbe:
             if not fresh and not due and now - self._checked_at < RECHECK_S:
                 return None  # no new listener anywhere: nothing of the group's can have changed
         self._checked_at = now
-        listeners = group_listeners(self.group, sockets)
+        listeners = self._host.group_listeners(self.group, sockets)
         where = reach(self.port, ((lst.ip, lst.port) for lst in listeners))
         if where is None:
             self._elsewhere_since = None
@@ -60,5 +72,128 @@ class ReadyProbe:
 
     def where_now(self) -> Reach | None:
         """Where the group listens right now (for a service proved ready by its log)."""
-        listeners = group_listeners(self.group)
+        listeners = self._host.group_listeners(self.group)
         return reach(self.port, ((lst.ip, lst.port) for lst in listeners))
+
+
+# -- how a service proves it is ready: one strategy per spawn, chosen from its spec --------------
+
+# A starting service's port is probed every tenth of the time it has been starting, within these
+# bounds: a fast start is seen within ~10 ms, a slow one costs 20 probes a second.
+READY_POLL_MIN_S = 0.01
+READY_POLL_MAX_S = 0.05
+# After ready_timeout, a service that still listens nowhere is looked at this often: it becomes
+# ready when it finally listens (a slow first compile).
+LATE_READY_POLL_S = 1.0
+
+
+class Readiness:
+    """How one spawn of a service proves it is ready; the supervisor drives it (a timer for
+    `poll`, its lines for `matches`, its exit for a task) and owns the states. A new check (an
+    HTTP answer, a command) is one subclass and one manifest key in `readiness_for`."""
+
+    up_at_once = False  # nothing to wait for: up once it runs
+    times_out = True  # not ready after ready_timeout: said, and its dependents start anyway
+    first_poll_s: float | None = None  # polled on a timer from this long after the spawn
+    polls_late = False  # still polled after ready_timeout, to become ready late
+    reads_output = False  # its lines are searched while it starts
+
+    def poll(self) -> Reach | None:
+        """Where it answers once it is ready; None: not yet."""
+        return None
+
+    def next_poll_s(self, starting_s: float, late: bool) -> float:
+        return LATE_READY_POLL_S if late else READY_POLL_MAX_S
+
+    def matches(self, lines: list[str]) -> bool:
+        return False
+
+    def where(self) -> Reach | None:
+        """Where it answers, once proved ready by something else than a poll (its log)."""
+        return None
+
+    def not_ready(self, name: str) -> str:
+        """Why it is not ready at ready_timeout, for the line that says so."""
+        return "not ready"
+
+
+class UpOnceRunning(Readiness):
+    """A worker without a port or ready_log: up once it runs."""
+
+    up_at_once = True
+    times_out = False
+
+
+class TaskExit(Readiness):
+    """A task (`port = false`, `restart = "no"`): done when it exits 0, which its dependents
+    wait for however long it takes (the supervisor's exit handling)."""
+
+    times_out = False
+
+
+class PortListening(Readiness):
+    """Ready once a process of its own group listens (ReadyProbe), probed more often the younger
+    the spawn is, and about once a second after ready_timeout."""
+
+    first_poll_s = READY_POLL_MIN_S
+    polls_late = True
+
+    def __init__(self, group: GroupId, port: int, host: Host) -> None:
+        self.port = port
+        self.probe = ReadyProbe(group, port, host.now, host)
+        self._host = host
+
+    def poll(self) -> Reach | None:
+        return self.probe.poll()
+
+    def next_poll_s(self, starting_s: float, late: bool) -> float:
+        if late:
+            return LATE_READY_POLL_S
+        return min(READY_POLL_MAX_S, max(READY_POLL_MIN_S, starting_s / 10))
+
+    def not_ready(self, name: str) -> str:
+        holders = self._host.port_holders(self.port)
+        if holders:  # another program's: it does not make this service ready
+            return f"port {self.port} is held by {describe_all(holders)}, not by {name}"
+        return f"nothing listens on port {self.port}"
+
+
+class LogMatches(Readiness):
+    """Ready once a line of its output matches `ready_log`; where it then listens is read once."""
+
+    reads_output = True
+
+    def __init__(
+        self, pattern: str, group: GroupId, port: int | None, host: Host, task: bool
+    ) -> None:
+        self.regex = re.compile(pattern)
+        self.probe = ReadyProbe(group, port, host.now, host)
+        self.port = port
+        self.times_out = not task
+
+    def matches(self, lines: list[str]) -> bool:
+        return any(map(self.regex.search, lines))
+
+    def where(self) -> Reach | None:
+        return self.probe.where_now() if self.port is not None else None
+
+    def not_ready(self, name: str) -> str:
+        return "ready_log did not match"
+
+
+def readiness_for(
+    spec: ServiceSpec,
+    port: int | None,
+    task: bool,
+    group: GroupId,
+    host: Host,
+) -> Readiness:
+    """The check a spawn of `spec` proves itself ready by: its manifest's ready_log, else its
+    port, else its exit (a task), else nothing."""
+    if spec.ready_log:
+        return LogMatches(spec.ready_log, group, port, host, task)
+    if port is not None:
+        return PortListening(group, port, host)
+    if task:
+        return TaskExit()
+    return UpOnceRunning()

@@ -6,30 +6,31 @@ SimpleQueue; everything they report is acted on here, so no devup state needs a 
 
 from __future__ import annotations
 
-import errno
 import os
 import queue
 import re
 import signal
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import psutil
 
 from orchestrator.base.errors import DevupError
-from orchestrator.config.environ import service_url
-from orchestrator.config.manifest import Manifest, ServiceSpec
+from orchestrator.config.manifest import Manifest
 from orchestrator.config.manifest_diff import PlanDiff
-from orchestrator.output.lines import LineSplitter
 from orchestrator.output.printer import Printer
-from orchestrator.ports.allocation import is_port_free
-from orchestrator.ports.holders import describe_all, find_holders
 from orchestrator.ports.reach import Reach
-from orchestrator.run import audit
+from orchestrator.run import audit, summary
+from orchestrator.run.changes import (
+    Changes,
+    EventHandled,
+    FactsChanged,
+    ServiceStateChanged,
+    Subscriber,
+    TurnEnded,
+    once_per_turn,
+)
 from orchestrator.run.events import (
     ChildrenChanged,
     ControlRequested,
@@ -41,31 +42,20 @@ from orchestrator.run.events import (
     SignalReceived,
     WatcherSaid,
 )
-from orchestrator.run.policy import decide, first_backoff_s, format_delay
-from orchestrator.run.readiness import ReadyProbe
+from orchestrator.run.host import Host, PosixHost
+from orchestrator.run.host import Spawn as SpawnProcess
+from orchestrator.run.policy import decide, format_delay
+from orchestrator.run.readiness import readiness_for
 from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
+from orchestrator.run.service import ServiceRun as ServiceRun  # where control/ and tests find it
+from orchestrator.run.spawn import Spawn
 from orchestrator.run.states import State, check_transition
 from orchestrator.run.timers import Timers
-from orchestrator.system import process, reaper, runmark
+from orchestrator.system import process, runmark
 
-READ_CHUNK_BYTES = 65536
-CHUNKS_IN_FLIGHT = 32  # per child: bounds memory when devup lags; the child's pipe then blocks
-# In a flood, after a short read the reader waits this long before the next one: the output then
-# arrives in chunks of many lines instead of one event per write(), for this much added latency.
-READ_COALESCE_S = 0.002
-# A starting service's port is probed every tenth of the time it has been starting, within these
-# bounds: a fast start is seen within ~10 ms, a slow one costs 20 probes a second.
-READY_POLL_MIN_S = 0.01
-READY_POLL_MAX_S = 0.05
-# After ready_timeout, a service that still listens nowhere is looked at this often: it becomes
-# ready when it finally listens (a slow first compile).
-LATE_READY_POLL_S = 1.0
 # A shell's "sh: 1: vite: not found" / "bash: vite: command not found", with exit code 127.
 _NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")
 EXIT_NOT_FOUND = 127
-# Fast failures in a row after which the summary stops waiting for a service ("crashing"): one
-# is often a hiccup (a port taken for a moment, a database still starting) that a restart cures.
-CRASH_LOOP_FAILURES = 2
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
@@ -100,89 +90,6 @@ class LiveManifest(Protocol):
     def state(self) -> dict[str, Any]: ...
 
 
-Spawn = Callable[[ServiceSpec, dict[str, str]], process.Child]
-
-
-def spawn_service(spec: ServiceSpec, env: dict[str, str]) -> process.Child:
-    try:
-        return process.spawn(spec.cmd, spec.cwd, env)
-    except OSError as exc:
-        if exc.errno != errno.E2BIG:
-            raise
-        from orchestrator.system.argsize import (
-            too_long,  # names what "Argument list too long" means
-        )
-
-        raise OSError(exc.errno, too_long([spec.cmd], env)) from None
-
-
-@dataclass
-class ServiceRun:
-    """The runtime side of one service; only the supervisor's thread touches it."""
-
-    spec: ServiceSpec
-    port: int | None
-    env: dict[str, str]
-    state: State = State.WAITING
-    generation: int = 0
-    child: process.Child | None = None
-    group: process.GroupId | None = None  # set until the whole group is verified gone
-    splitter: LineSplitter = field(default_factory=LineSplitter)
-    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
-    started_at: float = 0.0
-    ready_after_s: float | None = None
-    restarts: int = 0
-    exit_code: int | None = None
-    exit_status: int | None = None  # reaped, not yet reported (waiting for its last output)
-    output_open: bool = False
-    fast_failures: int = 0
-    restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
-    kill_deadline: float | None = None
-    burst_events: int = 0  # file events folded into the pending restart
-    held_by_request: bool = False  # stopped by `devup stop NAME`: not an exit, not a failure
-    ready_regex: re.Pattern[str] | None = None
-    port_wait_since: float | None = None
-    waiters: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
-    probe: ReadyProbe | None = None
-    # Where it answered when last ready: told to the services started after it, shown by status.
-    reach: Reach | None = None
-    missing_program: str | None = None  # "vite", from a shell's "not found" in this output
-    last_exit_code: int | None = None  # of its last exit on its own (kept while it restarts)
-
-    @property
-    def where(self) -> tuple[int | None, str | None]:
-        """The port and URL it answers on: its PORT, unless it proved to listen elsewhere."""
-        if self.reach is not None and self.reach.moved_from(self.port):
-            return self.reach.port, self.reach.url
-        return self.port, service_url("127.0.0.1", self.port) if self.port is not None else None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def is_task(self) -> bool:
-        return not self.spec.needs_port and self.spec.restart == "no"
-
-    @property
-    def satisfies_dependents(self) -> bool:
-        if self.is_task:
-            return self.state is State.STOPPED and self.exit_code == 0
-        return self.state in (State.READY, State.RUNNING)
-
-    @property
-    def will_restart_for_changes(self) -> bool:
-        """False while it waits to start, or stays stopped by `devup stop`: an edit of its spec
-        then needs no restart (apply_plan)."""
-        held = self.state is State.STOPPED and self.held_by_request
-        return not (held or self.state is State.WAITING)
-
-    @property
-    def settled(self) -> bool:
-        """Done starting: ready, or given up on, or finished."""
-        return self.state not in (State.WAITING, State.STARTING)
-
-
 class Supervisor:
     def __init__(
         self,
@@ -194,8 +101,9 @@ class Supervisor:
         *,
         events: queue.SimpleQueue[Event] | None = None,
         watching: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-        spawn: Spawn = spawn_service,
+        host: Host | None = None,
+        clock: Callable[[], float] | None = None,
+        spawn: SpawnProcess | None = None,
         on_change: Callable[[Supervisor], None] | None = None,
         env_for: Callable[[Manifest, dict[str, int | None], str, dict[str, Reach]], dict[str, str]]
         | None = None,
@@ -207,21 +115,23 @@ class Supervisor:
         self.events: queue.SimpleQueue[Event] = events or queue.SimpleQueue()
         self.printer = printer
         self.watching = watching
-        self._clock = clock
-        self._spawn = spawn
-        # Told once per turn of the loop in which a state changed (the run record), not at each.
-        self._on_change = on_change
+        # Every OS call goes through the host; `clock` and `spawn` swap only those of the real one.
+        self.host: Host = host if host is not None else PosixHost(clock, spawn)
+        self._clock = self.host.now
+        # Every state change, handled event and end of a turn, told to whoever subscribes.
+        self._changes = Changes()
+        if on_change is not None:  # the run record: once per turn in which something changed
+            self.subscribe(once_per_turn(partial(on_change, self)))
         # Rebuilds a service's environment with where other services really answer (up.py).
         self._env_for = env_for
         # What a control-channel request does (control/server.py): injected, so run/ does not
         # import the control channel above it.
         self._on_control_request = on_control
-        self._changed = False
         self._errors_said: set[tuple[str, int | None]] = set()
         # Every child carries DEVUP_RUN_ID=<run_id>:<service> (runmark.py): a killed devup's
         # processes are found by it, and so are a service's adopted orphans.
         self.run_id = run_id
-        self.timers = Timers(clock)
+        self.timers = Timers(self._clock)
         self.services = {
             name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
         }
@@ -230,13 +140,11 @@ class Supervisor:
         self.exit_code: int | None = None
         self._final_code = 0
         self._shutdown_started = 0.0
-        self._started_at = clock()
-        self._summary_shown = False
+        self._started_at = self._clock()
+        self._summary_shown = False  # the table of every service, once all have settled
         self.self_triggers = SelfTriggerGuard()
-        self._first_backoff_s = first_backoff_s()
-        # Called when a service becomes ready, or at ready_timeout if it never does.
-        self.ready_hooks: list[Callable[[ServiceRun], None]] = []
-        # The listen audit's findings per service (audit.py), shown by status.
+        # The listen audit's findings per service (audit.py, through note_findings), shown by
+        # status.
         self.findings: dict[str, audit.Findings] = {}
         self._bind_failures_said: set[tuple[str, int]] = set()
         self.live: LiveManifest | None = None
@@ -253,16 +161,24 @@ class Supervisor:
                 # A small tree is watched before any service starts (nothing it writes or is
                 # saved at once is missed); a big one is walked while the services start.
                 watcher.wait_started(WATCH_HEAD_START_S)
-            self._start_ready_services()
-            self._tell_change()
+            self.start()
             while self.exit_code is None:
-                self._step(self.timers.timeout(IDLE_WAKEUP_S))
+                self.step(self.timers.timeout(IDLE_WAKEUP_S))
             return self.exit_code
         finally:
             if watcher is not None:
                 watcher.stop()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def start(self) -> None:
+        """Start every service whose dependencies allow it: the first thing run() does."""
+        self._end_turn()
+
+    def step(self, timeout_s: float = 0.0) -> None:
+        """One turn of the loop: handle what is queued (waiting up to timeout_s for the first
+        event), run the timers now due. run() turns it until the end; scripted tests by hand."""
+        self._step(timeout_s)
 
     def _step(self, timeout_s: float) -> None:
         try:
@@ -281,8 +197,29 @@ class Supervisor:
                     break
                 self._survive(partial(self._handle, event), _WHAT.get(type(event), "an event"))
         self.timers.run_due(self._survive)
+        self._end_turn()
+
+    def _end_turn(self) -> None:
+        """One reconcile after whatever this turn changed, then the subscribers are told the turn
+        is over (the run record is written once per turn)."""
+        self._survive(self._reconcile, "a state change")
         self.printer.flush_logs()
-        self._tell_change()
+        self._changes.publish(TurnEnded())
+
+    def _reconcile(self) -> None:
+        """What follows from the states as they now are: services whose stop was a step of a
+        restart start again, waiting services whose dependencies are up start, the summary is
+        shown once all have settled, and the run ends once nothing is left to run."""
+        for svc in self.services.values():
+            stopped = svc.state in (State.STOPPED, State.CRASHED)
+            if svc.start_when_stopped and stopped and not self.shutting_down:
+                svc.start_when_stopped = False
+                self.start_service(svc)
+        self._start_ready_services()
+        if not (self._summary_shown or self.shutting_down) and summary.due(self.services):
+            self._summary_shown = True
+            self.say(summary.table(self.services, self._clock() - self._started_at))
+        self._maybe_exit()
 
     def _survive(self, action: Callable[[], None], what: str = "a timer") -> None:
         """Run one step of the loop. An OSError there (out of descriptors, a full disk, a /proc
@@ -302,14 +239,22 @@ class Supervisor:
             if what == "a timer":
                 self.timers.call_later(RETRY_AFTER_ERROR_S, action)
 
-    def mark_changed(self) -> None:
-        """Something the run record shows changed outside a state change (an audit's findings)."""
-        self._changed = True
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Hear every state change, handled event and end of a turn (changes.py), on this
+        thread; returns the call that stops it."""
+        return self._changes.subscribe(subscriber)
 
-    def _tell_change(self) -> None:
-        if self._changed and self._on_change is not None:
-            self._changed = False
-            self._on_change(self)
+    def mark_changed(self, name: str | None = None) -> None:
+        """Something the run record shows changed outside a state change."""
+        self._changes.publish(FactsChanged(name))
+
+    def note_findings(self, name: str, findings: audit.Findings) -> None:
+        """The listen audit's findings about the current process of `name`."""
+        self.findings[name] = findings
+        self.mark_changed(name)
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        self.timers.call_later(delay_s, callback)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         previous: dict[int, Any] = {}
@@ -326,6 +271,7 @@ class Supervisor:
         return previous
 
     def _handle(self, event: Event) -> None:
+        self._changes.publish(EventHandled(event))
         if isinstance(event, OutputRead):
             self._on_output(event)
         elif isinstance(event, OutputClosed):
@@ -346,9 +292,13 @@ class Supervisor:
     # -- state ---------------------------------------------------------------------------------
 
     def _set_state(self, svc: ServiceRun, new: State) -> None:
-        check_transition(svc.state, new)
+        """The one place a state changes; what follows from it is done by subscribers and by
+        the reconcile at the end of this turn."""
+        old = svc.state
+        check_transition(old, new)
         svc.state = new
-        self._changed = True  # told at the end of this turn of the loop (_tell_change)
+        if new is not old:
+            self._changes.publish(ServiceStateChanged(svc.name, old, new, svc.generation))
 
     def say(self, text: str) -> None:
         self.printer.say(text)
@@ -366,67 +316,59 @@ class Supervisor:
                 dep = failed[0]
                 self.say(f"{svc.name} not started: {dep.name} failed with code {dep.exit_code}")
                 self._set_state(svc, State.STOPPED)
-                self._answer_waiters(svc)
+                continue
+            # Not started for a failed task of its own (a chain migrate -> api -> web): waiting
+            # for it would keep a --no-watch run up for ever. One `devup stop` holds is waited for.
+            blocked = [d for d in deps if d.state is State.STOPPED and d.generation == 0]
+            blocked = [d for d in blocked if not d.held_by_request]
+            if blocked:
+                self.say(f"{svc.name} not started: {blocked[0].name} was not started")
+                self._set_state(svc, State.STOPPED)
                 continue
             if all(d.satisfies_dependents for d in deps):
                 self._spawn_now(svc)
-        self._maybe_summarize()
 
     def _spawn_now(self, svc: ServiceRun) -> None:
-        svc.generation += 1
-        svc.splitter = LineSplitter()
-        svc.slots = threading.Semaphore(CHUNKS_IN_FLIGHT)
-        svc.exit_status = None
+        previous = svc.spawn
+        # What waited for this start is over; everything of one process lives on its Spawn.
         svc.exit_code = None
         svc.restart_due = None
         svc.burst_events = 0
         svc.held_by_request = False
-        svc.port_wait_since = None
-        svc.ready_after_s = None
-        svc.ready_regex = re.compile(svc.spec.ready_log) if svc.spec.ready_log else None
-        svc.missing_program = None
+        svc.start_when_stopped = False
         self._tell_where_others_are(svc)
         spawned_at = self._clock()  # before the fork: a change seen earlier is in what it reads
         env = svc.env
         if self.run_id is not None:
             env = {**env, runmark.RUN_ENV: runmark.marker(self.run_id, svc.name)}
+        generation = previous.generation + 1
         try:
-            child = self._spawn(svc.spec, env)
+            child = self.host.spawn(svc.spec, env)
         except OSError as exc:
+            svc.spawn = Spawn(generation, previous.started_at, group=previous.group)
             self.say(
                 f"{svc.name} could not start: {exc.strerror or exc}; not retrying until "
                 + self._what_restarts(svc)
             )
             svc.exit_code = EXIT_NOT_FOUND
+            # Nothing may ever start it again (--no-watch): the reconcile ends the run, code 1.
             self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
-            self._start_ready_services()
-            self._maybe_exit()  # nothing may ever start it again (--no-watch): devup ends, 1
             return
-        svc.child = child
-        svc.group = child.group
-        svc.started_at = spawned_at
-        svc.output_open = True
-        svc.probe = ReadyProbe(child.group, svc.port, self._clock)
+        readiness = readiness_for(svc.spec, svc.port, svc.is_task, child.group, self.host)
+        spawn = svc.spawn = Spawn(
+            generation, spawned_at, child, child.group, readiness, output_open=True
+        )
         port_note = f", PORT={svc.port}" if svc.port is not None else ""
         self.say(f"{svc.name} started (pid {child.pid}{port_note})")
         self._set_state(svc, State.STARTING)
-        threading.Thread(
-            target=_read_output,
-            args=(child.popen.stdout, svc.name, svc.generation, self.events.put, svc.slots),
-            name=f"devup-read-{svc.name}",
-            daemon=True,
-        ).start()
-        generation = svc.generation
-        if svc.port is not None and svc.ready_regex is None:
-            self.timers.call_later(READY_POLL_MIN_S, lambda: self._poll_ready(svc, generation))
-        elif svc.ready_regex is None and not svc.is_task:
-            # Nothing to wait for: a worker without a port is up once it runs.
+        self.host.read_output(child, svc.name, generation, self.events.put, spawn.slots)
+        if readiness.first_poll_s is not None:
+            self.timers.call_later(
+                readiness.first_poll_s, lambda: self._poll_ready(svc, generation)
+            )
+        if readiness.up_at_once:
             self._set_state(svc, State.RUNNING)
-            self._answer_waiters(svc)
-            self._start_ready_services()
-            return
-        if not svc.is_task:
+        elif readiness.times_out:
             self.timers.call_later(
                 svc.spec.ready_timeout_s, lambda: self._ready_timed_out(svc, generation)
             )
@@ -448,137 +390,44 @@ class Supervisor:
             self.say(f"{svc.name}: {exc}; starting it with the environment it had")
 
     def _poll_ready(self, svc: ServiceRun, generation: int) -> None:
-        if svc.generation != generation or svc.probe is None:
+        """A readiness check that polls (a port): ready now, or asked again later."""
+        if svc.generation != generation:
             return
-        late = svc.state is State.RUNNING  # past ready_timeout, and still listening nowhere
+        late = svc.state is State.RUNNING  # past ready_timeout, and still not ready
         if svc.state is not State.STARTING and not late:
             return
-        where = svc.probe.poll()
+        readiness = svc.spawn.readiness
+        where = readiness.poll()
         if where is not None:
             self._became_ready(svc, where)
-        elif late:
-            self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
-        else:
-            starting_s = self._clock() - svc.started_at
-            interval = min(READY_POLL_MAX_S, max(READY_POLL_MIN_S, starting_s / 10))
-            self.timers.call_later(interval, lambda: self._poll_ready(svc, generation))
+            return
+        delay_s = readiness.next_poll_s(self._clock() - svc.spawn.started_at, late)
+        self.timers.call_later(delay_s, lambda: self._poll_ready(svc, generation))
 
     def _became_ready(self, svc: ServiceRun, where: Reach | None = None) -> None:
-        if where is None and svc.probe is not None and svc.port is not None:
-            where = svc.probe.where_now()  # proved by its log: where does it listen?
+        if where is None:
+            where = svc.spawn.readiness.where()  # proved by its log: where does it listen?
         late = svc.state is State.RUNNING
         svc.reach = where
-        svc.ready_after_s = self._clock() - svc.started_at
-        self._set_state(svc, State.READY)
-        if self._summary_shown or late:
+        svc.spawn.ready_after_s = self._clock() - svc.spawn.started_at
+        if self._summary_shown or late:  # said before what its subscribers say (the audit)
             url = svc.where[1]
             on = f" on {url}" if url else ""
-            self.say(f"{svc.name} ready{on} in {svc.ready_after_s:.2f}s")
-        for hook in self.ready_hooks:
-            hook(svc)
-        self._answer_waiters(svc)
-        self._start_ready_services()
+            self.say(f"{svc.name} ready{on} in {svc.spawn.ready_after_s:.2f}s")
+        self._set_state(svc, State.READY)
 
     def _ready_timed_out(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STARTING:
             return
-        what = (
-            "ready_log did not match"
-            if svc.ready_regex is not None or svc.port is None
-            else f"nothing listens on port {svc.port}"
-        )
-        if svc.port is not None and svc.ready_regex is None:
-            holders = find_holders(svc.port)
-            if holders:  # another program's: it does not make this service ready
-                what = f"port {svc.port} is held by {describe_all(holders)}, not by {svc.name}"
+        readiness = svc.spawn.readiness
         self.say(
-            f"{svc.name} not ready after {svc.spec.ready_timeout_s:g}s ({what}); "
-            "starting its dependents anyway"
+            f"{svc.name} not ready after {svc.spec.ready_timeout_s:g}s"
+            f" ({readiness.not_ready(svc.name)}); starting its dependents anyway"
         )
         self._set_state(svc, State.RUNNING)
-        if svc.port is not None and svc.ready_regex is None:
-            self.timers.call_later(LATE_READY_POLL_S, lambda: self._poll_ready(svc, generation))
-        for hook in self.ready_hooks:
-            hook(svc)
-        self._answer_waiters(svc)
-        self._start_ready_services()
-
-    def _maybe_summarize(self) -> None:
-        """Once every service is up, done, failing or waiting on a failing one: one table of all."""
-        if self._summary_shown or not all(map(self._told_in_summary, self.services.values())):
-            return
-        self._summary_shown = True
-        services = list(self.services.values())
-        up = [s for s in services if s.state in (State.READY, State.RUNNING)]
-        tasks = [s for s in services if s.is_task and s.satisfies_dependents]
-        failing = len(services) - len(up) - len(tasks)
-        took = self._clock() - self._started_at
-        head = _count(len(up), "service") + " up"
-        if tasks:
-            head += ", " + _count(len(tasks), "task") + " done"
-        if failing:
-            head += f", {failing} not up"
-        width = max(len(s.name) for s in services)
-        rows = [f"{head} in {took:.2f}s"]
-        for s in services:
-            rows.append(f"  {s.name.ljust(width)}  {self._summary_row(s)}".rstrip())
-        self.say("\n".join(rows))
-
-    def _failing(self, svc: ServiceRun) -> bool:
-        """Failing fast again and again (crash-looping), or given up on."""
-        if svc.satisfies_dependents:
-            return False
-        if svc.state in (State.CRASHED, State.STOPPED):
-            return True
-        looping = svc.fast_failures >= CRASH_LOOP_FAILURES
-        return looping and svc.state in (State.RESTARTING, State.STARTING)
-
-    def _told_in_summary(self, svc: ServiceRun) -> bool:
-        if svc.state is State.WAITING:
-            return bool(self._failing_dependencies(svc))
-        if svc.state is State.RESTARTING:
-            # One fast exit is a hiccup the summary waits out; a second makes it crash-looping.
-            return self._failing(svc)
-        return svc.settled or self._failing(svc)
-
-    def _failing_dependencies(
-        self, svc: ServiceRun, seen: frozenset[str] = frozenset()
-    ) -> list[str]:
-        """The dependencies (direct, or through a waiting one) that keep `svc` waiting."""
-        found: list[str] = []
-        for name in svc.spec.depends_on:
-            dep = self.services.get(name)
-            if dep is None or name in seen:
-                continue
-            if self._failing(dep):
-                found.append(name)
-            elif dep.state is State.WAITING:
-                found.extend(self._failing_dependencies(dep, seen | {svc.name}))
-        return found
-
-    def _summary_row(self, s: ServiceRun) -> str:
-        restarts = _count(s.restarts, "restart")
-        code = f"exit {s.exit_code}" if s.exit_code is not None else "no exit code"
-        if s.state in (State.READY, State.RUNNING):
-            url = s.where[1] or "(no port)"
-            pid = f"pid {s.child.pid}" if s.child else ""
-            ready = f"ready in {s.ready_after_s:.2f}s" if s.ready_after_s is not None else "running"
-            return f"{url:<22}  {pid:<10}  {ready}"
-        if s.is_task and s.satisfies_dependents:
-            return "done (exit 0)"
-        if s.state is State.WAITING:
-            return "waiting for " + ", ".join(dict.fromkeys(self._failing_dependencies(s)))
-        if s.missing_program is not None and s.state is State.CRASHED:
-            return f"not found: {s.missing_program} ({code}), waiting for a change"
-        if s.state is State.CRASHED:
-            return f"crashed: {code}, {restarts}"
-        if s.state is State.STOPPED:
-            if s.generation == 0:
-                return "not started"
-            return f"exited: {code}" if s.exit_code == 0 else f"failed: {code}"
-        if self._failing(s):
-            return f"crashing: exit {s.last_exit_code}, {restarts}"
-        return str(s.state.value)
+        if readiness.polls_late:
+            delay_s = readiness.next_poll_s(self._clock() - svc.spawn.started_at, late=True)
+            self.timers.call_later(delay_s, lambda: self._poll_ready(svc, generation))
 
     # -- output --------------------------------------------------------------------------------
 
@@ -588,7 +437,7 @@ class Supervisor:
             return  # removed from devports.toml and forgotten; a leftover still wrote
         try:
             if event.generation == svc.generation:
-                block = svc.splitter.feed_block(event.data)
+                block = svc.spawn.splitter.feed_block(event.data)
                 if block is None:
                     pass
                 elif self._inspects_output(svc, block):
@@ -596,24 +445,25 @@ class Supervisor:
                 else:
                     self.printer.block(svc.name, block)  # the fast path: no line objects
         finally:
-            svc.slots.release()  # whatever failed above, the reader must not stall
+            svc.spawn.slots.release()  # whatever failed above, the reader must not stall
 
     def _on_output_closed(self, event: OutputClosed) -> None:
         svc = self.services.get(event.name)
         if svc is None or event.generation != svc.generation:
             return
-        self._print_lines(svc, svc.splitter.flush())
-        svc.output_open = False
-        if svc.exit_status is not None:
+        self._print_lines(svc, svc.spawn.splitter.flush())
+        svc.spawn.output_open = False
+        if svc.spawn.exit_status is not None:
             self._on_exit(svc)
 
     def _inspects_output(self, svc: ServiceRun, block: bytes) -> bool:
         """Whether these lines must be looked at: for ready_log, or for a failed bind early on
         (a C-level search of the bytes first, so a flood of output stays on the fast path)."""
-        if svc.ready_regex is not None and svc.state is State.STARTING:
+        if svc.spawn.readiness.reads_output and svc.state is State.STARTING:
             return True
         return (b"already in use" in block or b"EADDRINUSE" in block or b"not found" in block) and (
-            svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S
+            svc.state is State.STARTING
+            or self._clock() - svc.spawn.started_at < audit.BIND_WINDOW_S
         )
 
     def _print_lines(self, svc: ServiceRun, lines: list[str]) -> None:
@@ -621,20 +471,22 @@ class Supervisor:
             return
         self.printer.lines(svc.name, lines)
         # Only a starting process's output is searched for a failed bind; it is cheap anyway.
-        if svc.state is State.STARTING or self._clock() - svc.started_at < audit.BIND_WINDOW_S:
+        if (
+            svc.state is State.STARTING
+            or self._clock() - svc.spawn.started_at < audit.BIND_WINDOW_S
+        ):
             self._name_port_holder(svc, lines)
             for line in lines:
                 missing = _NOT_FOUND.search(line)
                 if missing is not None:
-                    svc.missing_program = missing.group(1)
-        regex = svc.ready_regex
-        if regex is not None and svc.state is State.STARTING and any(map(regex.search, lines)):
+                    svc.spawn.missing_program = missing.group(1)
+        if svc.state is State.STARTING and svc.spawn.readiness.matches(lines):
             self._became_ready(svc)
 
     def _name_port_holder(self, svc: ServiceRun, lines: list[str]) -> None:
         key = (svc.name, svc.generation)
         if key not in self._bind_failures_said:
-            note = audit.bind_failure(svc.name, svc.port, lines)
+            note = audit.bind_failure(svc.name, svc.port, lines, self.host.port_holders)
             if note is not None:
                 self._bind_failures_said.add(key)
                 self.say(note)
@@ -643,14 +495,11 @@ class Supervisor:
 
     def _reap(self) -> None:
         for svc in self.services.values():
-            child = svc.child
-            if child is None or svc.exit_status is not None:
+            child = svc.spawn.child
+            if child is None or svc.spawn.exit_status is not None:
                 continue
-            try:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = child.pid, 255 << 8
-            if pid == 0:
+            status = self.host.wait_child(child.pid)
+            if status is None:
                 continue
             self._leader_exited(svc, status)
         self._reap_others()
@@ -658,36 +507,39 @@ class Supervisor:
     def _reap_others(self) -> None:
         """Reap children that are not current leaders: orphans adopted as child subreaper
         (reaper.py). This thread is the only waiter, so a leader reaped here is dispatched."""
-        for pid, status in reaper.reap_exited():
+        for pid, status in self.host.reap_exited():
             # Looked up afresh: handling one exit may have spawned another service.
             for svc in self.services.values():
-                if svc.child is not None and svc.child.pid == pid and svc.exit_status is None:
+                leader = svc.spawn.child
+                if leader is not None and leader.pid == pid and svc.spawn.exit_status is None:
                     self._leader_exited(svc, status)
                     break
 
     def _leader_exited(self, svc: ServiceRun, status: int) -> None:
-        assert svc.child is not None
-        svc.child.popen.returncode = status  # so Popen never waits for it again
-        svc.exit_status = status
-        if svc.output_open:
+        assert svc.spawn.child is not None
+        svc.spawn.child.popen.returncode = status  # so Popen never waits for it again
+        svc.spawn.exit_status = status
+        if svc.spawn.output_open:
             generation = svc.generation
             self.timers.call_later(EXIT_GRACE_S, partial(self._exit_grace, svc, generation))
         else:
             self._on_exit(svc)
 
     def _exit_grace(self, svc: ServiceRun, generation: int) -> None:
-        if svc.generation == generation and svc.exit_status is not None and svc.child is not None:
+        spawn = svc.spawn
+        reaped = spawn.exit_status is not None and spawn.child is not None
+        if spawn.generation == generation and reaped:
             self._on_exit(svc)
 
     def _on_exit(self, svc: ServiceRun) -> None:
         """The leader of the current generation exited and its output is in (or late)."""
-        assert svc.exit_status is not None and svc.child is not None
-        how, code = process.describe_exit(svc.exit_status)
+        assert svc.spawn.exit_status is not None and svc.spawn.child is not None
+        how, code = process.describe_exit(svc.spawn.exit_status)
         svc.exit_code = code
         svc.last_exit_code = code
-        svc.exit_status = None
-        svc.child = None
-        uptime = self._clock() - svc.started_at
+        svc.spawn.exit_status = None
+        svc.spawn.child = None
+        uptime = self._clock() - svc.spawn.started_at
         if svc.state is State.STOPPING:
             self._check_group_gone(svc)
             return
@@ -695,27 +547,21 @@ class Supervisor:
             self._set_state(svc, State.STOPPING)
             self._check_group_gone(svc)
             return
-        was_ready = svc.state in (State.READY, State.RUNNING)
         if svc.is_task:
             if code == 0:
                 self.say(f"{svc.name} finished (exit code 0) in {uptime:.2f}s")
             else:
                 self.say(f"{svc.name} failed: exited {how}")
             self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
             self._stop_leftovers(svc)
-            self._start_ready_services()
-            self._maybe_exit()
             return
-        decision = decide(
-            svc.spec.restart, code, uptime, svc.fast_failures, first_backoff_s=self._first_backoff_s
-        )
+        decision = decide(svc.spec.restart, code, uptime, svc.fast_failures)
         svc.fast_failures = decision.fast_failures
-        if decision.restart and code == EXIT_NOT_FOUND and svc.missing_program is not None:
+        if decision.restart and code == EXIT_NOT_FOUND and svc.spawn.missing_program is not None:
             # Retrying on a timer cannot help: the program appears only when someone acts.
             self.say(
-                f"{svc.name} exited {how}: {svc.missing_program} not found; not retrying until "
-                + self._what_restarts(svc)
+                f"{svc.name} exited {how}: {svc.spawn.missing_program} not found; not retrying"
+                f" until {self._what_restarts(svc)}"
             )
             self._set_state(svc, State.CRASHED)
         elif decision.crashed:
@@ -733,11 +579,7 @@ class Supervisor:
         else:
             self.say(f"{svc.name} exited {how}")
             self._set_state(svc, State.STOPPED)
-        if not was_ready:
-            self._answer_waiters(svc)
         self._stop_leftovers(svc)
-        self._start_ready_services()
-        self._maybe_exit()
 
     def _what_restarts(self, svc: ServiceRun) -> str:
         if self.watching and svc.spec.watch is not None:
@@ -746,25 +588,24 @@ class Supervisor:
 
     def _stop_leftovers(self, svc: ServiceRun) -> None:
         """The leader is gone; members of its group that outlived it are stopped too."""
-        if svc.group is None:
+        if svc.spawn.group is None:
             return
-        if not process.group_members(svc.group):
-            svc.group = None
+        if not self.host.group_alive(svc.spawn.group):
+            svc.spawn.group = None
             return
         self.say(f"{svc.name}: processes of its group outlived it, stopping them")
         self._signal_group(svc, svc.spec.stop_signal)
-        svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+        svc.spawn.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
         generation = svc.generation
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_leftovers(svc, generation))
 
     def _poll_leftovers(self, svc: ServiceRun, generation: int) -> None:
-        if svc.generation != generation or svc.group is None or svc.child is not None:
+        if svc.generation != generation or svc.spawn.group is None or svc.spawn.child is not None:
             return
-        if not process.group_members(svc.group):
-            svc.group = None
+        if not self.host.group_alive(svc.spawn.group):
+            svc.spawn.group = None
             if svc.state is State.RESTARTING:
                 self._try_start(svc)  # the restart waited for the old group to be gone
-            self._maybe_exit()
             return
         self._kill_when_overdue(
             svc, f"{svc.name}: its leftovers", partial(self._signal_group, svc, signal.SIGKILL)
@@ -773,11 +614,11 @@ class Supervisor:
 
     def _kill_when_overdue(self, svc: ServiceRun, what: str, kill: Callable[[], None]) -> None:
         """Past the stop deadline: say so and SIGKILL (once) what is still there."""
-        if svc.kill_deadline is not None and self._clock() >= svc.kill_deadline:
+        if svc.spawn.kill_deadline is not None and self._clock() >= svc.spawn.kill_deadline:
             timeout = self.manifest.settings.stop_timeout_s
             self.say(f"{what} did not stop within {timeout:g}s, sending SIGKILL")
             kill()
-            svc.kill_deadline = None
+            svc.spawn.kill_deadline = None
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -790,36 +631,35 @@ class Supervisor:
         if svc.state is State.STOPPING:
             return
         idle = (State.WAITING, State.RESTARTING, State.STOPPED, State.CRASHED)
-        if svc.state in idle and svc.group is None and not self._orphans(svc):
+        if svc.state in idle and svc.spawn.group is None and not self._orphans(svc):
             if svc.state is not State.STOPPED and not restart_after:
                 self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
             return
         # The signal first: a restart waits on the old group's exit, not on devup's bookkeeping.
         self._signal_group(svc, svc.spec.stop_signal)
         self._set_state(svc, State.STOPPING)
-        svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+        svc.spawn.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
         generation = svc.generation
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_stopped(svc, generation))
 
     def _signal_group(self, svc: ServiceRun, sig: int) -> None:
-        if svc.group is not None:
-            unreaped = svc.child is not None and svc.exit_status is None
-            process.signal_group(svc.group, sig, leader_unreaped=unreaped)
-        reaper.signal_adopted(self._orphans(svc), sig)
+        if svc.spawn.group is not None:
+            unreaped = svc.spawn.child is not None and svc.spawn.exit_status is None
+            self.host.signal_group(svc.spawn.group, sig, leader_unreaped=unreaped)
+        self.host.signal_orphans(self._orphans(svc), sig)
 
     def _orphans(self, svc: ServiceRun) -> list[psutil.Process]:
         """Processes that left the service's group and were adopted by devup (a daemonizing
         command: fork, setsid, parent exits): they carry its marker and are stopped with it."""
         if self.run_id is None:
             return []
-        leaders = {s.child.pid for s in self.services.values() if s.child is not None}
-        return reaper.adopted_from(runmark.marker(self.run_id, svc.name), leaders)
+        leaders = {s.spawn.child.pid for s in self.services.values() if s.spawn.child is not None}
+        return self.host.orphans(runmark.marker(self.run_id, svc.name), leaders)
 
     def _poll_stopped(self, svc: ServiceRun, generation: int) -> None:
         if svc.generation != generation or svc.state is not State.STOPPING:
             return
-        if svc.child is not None and svc.exit_status is None:
+        if svc.spawn.child is not None and svc.spawn.exit_status is None:
             self._reap()
         if not self._check_group_gone(svc):
             self._kill_when_overdue(svc, svc.name, partial(self._signal_group, svc, signal.SIGKILL))
@@ -829,29 +669,27 @@ class Supervisor:
         """If the stopping service's leader is reaped and its group empty, finish the stop."""
         if svc.state is not State.STOPPING:
             return True
-        if svc.child is not None:
-            if svc.exit_status is None:
+        if svc.spawn.child is not None:
+            if svc.spawn.exit_status is None:
                 return False
             self._on_exit(svc)  # reaped but unreported: report now, it re-enters here
             return svc.state is not State.STOPPING
-        if svc.group is not None and process.group_members(svc.group):
+        if svc.spawn.group is not None and self.host.group_alive(svc.spawn.group):
             return False
-        svc.group = None
+        svc.spawn.group = None
         if self._orphans(svc):
             return False  # signalled with the group (_signal_group); polled until gone
-        svc.kill_deadline = None
+        svc.spawn.kill_deadline = None
         if svc.restart_due is not None and not self.shutting_down:
             self._set_state(svc, State.RESTARTING)
             self._try_start(svc)
         else:
             self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
-            self._maybe_exit()
         return True
 
     def kill_all(self) -> None:
         for svc in self.services.values():
-            if svc.group is not None:
+            if svc.spawn.group is not None:
                 self._signal_group(svc, signal.SIGKILL)
 
     # -- restarting ----------------------------------------------------------------------------
@@ -864,24 +702,24 @@ class Supervisor:
         if now < svc.restart_due:
             self.timers.call_later(svc.restart_due - now, lambda: self._try_start(svc))
             return
-        if svc.group is not None:
+        if svc.spawn.group is not None:
             return  # its leftovers are being stopped; _poll_leftovers calls again once gone
         orphans = self._orphans(svc)
         if orphans:
             # Its daemon from before (or one that left the group) would hold the port for ever.
             pids = ", ".join(str(p.pid) for p in orphans)
             self.say(f"{svc.name}: stopping what its last process left running (pid {pids})")
-            reaper.signal_adopted(orphans, svc.spec.stop_signal)
-            svc.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
+            self.host.signal_orphans(orphans, svc.spec.stop_signal)
+            svc.spawn.kill_deadline = self._clock() + self.manifest.settings.stop_timeout_s
             generation = svc.generation
             self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
             return
-        if svc.port is not None and not is_port_free(svc.port):
-            if svc.port_wait_since is None:
-                svc.port_wait_since = now
-            elif now - svc.port_wait_since >= PORT_WAIT_WARN_S:
+        if svc.port is not None and not self.host.is_port_free(svc.port):
+            if svc.spawn.port_wait_since is None:
+                svc.spawn.port_wait_since = now
+            elif now - svc.spawn.port_wait_since >= PORT_WAIT_WARN_S:
                 self.say(f"{svc.name}: port {svc.port} is still in use, waiting for it to be free")
-                svc.port_wait_since = now
+                svc.spawn.port_wait_since = now
             self.timers.call_later(PORT_WAIT_POLL_S, lambda: self._try_start(svc))
             return
         self._announce_change(svc)
@@ -895,7 +733,9 @@ class Supervisor:
             self._try_start(svc)
             return
         self._kill_when_overdue(
-            svc, f"{svc.name}: its orphans", partial(reaper.signal_adopted, orphans, signal.SIGKILL)
+            svc,
+            f"{svc.name}: its orphans",
+            partial(self.host.signal_orphans, orphans, signal.SIGKILL),
         )
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
 
@@ -923,19 +763,16 @@ class Supervisor:
     def stop_service(self, svc: ServiceRun) -> None:
         """Stop one service and keep it stopped (until a file change or `devup start`)."""
         svc.held_by_request = True
-        if svc.child is None and svc.group is None and not self._orphans(svc):
+        if svc.spawn.child is None and svc.spawn.group is None and not self._orphans(svc):
             svc.restart_due = None
             if svc.state is not State.STOPPED:
                 self._set_state(svc, State.STOPPED)
-            self._answer_waiters(svc)
             return
         self._stop(svc)
 
     def start_service(self, svc: ServiceRun) -> None:
         """Start a stopped service and whatever it depends on that is not up."""
         if svc.state.is_up:
-            if svc.state is not State.STARTING:  # a starting one answers once it is ready
-                self._answer_waiters(svc)
             return
         if svc.state in (State.STOPPING, State.RESTARTING):
             svc.restart_due = svc.restart_due or self._clock()
@@ -949,6 +786,7 @@ class Supervisor:
             elif dep.state in (State.STOPPED, State.CRASHED):
                 dep.fast_failures = 0
                 self._set_state(dep, State.WAITING)
+        # At once, not at the end of the turn: `devup start --no-wait` answers "starting".
         self._start_ready_services()
 
     def _on_files_changed(self, event: FilesChanged) -> None:
@@ -976,24 +814,24 @@ class Supervisor:
             return
         if svc.state is State.WAITING:
             return
-        if event.seen_at is not None and event.seen_at < svc.started_at:
+        if event.seen_at is not None and event.seen_at < svc.spawn.started_at:
             # Seen before this process was spawned (the watcher's thread was slow to post it, a
             # busy machine): the process reads the files as they are after the change already.
             return
-        if event.written_at is not None and event.written_at + MTIME_TICK_S < svc.started_at:
+        if event.written_at is not None and event.written_at + MTIME_TICK_S < svc.spawn.started_at:
             # Written before the spawn, however late the watcher read it: the 90th file of a
             # 5,000-file burst read after the new process started gave a second restart.
             return
         if svc.name in self.self_triggers.suspended:
             return  # it restarted itself by its own writes; `devup restart` lifts this
-        up_for_s = max(0.0, seen_at - svc.started_at) if svc.state.is_up else None
-        if svc.state.is_up and svc.group is not None:
+        up_for_s = max(0.0, seen_at - svc.spawn.started_at) if svc.state.is_up else None
+        if svc.state.is_up and svc.spawn.group is not None:
             path = os.path.join(svc.spec.cwd, event.path)
-            holder = holder_of(path, process.group_members(svc.group))
+            holder = holder_of(path, self.host.group_members(svc.spawn.group))
             if holder is not None:
                 self.say(self.self_triggers.suspend_for_holder(svc.name, event.path, holder))
                 return
-        pid = svc.child.pid if svc.child is not None else None
+        pid = svc.spawn.child.pid if svc.spawn.child is not None else None
         self.self_triggers.began(svc.name, svc.generation, pid, event.path, up_for_s)
         svc.burst_events = 1
         quiet_s = debounce_s
@@ -1073,15 +911,14 @@ class Supervisor:
         self.services = {n: self.services[n] for n in self.order}
         for svc in self.services.values():
             # A program that was not found may have been fixed by this edit (a PATH, a cmd).
-            if svc.missing_program is not None and svc.state is State.CRASHED:
+            if svc.spawn.missing_program is not None and svc.state is State.CRASHED:
                 self.request_restart(svc)
         self.mark_changed()
-        self._start_ready_services()
 
     def _restart_changed(self, svc: ServiceRun, after_deps: bool) -> None:
         if not svc.will_restart_for_changes:
             return  # starts, or stays stopped, with the new spec
-        if svc.state in (State.STOPPED, State.CRASHED) and svc.group is None:
+        if svc.state in (State.STOPPED, State.CRASHED) and svc.spawn.group is None:
             svc.restarts += 1
             self.start_service(svc)  # through WAITING: a failed task it needs still holds it
             return
@@ -1090,7 +927,7 @@ class Supervisor:
             return
         # A dependency restarts too: stop now, start once it is ready again (WAITING).
         svc.restarts += 1
-        svc.waiters.append(lambda _answer: self.start_service(svc))
+        svc.start_when_stopped = True
         self._stop(svc)
 
     def _retire(self, svc: ServiceRun) -> None:
@@ -1103,15 +940,14 @@ class Supervisor:
         svc = self.services.get(name)
         if svc is None or name not in self.retiring:
             return
-        gone = svc.child is None and svc.group is None and not svc.output_open
+        gone = svc.spawn.child is None and svc.spawn.group is None and not svc.spawn.output_open
         if not (gone and svc.state in (State.STOPPED, State.CRASHED)):
             self.timers.call_later(STOP_POLL_S, lambda: self._drop_retired(name))
             return
         self.retiring.discard(name)
         del self.services[name]
         self.order.remove(name)
-        self.mark_changed()
-        self._maybe_exit()
+        self.mark_changed(name)
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -1135,16 +971,17 @@ class Supervisor:
             svc.restart_due = None
             if svc.state is State.STOPPING:
                 continue
-            if svc.child is not None or svc.group is not None:
+            if svc.spawn.child is not None or svc.spawn.group is not None:
                 self._stop(svc)
             elif svc.state is not State.STOPPED:
                 self._set_state(svc, State.STOPPED)
-        self._maybe_exit()
 
     def _maybe_exit(self) -> None:
         if self.exit_code is not None:
             return
-        alive = any(s.child is not None or s.group is not None for s in self.services.values())
+        alive = any(
+            s.spawn.child is not None or s.group is not None for s in self.services.values()
+        )
         if self.shutting_down:
             if not alive:
                 took = self._clock() - self._shutdown_started
@@ -1167,20 +1004,6 @@ class Supervisor:
 
     # -- control -------------------------------------------------------------------------------
 
-    def _answer_waiters(self, svc: ServiceRun) -> None:
-        waiters, svc.waiters = svc.waiters, []
-        for reply in waiters:
-            reply(
-                {
-                    "ok": True,
-                    "service": svc.name,
-                    "state": svc.state.value,
-                    "exit_code": svc.exit_code,
-                    "succeeded": svc.state in (State.READY, State.RUNNING)
-                    or (svc.is_task and svc.satisfies_dependents),
-                }
-            )
-
     def _on_control(self, request: ControlRequested) -> None:
         if self._on_control_request is None:
             request.reply({"ok": False, "error": "this devup takes no control requests"})
@@ -1198,56 +1021,23 @@ class Supervisor:
         now = self._clock()
         services: dict[str, Any] = {}
         for name, svc in self.services.items():
-            up = svc.child is not None and svc.state.is_up
+            up = svc.spawn.child is not None and svc.state.is_up
             port, url = svc.where
             services[name] = {
                 "state": svc.state.value,
-                "pid": svc.child.pid if svc.child else None,
+                "pid": svc.spawn.child.pid if svc.spawn.child else None,
                 "port": port,
                 "url": url,
                 "restarts": svc.restarts,
-                "uptime_s": round(now - svc.started_at, 3) if up else None,
+                "uptime_s": round(now - svc.spawn.started_at, 3) if up else None,
                 "exit_code": svc.exit_code,
                 # What the summary counts as not coming up, and the code it shows for it: how
                 # `devup up --detach` tells a crash loop from a first hiccup (cli/detach.py).
-                "failing": self._failing(svc),
+                "failing": summary.failing(svc),
                 "last_exit_code": svc.last_exit_code,
                 **audit.status_fields(self.findings.get(name), svc.generation),
             }
         return {"pid": os.getpid(), "services": services}
-
-
-def _read_output(
-    pipe: IO[bytes],
-    name: str,
-    generation: int,
-    post: Callable[[Event], None],
-    slots: threading.Semaphore,
-    pause: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """A reader thread: chunks of the child's output onto the queue, at most N in flight.
-
-    It owns the pipe and closes it at EOF, so no generation's pipe outlives its output.
-    """
-    fd = pipe.fileno()
-    try:
-        while True:
-            slots.acquire()
-            asked = clock()
-            data = os.read(fd, READ_CHUNK_BYTES)
-            if not data:
-                break
-            post(OutputRead(name, generation, data))
-            # Pause only in a flood (the data was already waiting): a lone line, or the newline
-            # print() writes separately after it, is read at once.
-            if len(data) < READ_CHUNK_BYTES and clock() - asked < READ_COALESCE_S:
-                pause(READ_COALESCE_S)
-    except OSError:
-        pass
-    finally:
-        pipe.close()
-    post(OutputClosed(name, generation))
 
 
 def _needs(manifest: Manifest, name: str) -> set[str]:
@@ -1260,10 +1050,6 @@ def _needs(manifest: Manifest, name: str) -> set[str]:
             found.add(dep)
             pending.extend(manifest.services[dep].depends_on)
     return found
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # What each event is, for the line said when handling one fails.

@@ -70,7 +70,7 @@ def main() -> None:
             "children": len(children),
             "start_s": round(marks.get("up", ended) - began, 3),
             "stop_s": round(ended - marks.get("up", ended), 3),
-            "ready_s": {n: s.ready_after_s for n, s in sup.services.items()},
+            "ready_s": {n: s.spawn.ready_after_s for n, s in sup.services.items()},
         }
         print(json.dumps(row), flush=True)
     writer.close()

@@ -222,10 +222,12 @@ def test_a_second_ctrl_c_ends_everything_at_once(
     assert run.wait() == 130
 
 
-def test_a_service_crashing_at_once_backs_off_then_is_marked_crashed(
-    project: Project, records: Path, running: list[DevupProcess], monkeypatch: pytest.MonkeyPatch
+def test_a_service_crashing_at_once_backs_off_and_the_others_keep_running(
+    project: Project, records: Path, running: list[DevupProcess]
 ) -> None:
-    monkeypatch.setenv("DEVUP_BACKOFF_FIRST_S", "0.002")  # the default schedule: test_policy.py
+    """Real processes crash and are restarted on the backoff schedule; the rest of the schedule
+    (doubling to 30 s, crashed after 10, a change starts it again) is in tests/unit on a fake
+    clock, where it takes no two minutes."""
     project.write(
         f"""
         [services.obedient]
@@ -238,7 +240,7 @@ def test_a_service_crashing_at_once_backs_off_then_is_marked_crashed(
     )
     run = project.start("--no-watch")
     running.append(run)
-    run.expect_line(r"crasher exited with code 1; it failed 10 times in a row .*crashed", 30)
+    run.expect_line(r"crasher exited with code 1, restarting in 1s$", 30)
     delays = [
         float(m.group(1))
         for m in (
@@ -246,8 +248,8 @@ def test_a_service_crashing_at_once_backs_off_then_is_marked_crashed(
         )
         if m
     ]
-    assert delays == pytest.approx([0.002 * 2**i for i in range(9)])
-    assert roles(records)["crash"] == 10 <= 12
+    assert delays == [0.5, 1.0]
+    assert roles(records)["crash"] >= 2  # each restart really started the program again
     # The others keep running.
     (server,) = [e for e in recorded(records) if e["role"] == "server"]
     assert same_process(server) is not None

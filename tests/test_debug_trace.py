@@ -1,0 +1,80 @@
+"""The debug trace (DEVUP_DEBUG=1, `devup --debug`): a real run prints each event the supervisor
+handles and each state change on stderr, with the time since the run started, in order."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+from conftest import DevupProcess, Project, py
+
+TRACE = re.compile(r"^devup\[debug\] \+(\d+\.\d{3})s (.*)$")
+SERVER = py("""
+    import os, socket, time
+    s = socket.socket()
+    s.bind(("127.0.0.1", int(os.environ["PORT"])))
+    s.listen()
+    time.sleep(60)
+""")
+
+
+def traced(lines: list[str]) -> list[tuple[float, str]]:
+    return [(float(m.group(1)), m.group(2)) for m in map(TRACE.match, lines) if m]
+
+
+@pytest.mark.parametrize("how", ["env", "option"])
+def test_the_debug_trace_shows_each_event_and_state_change_with_its_time(
+    project: Project, running: list[DevupProcess], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    project.write(f"""
+        [services.prep]
+        cmd = "true"
+        port = false
+        restart = "no"
+        [services.api]
+        cmd = '''{SERVER}'''
+        depends_on = ["prep"]
+    """)
+    if how == "env":
+        monkeypatch.setenv("DEVUP_DEBUG", "1")
+        run = project.start("--no-watch")
+    else:
+        monkeypatch.delenv("DEVUP_DEBUG", raising=False)
+        run = project.start("--debug", "--no-watch")
+    running.append(run)
+    run.expect_line(r"devup\s+\| 1 service up, 1 task done in")
+    run.signal(signal.SIGINT)
+    assert run.wait() == 130
+    trace = traced(run.lines)
+    said = [text for _at, text in trace]
+    expected = [
+        "prep waiting -> starting (gen 1)",
+        "event ChildrenChanged",
+        "prep starting -> stopped (gen 1)",
+        "api waiting -> starting (gen 1)",
+        "api starting -> ready (gen 1)",
+        "event SignalReceived SIGINT",
+        "api ready -> stopping (gen 1)",
+        "api stopping -> stopped (gen 1)",
+    ]
+    found = [text for text in said if text in expected]
+    assert list(dict.fromkeys(found)) == expected, "\n".join(run.lines)
+    assert any(re.fullmatch(r"event OutputClosed prep gen 1", text) for text in said)
+    times = [at for at, _text in trace]
+    assert times == sorted(times)
+    assert all(line.startswith("devup[debug] ") for line in run.lines if "[debug]" in line)
+
+
+def test_without_debug_there_is_no_trace(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEVUP_DEBUG", raising=False)
+    project.write("""
+        [services.prep]
+        cmd = "true"
+        port = false
+        restart = "no"
+    """)
+    result = project.devup("--no-watch")
+    assert result.returncode == 0, result.stderr
+    assert "finished (exit code 0)" in result.stdout
+    assert "[debug]" not in result.stdout + result.stderr
