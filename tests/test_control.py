@@ -206,6 +206,10 @@ def test_a_peer_of_another_user_is_refused(tmp_path: Path) -> None:
     try:
         with pytest.raises(DevupError, match="refused: the peer is another user"):
             client.check_answer(client.request_path(path, "status", timeout_s=5))
+        # A request longer than the socket's buffer: the server closes before it is all sent.
+        many = ["x" * 1000] * 2000
+        with pytest.raises(DevupError, match="refused: the peer is another user"):
+            client.check_answer(client.request_path(path, "restart", many, timeout_s=5))
         assert posted == []
     finally:
         server.stop()

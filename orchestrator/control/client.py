@@ -127,7 +127,10 @@ def request_path(
     try:
         _connect(conn, str(path), CONNECT_TIMEOUT_S)
         line = {"verb": verb, "names": names or [], "options": options or {}}
-        conn.sendall(json.dumps(line).encode() + b"\n")
+        # A devup that refuses the request (another user) answers and closes without reading it:
+        # the send may then fail, and the answer is still there to read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.sendall(json.dumps(line).encode() + b"\n")
         conn.settimeout(timeout_s)
         try:
             data = _read_all(conn)
