@@ -325,7 +325,9 @@ class Supervisor:
                 self.say(f"{svc.name} not started: {blocked[0].name} was not started")
                 self._set_state(svc, State.STOPPED)
                 continue
-            if all(d.satisfies_dependents for d in deps):
+            # Leftovers of its last process still being stopped (_poll_leftovers): not a second
+            # group beside them; the turn in which they are gone starts it.
+            if all(d.satisfies_dependents for d in deps) and svc.spawn.group is None:
                 self._spawn_now(svc)
 
     def _spawn_now(self, svc: ServiceRun) -> None:
@@ -635,6 +637,8 @@ class Supervisor:
             if svc.state is not State.STOPPED and not restart_after:
                 self._set_state(svc, State.STOPPED)
             return
+        if svc.state is State.WAITING:  # to start once its last process's leftovers are gone
+            self._set_state(svc, State.STOPPED)
         # The signal first: a restart waits on the old group's exit, not on devup's bookkeeping.
         self._signal_group(svc, svc.spec.stop_signal)
         self._set_state(svc, State.STOPPING)
@@ -1008,7 +1012,11 @@ class Supervisor:
         if self._on_control_request is None:
             request.reply({"ok": False, "error": "this devup takes no control requests"})
             return
-        self._on_control_request(self, request)
+        try:
+            self._on_control_request(self, request)
+        except OSError as exc:  # _survive says it once; the asker must not wait for ever
+            request.reply({"ok": False, "error": f"devup failed: {exc.strerror or exc}"})
+            raise
 
     def watch_again(self, svc: ServiceRun) -> bool:
         """Lifts the self-trigger suspension of `svc` (`devup restart NAME`); True if it was on."""

@@ -229,3 +229,46 @@ def test_ready_timeout_names_another_program_holding_the_port(tmp_path: Path) ->
         "api not ready after 2s (port 3001 is held by nginx (pid 77), not by api); starting its "
         "dependents anyway"
     ) in run.lines()
+
+
+CHAIN = """
+    [services.db]
+    cmd = "db"
+    port = 3001
+    [services.api]
+    cmd = "api"
+    port = 3002
+    restart = "no"
+    depends_on = ["db"]
+"""
+
+
+def api_exited_leaving_a_stubborn_member(tmp_path: Path) -> tuple[Run, object]:
+    """api's leader exited; a member of its group ignores SIGTERM, so it is being stopped."""
+    run = Run(tmp_path, CHAIN).start()
+    ready(run, "db", 3001)
+    ready(run, "api", 3002)
+    api = run.host.last("api")
+    api.leave_behind(1, ignores_term=True)
+    api.exit(1)
+    run.step()
+    assert run.state("api") == "stopped"
+    run.control("restart", "db")
+    run.control("start", "api")  # while its leftovers are still being stopped
+    return run, api
+
+
+def test_a_start_while_the_leftovers_are_stopped_waits_for_them(tmp_path: Path) -> None:
+    run, old = api_exited_leaving_a_stubborn_member(tmp_path)
+    run.host.last("db").listen(3001)
+    run.until(lambda: len(run.host.spawned("api")) == 2, 10, "api started again")
+    assert not old.group_alive  # the old group was killed before the new one started
+    assert "api: its leftovers did not stop within 5s, sending SIGKILL" in run.lines()
+
+
+def test_ctrl_c_while_a_start_waits_for_the_leftovers_stops_them(tmp_path: Path) -> None:
+    run, old = api_exited_leaving_a_stubborn_member(tmp_path)
+    run.signal(signal.SIGINT)  # was: TransitionError waiting -> stopping, a traceback
+    run.until(lambda: run.sup.exit_code is not None, 10, "the run to end")
+    assert run.sup.exit_code == 130
+    assert not old.group_alive and len(run.host.spawned("api")) == 1
