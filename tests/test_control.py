@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -317,3 +318,35 @@ def test_restart_skips_click_and_checks_names_against_the_running_devup(
     assert still_a_typo.returncode == 2 and 'unknown service "jobs.c"' in still_a_typo.stderr
     assert project.devup("stop").returncode == 0
     assert run.wait() == 0
+
+
+def test_an_answer_cut_off_is_one_error_line_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "c.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def answer_half() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b'{"ok": tr')  # devup killed while it answered
+
+    server = threading.Thread(target=answer_half, daemon=True)
+    server.start()
+    with listener, pytest.raises(DevupError, match="devup ended before it answered"):
+        client.request_path(path, "status", timeout_s=5)
+    server.join(5)
+
+
+def test_a_client_that_gave_up_frees_its_connection(tmp_path: Path) -> None:
+    """A restart that never settles (a port busy for ever): the client's timeout passes; the
+    server's thread for it must end, or 64 of them would lock every later command out."""
+    server = control.ControlServer(tmp_path, lambda request: None, path=tmp_path / "d" / "c.sock")
+    server.start()
+    try:
+        with pytest.raises(DevupError, match="did not answer"):
+            client.request_path(server.path, "restart", ["api"], timeout_s=0.2)
+        wait_for(lambda: not server._conns, 10, what="the server to let the connection go")
+    finally:
+        server.stop()

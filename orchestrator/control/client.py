@@ -140,7 +140,10 @@ def request_path(
         conn.close()
     if not data:
         raise DevupError("devup ended before it answered")
-    answer = json.loads(data)
+    try:
+        answer = json.loads(data)
+    except ValueError:  # cut off: devup ended (or was killed) while it answered
+        raise DevupError("devup ended before it answered") from None
     if not isinstance(answer, dict):
         raise DevupError("devup sent an answer that is not a JSON object")
     return answer

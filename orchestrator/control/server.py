@@ -39,6 +39,7 @@ LISTEN_BACKLOG = 4096
 # (EMFILE in a spawn) nor lock out a real `devup status`.
 MAX_CONNECTIONS = 64
 ACCEPT_BACKOFF_S = 0.05  # after EMFILE at accept: the pending connection stays in the backlog
+HANGUP_POLL_S = 0.5  # how often a request waiting on the supervisor checks that its client is there
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -204,11 +205,32 @@ class ControlServer:
         try:
             # The reply runs on the supervisor's thread: SimpleQueue.put never blocks it.
             self._post(ControlRequested(verb, tuple(names), dict(options), answers.put))
-            answer = answers.get()
+            answer = _wait_unless_hung_up(answers, conn)
         finally:
             with self._lock:
                 self._pending.discard(answers)
         return answer if answer is not None else {"ok": False, "error": "devup stopped"}
+
+
+def _wait_unless_hung_up(
+    answers: queue.SimpleQueue[dict[str, Any] | None], conn: socket.socket
+) -> dict[str, Any] | None:
+    """The supervisor's answer; or, once the client has hung up (its own timeout passed on a
+    restart that never settles), none: the thread and its connection slot are freed."""
+    while True:
+        try:
+            return answers.get(timeout=HANGUP_POLL_S)
+        except queue.Empty:
+            if _hung_up(conn):
+                return {"ok": False, "error": "the client hung up"}
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _refuse(conn: socket.socket, why: str) -> None:

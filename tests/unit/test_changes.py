@@ -192,3 +192,21 @@ def test_the_debug_trace_prints_events_and_changes_with_times_since_the_start(
     lines = out.getvalue().splitlines()
     assert lines[0] == "devup[debug] +0.000s api waiting -> starting (gen 1)"
     assert "devup[debug] +0.123s event FilesChanged api src/app.py" in lines
+
+
+def test_a_control_request_whose_handling_fails_is_answered_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A full disk while `devup reload` plans ports: the asker gets an error, not a wait until its
+    own timeout; the services keep running."""
+    import errno
+
+    run = Run(tmp_path, API).start()
+
+    def failing(sup: object, request: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    run.sup._on_control_request = failing  # what a failing live.reload() does to the handler
+    run.control("reload")
+    assert run.answers == [{"ok": False, "error": "devup failed: No space left on device"}]
+    assert run.sup.exit_code is None and run.state("api") in ("starting", "ready", "running")
