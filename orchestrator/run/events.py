@@ -5,6 +5,7 @@ process never changes the new one's state.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,9 @@ class OutputRead:
     name: str
     generation: int
     data: bytes
+    # The reader's own budget of chunks in flight, given back once this one is handled: that of
+    # its own process, which a late chunk of an old one must not take from the new one.
+    slot: threading.Semaphore | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,7 @@ def read_output(
             data = os.read(fd, READ_CHUNK_BYTES)
             if not data:
                 break
-            post(OutputRead(name, generation, data))
+            post(OutputRead(name, generation, data, slots))
             # Pause only in a flood (the data was already waiting): a lone line, or the newline
             # print() writes separately after it, is read at once.
             if len(data) < READ_CHUNK_BYTES and clock() - asked < READ_COALESCE_S:

@@ -435,10 +435,9 @@ class Supervisor:
 
     def _on_output(self, event: OutputRead) -> None:
         svc = self.services.get(event.name)
-        if svc is None:
-            return  # removed from devports.toml and forgotten; a leftover still wrote
         try:
-            if event.generation == svc.generation:
+            # None: removed from devports.toml and forgotten, and a leftover still wrote.
+            if svc is not None and event.generation == svc.generation:
                 block = svc.spawn.splitter.feed_block(event.data)
                 if block is None:
                     pass
@@ -446,8 +445,10 @@ class Supervisor:
                     self._print_lines(svc, block.decode("utf-8", "replace").split("\n"))
                 else:
                     self.printer.block(svc.name, block)  # the fast path: no line objects
-        finally:
-            svc.spawn.slots.release()  # whatever failed above, the reader must not stall
+        finally:  # whatever failed above, the reader must not stall
+            slot = event.slot or (svc.spawn.slots if svc is not None else None)
+            if slot is not None:
+                slot.release()
 
     def _on_output_closed(self, event: OutputClosed) -> None:
         svc = self.services.get(event.name)

@@ -84,3 +84,17 @@ def test_each_spawn_gets_a_new_generation_and_pid(tmp_path: Path) -> None:
     assert (old.generation, new.generation) == (1, 2)
     assert run.status("api")["pid"] == new.pid != old.pid
     assert run.status("api")["restarts"] == 1
+
+
+def test_a_late_chunk_gives_its_slot_back_to_its_own_reader(tmp_path: Path) -> None:
+    """Each reader may have CHUNKS_IN_FLIGHT chunks queued; a handled chunk frees one slot of
+    the reader that read it, or an old reader stalls for ever (and the new one's bound grows)."""
+    import threading
+
+    run = Run(tmp_path, API).start()
+    old, _new = replaced(run)
+    old_reader_slots = threading.Semaphore(0)  # all of them taken: the old reader waits
+    assert old.post is not None
+    old.post(OutputRead(old.name, old.generation, b"late\n", old_reader_slots))
+    run.step()
+    assert old_reader_slots.acquire(blocking=False), "the old reader's slot was not given back"
