@@ -242,3 +242,13 @@ def test_all_and_prune_refuse_services_and_release(tmp_path: Path, args: list[st
     )
     assert result.returncode == 2
     assert result.stderr.startswith("devup: error: --all and --prune")
+
+
+def test_the_run_record_does_not_make_a_deleted_project_folder_again(tmp_path: Path) -> None:
+    """A worktree removed under its running devup: the run's next record must not bring back
+    FOLDER/.devup, or `ports --prune` could never drop its leases (nor `git worktree add` it)."""
+    from orchestrator.system import runstate
+
+    gone = tmp_path / "removed-worktree"
+    runstate.write_state(gone, "run-id", {})
+    assert not gone.exists()

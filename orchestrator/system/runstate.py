@@ -83,7 +83,10 @@ def running_pid(root: Path) -> int | None:
 
 def write_state(root: Path, run_id: str, services: dict[str, dict[str, Any]]) -> None:
     """Record the run atomically: devup's pid and start time, the run id its children carry
-    (runmark.py), the boot and pid namespace its pids mean something in, each service's group."""
+    (runmark.py), the boot and pid namespace its pids mean something in, each service's group.
+    A project folder deleted under the run (a removed git worktree) is not made again for it."""
+    if not root.is_dir():
+        return
     folder = ensure_private_dir(project_state_dir(root))
     doc = {
         "version": 2,
