@@ -111,6 +111,23 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
+def test_up_detach_starts_what_devup_stop_held_and_calls_it_no_failure(
+    stopped_after: Project,
+) -> None:
+    project = stopped_after
+    project.write(THREE)
+    assert detached(project, "up", "-d").returncode == 0
+    assert project.devup("stop", "web").returncode == 0
+    held = status(project)["services"]["web"]
+    assert held["state"] == "stopped" and held["held"] and not held["failing"]
+
+    again = detached(project, "up", "-d")  # was: exit 1, "web failed to start: exit code 143"
+    assert again.returncode == 0, again.stdout + again.stderr
+    web = status(project)["services"]["web"]
+    assert web["state"] == "ready" and not web["held"]
+    assert answers(web["url"]) == web["pid"]
+
+
 def test_up_detach_json_is_the_summary(stopped_after: Project) -> None:
     project = stopped_after
     project.write(THREE)

@@ -76,6 +76,8 @@ def up_detached(
     child: int | None = None
     if runstate.running_pid(root) is None:
         child = _start_in_background(manifest, UpOptions(names, color=False, watching=watching))
+    else:
+        _start_held(root, order)
     answer, verdict, ended = _wait(manifest, order, child, deadline)
     took = time.monotonic() - began
     if answer is None:
@@ -88,6 +90,18 @@ def up_detached(
     else:
         _print_text(doc, verdict, timeout_s)
     _exit_now(0 if doc["ok"] else 1)
+
+
+def _start_held(root: Path, order: list[str]) -> None:
+    """`up -d` against a run where `devup stop NAME` holds some of the services: up means up,
+    so they are started (the wait that follows tells how that goes)."""
+    try:
+        services = client.check_answer(client.request(root, "status"))["services"]
+        held = [name for name in order if services.get(name, {}).get("held")]
+        if held:
+            client.check_answer(client.request(root, "start", held, {"wait": False}))
+    except DevupError:
+        return  # not answering yet, or ending: the wait finds out
 
 
 def _exit_now(code: int) -> NoReturn:

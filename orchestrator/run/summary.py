@@ -36,8 +36,9 @@ def table(services: Mapping[str, ServiceRun], took_s: float) -> str:
 
 
 def failing(svc: ServiceRun) -> bool:
-    """Failing fast again and again (crash-looping), or given up on."""
-    if svc.satisfies_dependents:
+    """Failing fast again and again (crash-looping), or given up on; not one `devup stop NAME`
+    holds stopped."""
+    if svc.satisfies_dependents or svc.held_by_request:
         return False
     if svc.state in (State.CRASHED, State.STOPPED):
         return True

@@ -1043,6 +1043,7 @@ class Supervisor:
                 # What the summary counts as not coming up, and the code it shows for it: how
                 # `devup up --detach` tells a crash loop from a first hiccup (cli/detach.py).
                 "failing": summary.failing(svc),
+                "held": svc.held_by_request,  # stopped by `devup stop NAME`
                 "last_exit_code": svc.last_exit_code,
                 **audit.status_fields(self.findings.get(name), svc.generation),
             }
