@@ -78,3 +78,21 @@ def test_without_debug_there_is_no_trace(project: Project, monkeypatch: pytest.M
     assert result.returncode == 0, result.stderr
     assert "finished (exit code 0)" in result.stdout
     assert "[debug]" not in result.stdout + result.stderr
+
+
+def test_debug_after_the_command_traces_and_stays_out_of_the_services_environment(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`devup up --debug` as `-f` and `--no-watch` are taken: after the command too; the flag is
+    devup's, so no service (nor a devup it runs) inherits DEVUP_DEBUG."""
+    monkeypatch.delenv("DEVUP_DEBUG", raising=False)
+    project.write(f"""
+        [services.job]
+        cmd = '''{py("import os; print('DEVUP_DEBUG=' + os.environ.get('DEVUP_DEBUG', 'unset'))")}'''
+        port = false
+        restart = "no"
+    """)
+    result = project.devup("up", "--no-watch", "--debug")
+    assert result.returncode == 0, result.stderr
+    assert "DEVUP_DEBUG=unset" in result.stdout
+    assert "job waiting -> starting (gen 1)" in result.stdout + result.stderr

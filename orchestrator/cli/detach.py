@@ -64,7 +64,12 @@ class Verdict:
 
 
 def up_detached(
-    manifest: Manifest, names: tuple[str, ...], watching: bool, timeout_s: float, as_json: bool
+    manifest: Manifest,
+    names: tuple[str, ...],
+    watching: bool,
+    timeout_s: float,
+    as_json: bool,
+    debug: bool = False,
 ) -> NoReturn:
     """Start (or find) the run and wait for it; prints the summary and exits with its code."""
     from orchestrator.cli.up import UpOptions
@@ -75,7 +80,8 @@ def up_detached(
     root = manifest.root
     child: int | None = None
     if runstate.running_pid(root) is None:
-        child = _start_in_background(manifest, UpOptions(names, color=False, watching=watching))
+        options = UpOptions(names, color=False, watching=watching, debug=debug)
+        child = _start_in_background(manifest, options)
     else:
         _start_held(root, order)
     answer, verdict, ended = _wait(manifest, order, child, deadline)

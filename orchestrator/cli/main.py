@@ -33,6 +33,7 @@ class Options:
         self.manifest_file: Path | None = None
         self.no_color = False
         self.no_watch = False
+        self.debug = False  # the run's trace (run/trace.py), for `up` only
 
     def manifest(self) -> Manifest:
         # Imported here: `devup status` and friends should not pay for it before they need it.
@@ -82,6 +83,12 @@ def _common(func: F, short_file: bool = True, color: bool = False, watch: bool =
             is_flag=True,
             default=None,
             help="Do not restart services when their files change.",
+        )(func)
+        func = _shared_option(
+            "--debug",
+            is_flag=True,
+            default=None,
+            help="Trace each event and state change on stderr (as DEVUP_DEBUG=1 does).",
         )(func)
     return func
 
@@ -136,18 +143,13 @@ def _service_help(manifest: Manifest, name: str) -> str | None:
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @partial(_common, color=True, watch=True)
-@click.option(
-    "--debug", is_flag=True, help="Trace each event and state change on stderr (DEVUP_DEBUG=1)."
-)
 @click.version_option(__version__, "--version", prog_name="devup")
 @click.pass_context
-def cli(click_ctx: click.Context, debug: bool = False) -> int | None:
+def cli(click_ctx: click.Context) -> int | None:
     """Run all of a monorepo's dev services with one command.
 
     With no command, `devup` is `devup up`: start every service in devports.toml.
     """
-    if debug:
-        os.environ["DEVUP_DEBUG"] = "1"  # read where the run is put together (run/trace.py)
     if click_ctx.invoked_subcommand is None:
         code: int = click_ctx.invoke(up_command)
         return code
@@ -179,12 +181,13 @@ def up_command(
             raise UsageError("--timeout and --json go with --detach (-d)")
         wait_s = detached.DEFAULT_TIMEOUT_S if timeout is None else detached.parse_timeout(timeout)
         return detached.up_detached(
-            options.manifest(), services, not options.no_watch, wait_s, as_json
+            options.manifest(), services, not options.no_watch, wait_s, as_json, options.debug
         )
     manifest = options.manifest()
     detached.refuse_if_detached(manifest.root)
     color = use_color(options.no_color)
-    return up(manifest, UpOptions(services, color=color, watching=not options.no_watch))
+    watching = not options.no_watch
+    return up(manifest, UpOptions(services, color=color, watching=watching, debug=options.debug))
 
 
 @cli.command("check", short_help="Validate devports.toml; show the plan, ports and watches.")

@@ -41,6 +41,7 @@ class UpOptions:
     names: tuple[str, ...] = ()
     color: bool = False
     watching: bool = True
+    debug: bool = False  # `--debug`: the trace, as DEVUP_DEBUG=1 asks for it
 
 
 def use_color(no_color: bool, stream: IO[str] | None = None) -> bool:
@@ -97,7 +98,9 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         # Written at the end of each turn in which a state or an audit's findings changed.
         supervisor.subscribe(once_per_turn(partial(record, supervisor)))
         audit.install(supervisor)
-        trace.install(supervisor.subscribe)  # DEVUP_DEBUG=1: events and state changes on stderr
+        # --debug or DEVUP_DEBUG=1: events and state changes on stderr (not put in os.environ,
+        # where every service and every devup they run would inherit it)
+        trace.install(supervisor.subscribe, forced=options.debug)
         _report_drops(supervisor, writer)
 
         def new_watcher(current: Manifest, names: list[str]) -> Any:

@@ -77,9 +77,9 @@ def describe(event: Event) -> str:
     return kind  # ChildrenChanged, ManifestChanged: nothing more to say
 
 
-def install(subscribe: Callable[[Subscriber], object]) -> DebugTrace | None:
-    """Subscribes the trace when DEVUP_DEBUG asks for it."""
-    if not wanted():
+def install(subscribe: Callable[[Subscriber], object], forced: bool = False) -> DebugTrace | None:
+    """Subscribes the trace when `forced` (`devup up --debug`) or DEVUP_DEBUG asks for it."""
+    if not (forced or wanted()):
         return None
     trace = DebugTrace()
     subscribe(trace)
