@@ -14,9 +14,17 @@ import sys
 
 def main() -> None:
     try:
-        _main()
+        try:
+            _main()
+        finally:
+            sys.stdout.flush()  # here, where a reader gone is caught, not at the interpreter's exit
     except KeyboardInterrupt:  # Ctrl-C while the CLI loads, before it handles one itself
         sys.exit(130)
+    except BrokenPipeError:  # `devup status --json | head -1`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 def _main() -> None:
