@@ -8,8 +8,6 @@ import contextlib
 import os
 from pathlib import Path
 
-PRIVATE_FILE_MODE = 0o600
-
 
 def devup_home() -> Path:
     """$DEVUP_HOME, else $XDG_STATE_HOME/devup, else ~/.local/state/devup (not created here)."""

@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
     from orchestrator.config.manifest import Manifest
 
-WHATS = ("url", "port")
-
 
 def quick(what: str, name: str) -> int | None:
     """The click-free path (entry.py) while a run is up and knows `name`: prints the value and

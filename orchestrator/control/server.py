@@ -425,7 +425,8 @@ class _Gather:
         svc = next(s for s in self._targets if s.name == name)
         self._results[name] = state.value
         task_done = svc.is_task and state is State.STOPPED and svc.exit_code == 0
-        if not (state in (State.READY, State.RUNNING) or task_done):
+        stopped_as_asked = self._request.verb == "stop" and state is State.STOPPED
+        if not (state in (State.READY, State.RUNNING) or task_done or stopped_as_asked):
             self._failed.append(name)
         self._pending.discard(name)
         if not self._pending:

@@ -1,7 +1,7 @@
 """One spawn of a service: its process, group, output and readiness. `_spawn_now` makes a new one
 for every start, so nothing of the last process lingers into the next; its generation is its
 identity (every event a reader thread posts names it). What lasts across spawns (spec, port,
-state, restarts, where it answered) stays on the service (supervisor.ServiceRun).
+state, restarts, where it answered) stays on the service (service.ServiceRun).
 """
 
 from __future__ import annotations

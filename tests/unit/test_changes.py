@@ -210,3 +210,13 @@ def test_a_control_request_whose_handling_fails_is_answered_and_the_run_goes_on(
     run.control("reload")
     assert run.answers == [{"ok": False, "error": "devup failed: No space left on device"}]
     assert run.sup.exit_code is None and run.state("api") in ("starting", "ready", "running")
+
+
+def test_a_stop_request_that_stopped_the_service_lists_no_failure(tmp_path: Path) -> None:
+    run = Run(tmp_path, API)
+    run.start()
+    run.host.last("api").listen(3001)
+    run.until(lambda: run.state("api") == "ready", 1, "api ready")
+    run.control("stop", "api", wait=True)
+    run.until(lambda: bool(run.answers), 1, "the answer")
+    assert run.answers == [{"ok": True, "services": {"api": "stopped"}, "failed": []}]
