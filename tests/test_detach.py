@@ -128,6 +128,33 @@ def test_up_detach_starts_what_devup_stop_held_and_calls_it_no_failure(
     assert answers(web["url"]) == web["pid"]
 
 
+def test_up_detach_run_four_times_at_once_gives_one_run_and_four_successes(
+    stopped_after: Project,
+) -> None:
+    """Agents in one worktree racing: one background devup wins the run lock; the others wait
+    on its run and report it, and its pid file is the winner's."""
+    project = stopped_after
+    project.write(THREE)
+    racing = [
+        subprocess.Popen(
+            [*DEVUP, "up", "-d"],
+            cwd=project.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(4)
+    ]
+    results = [(p.wait(60), *p.communicate()) for p in racing]
+    assert [code for code, _out, _err in results] == [0, 0, 0, 0], results
+    pid = status(project)["pid"]
+    assert (project.root / ".devup" / "detached.pid").read_text().strip() == str(pid)
+    refused = project.devup("up")
+    assert "running in the background" in refused.stderr, refused.stderr
+
+
 def test_up_detach_json_is_the_summary(stopped_after: Project) -> None:
     project = stopped_after
     project.write(THREE)

@@ -72,19 +72,21 @@ def up_detached(
     debug: bool = False,
 ) -> NoReturn:
     """Start (or find) the run and wait for it; prints the summary and exits with its code."""
-    from orchestrator.cli.up import UpOptions
-
     order = start_order(manifest, list(names) or None)  # an unknown name: exit 2 before anything
     began = time.monotonic()
     deadline = began + timeout_s
     root = manifest.root
     child: int | None = None
     if runstate.running_pid(root) is None:
-        options = UpOptions(names, color=False, watching=watching, debug=debug)
-        child = _start_in_background(manifest, options)
+        child = _start_in_background(manifest, names, watching, debug)
     else:
         _start_held(root, order)
     answer, verdict, ended = _wait(manifest, order, child, deadline)
+    if answer is None and child is not None and runstate.running_pid(root) is not None:
+        # Another `up -d` (or `up`) took the run lock first: this one waits on that run.
+        child = None
+        _start_held(root, order)
+        answer, verdict, ended = _wait(manifest, order, child, deadline)
     took = time.monotonic() - began
     if answer is None:
         _exit_now(_report_ended(root, ended, as_json))
@@ -135,12 +137,15 @@ def refuse_if_detached(root: Path) -> None:
 # -- the background run ----------------------------------------------------------------------
 
 
-def _start_in_background(manifest: Manifest, options: Any) -> int:
+def _start_in_background(
+    manifest: Manifest, names: tuple[str, ...], watching: bool, debug: bool
+) -> int:
     """Fork the run into its own session (a fork, not a new interpreter: the manifest is parsed
     and devup's modules loaded already, which is most of devup's start). Returns its pid."""
     try:
         folder = ensure_private_dir(project_state_dir(manifest.root))
-        err = open_file(folder / ERR_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        # Emptied once the run lock is held (_run): a run that loses the race must not wipe it.
+        err = open_file(folder / ERR_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     except OSError as exc:  # .devup is a file, the folder is read-only, ...
         raise DevupError(
             f"cannot create {exc.filename or project_state_dir(manifest.root)}: "
@@ -168,17 +173,23 @@ def _start_in_background(manifest: Manifest, options: Any) -> int:
         # Whatever else was open (the caller's pipes given to the parent) must not be held by a
         # run that outlives it: a caller reading the parent's output would wait for ever.
         os.closerange(3, _max_fd())
-        code = _run(manifest, options, folder / PID_NAME)
+        code = _run(manifest, names, watching, debug, folder / PID_NAME)
     finally:
         os._exit(code)
 
 
-def _run(manifest: Manifest, options: Any, pid_file: Path) -> int:
+def _run(
+    manifest: Manifest, names: tuple[str, ...], watching: bool, debug: bool, pid_file: Path
+) -> int:
     from orchestrator.base.paths import write_private_atomic
-    from orchestrator.cli.up import up
+    from orchestrator.cli.up import UpOptions, up
 
-    try:
+    def locked() -> None:  # this run is the project's: its pid file, a fresh error file
         write_private_atomic(pid_file, f"{os.getpid()}\n".encode(), durable=False)
+        os.ftruncate(2, 0)
+
+    options = UpOptions(names, color=False, watching=watching, debug=debug, on_locked=locked)
+    try:
         try:
             return up(manifest, options)
         finally:

@@ -42,6 +42,9 @@ class UpOptions:
     color: bool = False
     watching: bool = True
     debug: bool = False  # `--debug`: the trace, as DEVUP_DEBUG=1 asks for it
+    # Called once the run lock is held (`up -d` writes its pid file then: a run that loses the
+    # race for the lock must not touch the winner's).
+    on_locked: Callable[[], None] | None = None
 
 
 def use_color(no_color: bool, stream: IO[str] | None = None) -> bool:
@@ -55,6 +58,8 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     order = start_order(manifest, list(options.names) or None)
     lock = runstate.RunLock(manifest.root)
     lock.acquire()
+    if options.on_locked is not None:
+        options.on_locked()
     writer = TerminalWriter(sys.stdout.fileno())
     printer = Printer(order, writer.write, color=options.color, terminal=writer)
     try:
