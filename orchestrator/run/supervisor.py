@@ -149,6 +149,7 @@ class Supervisor:
         self._bind_failures_said: set[tuple[str, int]] = set()
         self.live: LiveManifest | None = None
         self.retiring: set[str] = set()  # removed from devports.toml, stopping (apply_plan)
+        self._dropped_generations: dict[str, int] = {}  # of services removed and forgotten
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -897,8 +898,9 @@ class Supervisor:
         for name in order:
             spec, port, env = manifest.services[name], ports.get(name), envs[name]
             svc = self.services.get(name)
-            if svc is None:
-                self.services[name] = ServiceRun(spec, port, env)  # WAITING: started below
+            if svc is None:  # WAITING: started below; a name back again counts on from before
+                generation = self._dropped_generations.pop(name, 0)
+                self.services[name] = ServiceRun(spec, port, env, spawn=Spawn(generation))
                 continue
             if name in self.retiring:  # removed, and back before it was gone: a restart
                 self.retiring.discard(name)
@@ -950,6 +952,9 @@ class Supervisor:
             self.timers.call_later(STOP_POLL_S, lambda: self._drop_retired(name))
             return
         self.retiring.discard(name)
+        # Should it come back, its generations go on: a late event of this process must never
+        # pass for one of the next (events name only the service and the generation).
+        self._dropped_generations[name] = svc.generation
         del self.services[name]
         self.order.remove(name)
         self.mark_changed(name)

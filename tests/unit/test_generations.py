@@ -98,3 +98,38 @@ def test_a_late_chunk_gives_its_slot_back_to_its_own_reader(tmp_path: Path) -> N
     old.post(OutputRead(old.name, old.generation, b"late\n", old_reader_slots))
     run.step()
     assert old_reader_slots.acquire(blocking=False), "the old reader's slot was not given back"
+
+
+def test_a_service_removed_and_added_back_counts_its_generations_on(tmp_path: Path) -> None:
+    """A late event of the removed service's last process must not pass for one of the new."""
+    import textwrap
+
+    from orchestrator.config.manifest import load_manifest, start_order
+    from orchestrator.config.manifest_diff import PlanDiff
+
+    two = textwrap.dedent("""
+        [services.db]
+        cmd = "db"
+        port = 3001
+        [services.api]
+        cmd = "api"
+        port = 3002
+    """)
+    run = Run(tmp_path, two).start()
+    run.host.last("db").listen(3001)
+    run.host.last("api").listen(3002)
+    run.advance(0.1)
+    before = run.sup.services["api"].generation
+
+    def apply(text: str, diff: PlanDiff) -> None:
+        (tmp_path / "devports.toml").write_text(text)
+        manifest = load_manifest(tmp_path / "devports.toml")
+        ports = {n: s.preferred_port for n, s in manifest.services.items()}
+        envs: dict[str, dict[str, str]] = {n: {} for n in manifest.services}
+        run.sup.apply_plan(manifest, start_order(manifest), ports, envs, diff)
+
+    apply(two.split("[services.api]")[0], PlanDiff((), ("api",), (), ()))
+    run.until(lambda: "api" not in run.sup.services, 10, "api forgotten")
+    apply(two, PlanDiff(("api",), (), (), ()))
+    run.advance(0.05)
+    assert run.sup.services["api"].generation == before + 1
