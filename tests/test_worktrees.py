@@ -252,3 +252,36 @@ def test_the_run_record_does_not_make_a_deleted_project_folder_again(tmp_path: P
     gone = tmp_path / "removed-worktree"
     runstate.write_state(gone, "run-id", {})
     assert not gone.exists()
+
+
+def test_a_worktree_holding_another_ones_run_record_leaves_its_services_alone(
+    tmp_path: Path, pool: tuple[int, int], running: list[DevupProcess]
+) -> None:
+    """A .devup/ committed to git comes along into a new worktree: its run record names the
+    other worktree's running services, which must not be taken for this one's leftovers."""
+    main = make_repo(tmp_path / "shop", pool)
+    feat_root = tmp_path / "shop-feat"
+    git(main.root, "worktree", "add", "-q", "-b", "feat", str(feat_root))
+    feat = Project(feat_root, pool)
+    first = main.start("--no-watch")
+    running.append(first)
+    first.expect_line(r"2 services up", timeout=30)
+    pids = {
+        n: s["pid"]
+        for n, s in json.loads(main.devup("status", "--json").stdout)["services"].items()
+    }
+
+    (feat_root / ".devup").mkdir()
+    (feat_root / ".devup" / "run.json").write_bytes(
+        (main.root / ".devup" / "run.json").read_bytes()
+    )
+    second = feat.start("--no-watch")
+    running.append(second)
+    second.expect_line(r"2 services up", timeout=30)
+    assert not any("left by" in line or "survived" in line for line in second.lines), second.lines
+    after = json.loads(main.devup("status", "--json").stdout)["services"]
+    assert {n: s["pid"] for n, s in after.items()} == pids
+    assert all(s["state"] == "ready" for s in after.values()), after
+    for run in (first, second):
+        assert run.stop() == 130
+

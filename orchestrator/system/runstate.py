@@ -16,7 +16,12 @@ from typing import Any
 import psutil
 
 from orchestrator.base.errors import DevupError
-from orchestrator.base.paths import ensure_private_dir, project_state_dir, write_private_atomic
+from orchestrator.base.paths import (
+    ensure_private_dir,
+    project_key,
+    project_state_dir,
+    write_private_atomic,
+)
 from orchestrator.base.safefs import open_file, read_file
 from orchestrator.system import runmark
 from orchestrator.system.process import GroupId
@@ -93,6 +98,7 @@ def write_state(root: Path, run_id: str, services: dict[str, dict[str, Any]]) ->
         "pid": os.getpid(),
         "started_at": _devup_started_at(),
         "run_id": run_id,
+        "root": project_key(root),  # a record copied into another checkout is not that one's
         "boot_id": runmark.boot_id(),
         "pid_ns": runmark.pid_namespace(),
         "services": services,
@@ -108,12 +114,16 @@ def _devup_started_at() -> float:
 
 
 def read_state(root: Path) -> dict[str, Any] | None:
-    """The last run's record, or None if there is none or it cannot be read."""
+    """The last run's record, or None if there is none, it cannot be read, or it is another
+    folder's: a .devup/ committed to git and checked out in a second worktree holds the first
+    worktree's record, whose running services must not pass for this one's leftovers."""
     try:
         doc = json.loads(read_file(project_state_dir(root) / STATE_NAME, MAX_STATE_BYTES))
     except (OSError, ValueError, RecursionError):  # a folder, garbage, nested 100,000 deep
         return None
-    return doc if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("root", project_key(root)) != project_key(root):
+        return None
+    return doc
 
 
 def clear_state(root: Path) -> None:
