@@ -285,3 +285,24 @@ def test_a_worktree_holding_another_ones_run_record_leaves_its_services_alone(
     for run in (first, second):
         assert run.stop() == 130
 
+
+def test_devup_keeps_its_state_folder_out_of_git(
+    tmp_path: Path, pool: tuple[int, int], running: list[DevupProcess]
+) -> None:
+    """No .gitignore names .devup/: `git add -A` still must not take a run's record and logs."""
+    root = tmp_path / "app"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    project = Project(root, pool)
+    project.write(f"""
+        [services.api]
+        cmd = "{SERVER}"
+    """)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "services")
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"1 service up", timeout=30)
+    assert run.stop() == 130
+    assert (root / ".devup" / "run.json").exists() or (root / ".devup" / "logs").is_dir()
+    assert git(root, "status", "--porcelain") == ""

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from orchestrator.base.errors import DevupError
 from orchestrator.base.paths import ensure_private_dir, project_state_dir
+from orchestrator.base.safefs import open_file
 from orchestrator.cli.envview import env_file_warnings
 from orchestrator.config.environ import build_env
 from orchestrator.config.manifest import Manifest, start_order
@@ -47,6 +48,17 @@ class UpOptions:
     on_locked: Callable[[], None] | None = None
 
 
+def _keep_out_of_git(state: Path) -> None:
+    """`.devup/.gitignore` holding `*`, as pytest and ruff do for their caches: a `git add -A`
+    must not commit a run's record and logs, which a second worktree would then check out."""
+    with contextlib.suppress(FileExistsError):
+        fd = open_file(state / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, b"# made by devup: its run state and logs are no source\n*\n")
+        finally:
+            os.close(fd)
+
+
 def use_color(no_color: bool, stream: IO[str] | None = None) -> bool:
     stream = stream or sys.stdout
     return not no_color and "NO_COLOR" not in os.environ and stream is not None and stream.isatty()
@@ -64,6 +76,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
     printer = Printer(order, writer.write, color=options.color, terminal=writer)
     try:
         logs = ensure_private_dir(project_state_dir(manifest.root) / "logs")
+        _keep_out_of_git(project_state_dir(manifest.root))
         for name in [DEVUP, *order]:
             printer.add_log(name, _open_log(logs, name, printer))
         # What a killed devup left behind holds the ports this run is about to hand out.
