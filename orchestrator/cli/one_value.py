@@ -83,7 +83,7 @@ def _ask_the_run(root: Path) -> dict[str, Any] | None:
 
 def _check_one(manifest: Manifest | None, running: list[str], name: str) -> None:
     """An unknown name (did you mean) or a Procfile group of several lines: a usage error."""
-    import difflib
+    from orchestrator.control.client import unknown_service
 
     known = list(manifest.services) if manifest is not None else running
     lines = [n for n in known if n.startswith(name + ".")]
@@ -93,10 +93,7 @@ def _check_one(manifest: Manifest | None, running: list[str], name: str) -> None
         raise UsageError(
             f'"{name}" names {len(lines)} services: {", ".join(lines)}', hint="name one of them"
         )
-    choices = [*known, *{n.split(".")[0] for n in known if "." in n}]
-    close = difflib.get_close_matches(name, choices, n=1)
-    hint = f'did you mean "{close[0]}"?' if close else f"services: {', '.join(known)}"
-    raise UsageError(f'unknown service "{name}"', hint=hint)
+    raise unknown_service(name, known)
 
 
 def _planned(what: str, manifest: Manifest, name: str) -> str:

@@ -272,13 +272,19 @@ def control(
             running = list(check_answer(request(root, "status"))["services"])
             targets, unknown = expand_running(running, names)
     if unknown:
-        import difflib
-
-        choices = [*running, *{n.split(".")[0] for n in running if "." in n}]
-        close = difflib.get_close_matches(unknown[0], choices, n=1)
-        hint = f'did you mean "{close[0]}"?' if close else f"services: {', '.join(running)}"
-        raise UsageError(f'unknown service "{unknown[0]}"', hint=hint)
+        raise unknown_service(unknown[0], running)
     return send(root, verb, targets, wait, stop_s, settle_s)
+
+
+def unknown_service(name: str, known: list[str]) -> UsageError:
+    """`unknown service "apj"`, with the closest of `known` (or a Procfile service's group name)
+    as a did-you-mean, else the list of them."""
+    import difflib
+
+    choices = [*known, *{n.split(".")[0] for n in known if "." in n}]
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f'did you mean "{close[0]}"?' if close else f"services: {', '.join(known)}"
+    return UsageError(f'unknown service "{name}"', hint=hint)
 
 
 def expand_running(running: list[str], names: list[str]) -> tuple[list[str], list[str]]:
