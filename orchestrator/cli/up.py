@@ -52,7 +52,7 @@ def _keep_out_of_git(state: Path) -> None:
     """`.devup/.gitignore` holding `*`, as pytest and ruff do for their caches: a `git add -A`
     must not commit a run's record and logs, which a second worktree would then check out."""
     with contextlib.suppress(FileExistsError):
-        fd = open_file(state / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = open_file(state / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL)  # 0600
         try:
             os.write(fd, b"# made by devup: its run state and logs are no source\n*\n")
         finally:
