@@ -249,9 +249,12 @@ class Supervisor:
         """Something the run record shows changed outside a state change."""
         self._changes.publish(FactsChanged(name))
 
-    def note_findings(self, name: str, findings: audit.Findings) -> None:
-        """The listen audit's findings about the current process of `name`."""
-        self.findings[name] = findings
+    def note_findings(self, name: str, findings: audit.Findings | None) -> None:
+        """The listen audit's findings about the current process of `name` (None: it has none)."""
+        if findings is None:
+            self.findings.pop(name, None)
+        else:
+            self.findings[name] = findings
         self.mark_changed(name)
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
