@@ -380,3 +380,38 @@ def test_up_detach_where_devup_cannot_keep_its_state_is_one_error_line(project: 
     assert result.returncode == 1
     assert result.stderr.startswith("devup: error: cannot create ")
     assert "Traceback" not in result.stderr
+
+
+def test_up_detach_returns_like_the_summary_when_a_service_is_not_ready_by_its_ready_timeout(
+    stopped_after: Project,
+) -> None:
+    """A service past its ready_timeout is "running": the run's summary counts it as up and its
+    dependents start, so `up -d` returns then too (exit 0), naming it as not ready, rather than
+    waiting out --timeout."""
+    project = stopped_after
+    sleeper = py("import time\nprint('warming up', flush=True)\nwhile True: time.sleep(1)")
+    project.write(
+        f"""
+        [services.slow]
+        cmd = '''{sleeper}'''
+        ready_timeout = 1
+        [services.web]
+        cmd = "{SERVER}"
+        depends_on = ["slow"]
+        """
+    )
+    result = detached(project, "up", "-d", "--timeout", "30")
+    assert result.returncode == 0, result.stdout + result.stderr
+    port = status(project)["services"]["slow"]["port"]
+    assert "2 services up" in result.stdout
+    assert [line.split() for line in result.stdout.splitlines() if "slow" in line][0][-2:] == [
+        "not",
+        "ready",
+    ]
+    assert (
+        f"devup: warning: slow is not ready: running, waits for something to listen on port {port}"
+        " (its ready_timeout has passed)" in result.stderr
+    )
+    doc = json.loads(detached(project, "up", "-d", "--json").stdout)
+    assert doc["ok"] is True and doc["services"]["slow"]["state"] == "running"
+    assert doc["services"]["web"]["state"] == "ready" and list(doc["not_ready"]) == ["slow"]

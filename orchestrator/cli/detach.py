@@ -57,6 +57,9 @@ class Verdict:
     failed: str | None = None
     pending: dict[str, str] = field(default_factory=dict)  # name -> what it waits on
     missing: list[str] = field(default_factory=list)  # named, but not part of the running devup
+    # Up but not ready: past its ready_timeout, counted as up as the run's summary counts it
+    # (its dependents have started); name -> what it still waits on.
+    not_ready: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -298,6 +301,9 @@ def judge(manifest: Manifest, order: list[str], services: dict[str, Any]) -> Ver
         code = svc["exit_code"] if svc["exit_code"] is not None else svc.get("last_exit_code")
         if state == "ready" or (state == "running" and svc["port"] is None):
             verdict.up.append(name)
+        elif state == "running":  # past its ready_timeout: the run went on without it
+            verdict.up.append(name)
+            verdict.not_ready[name] = _waits_on(manifest, name, svc, services)
         elif state == "stopped" and code == 0 and svc["port"] is None:
             verdict.up.append(name)  # a task that finished
         elif svc.get("failing") and (code is not None or state == "crashed"):
@@ -361,6 +367,7 @@ def _summary(
         "waiting": verdict.pending,
         "failed": None,
         "missing": verdict.missing,
+        "not_ready": verdict.not_ready,
     }
 
 
@@ -431,8 +438,11 @@ def _print_text(doc: dict[str, Any], verdict: Verdict, timeout_s: float) -> None
     for name, svc in services.items():
         url = svc["url"] or ("(no port)" if svc["state"] != "stopped" else "done (exit 0)")
         pid = f"pid {svc['pid']}" if svc["pid"] is not None else ""
-        print(f"  {name.ljust(width)}  {url:<22}  {pid}".rstrip())
+        late = "  not ready" if name in verdict.not_ready else ""
+        print(f"  {name.ljust(width)}  {url:<22}  {pid:<10}{late}".rstrip())
     print("`devup logs -f` follows its output, `devup stop` ends it")
+    for name, what in verdict.not_ready.items():
+        print(f"devup: warning: {name} is not ready: {what}", file=sys.stderr)
 
 
 def _report_ended(root: Path, code: int | None, as_json: bool) -> int:
