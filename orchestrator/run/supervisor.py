@@ -367,7 +367,11 @@ class Supervisor:
         port_note = f", PORT={svc.port}" if svc.port is not None else ""
         self.say(f"{svc.name} started (pid {child.pid}{port_note})")
         self._set_state(svc, State.STARTING)
-        self.host.read_output(child, svc.name, generation, self.events.put, spawn.slots)
+        try:
+            self.host.read_output(child, svc.name, generation, self.events.put, spawn.slots)
+        except RuntimeError as exc:  # "can't start new thread": a thread or process limit
+            self._unread(svc, exc)
+            return
         if readiness.first_poll_s is not None:
             self.timers.call_later(
                 readiness.first_poll_s, lambda: self._poll_ready(svc, generation)
@@ -378,6 +382,20 @@ class Supervisor:
             self.timers.call_later(
                 svc.spec.ready_timeout_s, lambda: self._ready_timed_out(svc, generation)
             )
+
+    def _unread(self, svc: ServiceRun, exc: RuntimeError) -> None:
+        """No thread could be had to read its output: unread, its pipe would fill and hang it,
+        so it is stopped as a failed start, and the other services run on."""
+        pipe = svc.spawn.child.popen.stdout if svc.spawn.child is not None else None
+        if pipe is not None:
+            pipe.close()  # the reader's to close, and there is none
+        svc.spawn.output_open = False
+        self.say(
+            f"{svc.name} could not start: no thread to read its output ({exc}; a limit on "
+            f"threads or processes, ulimit -u); stopping it, not retrying until "
+            + self._what_restarts(svc)
+        )
+        self._stop(svc)
 
     def _tell_where_others_are(self, svc: ServiceRun) -> None:
         """A service started after another proved to listen elsewhere than its PORT (or on ::1
