@@ -415,3 +415,33 @@ def test_up_detach_returns_like_the_summary_when_a_service_is_not_ready_by_its_r
     doc = json.loads(detached(project, "up", "-d", "--json").stdout)
     assert doc["ok"] is True and doc["services"]["slow"]["state"] == "running"
     assert doc["services"]["web"]["state"] == "ready" and list(doc["not_ready"]) == ["slow"]
+
+
+def test_the_background_devups_stderr_is_capped_as_the_log_files_are(
+    stopped_after: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up -d --debug` traces into .devup/detached.err for as long as the run lasts: past the log
+    files' cap (DEVUP_LOG_MAX_MB) it is rotated to detached.err.1, as NAME.log is."""
+    from orchestrator.control import client
+    from orchestrator.output.logfiles import log_cap_bytes
+
+    monkeypatch.setenv("DEVUP_LOG_MAX_MB", "0.001")
+    cap = log_cap_bytes()
+    project = stopped_after
+    project.write(f"""
+        [services.api]
+        cmd = "{SERVER}"
+    """)
+    result = detached(project, "up", "-d", "--debug")
+    assert result.returncode == 0, result.stderr
+    err = project.root / ".devup" / "detached.err"
+    for _ in range(100):  # each is traced: "devup[debug] +1.234s event ControlRequested status"
+        client.check_answer(client.request(project.root, "status"))
+    # Traced before it was answered: the last one is in the file by now.
+    assert "event ControlRequested status" in err.read_text()
+    rotated = err.with_name("detached.err.1")
+    assert rotated.exists()
+    longest = max(len(line) + 1 for line in rotated.read_text().splitlines())
+    assert err.stat().st_size < cap + longest and rotated.stat().st_size < cap + longest
+    assert oct(err.stat().st_mode & 0o777) == "0o600" == oct(rotated.stat().st_mode & 0o777)
+    assert project.devup("stop").returncode == 0

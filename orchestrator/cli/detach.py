@@ -189,7 +189,9 @@ def _run(
 
     def locked() -> None:  # this run is the project's: its pid file, a fresh error file
         write_private_atomic(pid_file, f"{os.getpid()}\n".encode(), durable=False)
-        os.ftruncate(2, 0)
+        from orchestrator.output.logfiles import capped_stderr
+
+        capped_stderr(pid_file.with_name(ERR_NAME))  # rotated past the log files' cap
 
     options = UpOptions(names, color=False, watching=watching, debug=debug, on_locked=locked)
     try:
@@ -448,9 +450,7 @@ def _print_text(doc: dict[str, Any], verdict: Verdict, timeout_s: float) -> None
 def _report_ended(root: Path, code: int | None, as_json: bool) -> int:
     """The background devup ended before its services were up: what it said, and its code."""
     try:
-        said = read_file(project_state_dir(root) / ERR_NAME, MAX_ERR_BYTES).decode(
-            "utf-8", "replace"
-        )
+        said = _tail(project_state_dir(root) / ERR_NAME, MAX_ERR_BYTES).decode("utf-8", "replace")
     except OSError:
         said = ""
     said = said.strip() or _last_devup_lines(root)
@@ -471,6 +471,21 @@ def _report_ended(root: Path, code: int | None, as_json: bool) -> int:
         for line in said.splitlines():
             print(f"  {line}", file=sys.stderr)
     return code
+
+
+def _tail(path: Path, limit: int) -> bytes:
+    """The last `limit` bytes of `path` from a line's start: what devup said last comes after
+    what `--debug` traced before it."""
+    fd = open_file(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - limit)
+        data = os.pread(fd, limit, start)
+    finally:
+        os.close(fd)
+    if start and b"\n" in data:
+        data = data.split(b"\n", 1)[1]
+    return data
 
 
 def _last_devup_lines(root: Path) -> str:
