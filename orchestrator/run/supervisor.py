@@ -116,6 +116,9 @@ class Supervisor:
         self.printer = printer
         self.watching = watching
         # Every OS call goes through the host; `clock` and `spawn` swap only those of the real one.
+        if host is not None and (clock is not None or spawn is not None):
+            # One way to inject: a host beside them would silently run on its own clock.
+            raise TypeError("Supervisor: pass clock and spawn to the host, not beside it")
         self.host: Host = host if host is not None else PosixHost(clock, spawn)
         self._clock = self.host.now
         # Every state change, handled event and end of a turn, told to whoever subscribes.
