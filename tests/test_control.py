@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import stat
@@ -347,6 +348,47 @@ def test_a_client_that_gave_up_frees_its_connection(tmp_path: Path) -> None:
     try:
         with pytest.raises(DevupError, match="did not answer"):
             client.request_path(server.path, "restart", ["api"], timeout_s=0.2)
+        wait_for(lambda: not server._conns, 10, what="the server to let the connection go")
+    finally:
+        server.stop()
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_its_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nc -N` and socat shut their writing side once the request is sent and read on: the
+    server, checking while it waits on the supervisor whether its client is gone, must take end
+    of file for a half close, and answer; a client that closed is still let go (the test above)."""
+    checks: queue.SimpleQueue[bool] = queue.SimpleQueue()
+    real_hung_up = control._hung_up
+
+    def observed(conn: socket.socket) -> bool:  # the real check, seen by the test
+        gone = real_hung_up(conn)
+        checks.put(gone)
+        return gone
+
+    monkeypatch.setattr(control, "_hung_up", observed)
+    monkeypatch.setattr(control, "HANGUP_POLL_S", 0.01)
+    requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    server = control.ControlServer(tmp_path, requests.put, path=tmp_path / "d" / "c.sock")
+    server.start()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(10)
+            conn.connect(str(server.path))
+            conn.sendall(b'{"verb": "restart", "names": ["api"]}\n')
+            conn.shutdown(socket.SHUT_WR)
+            request = requests.get(timeout=10)
+            while not checks.empty():  # looks that may have begun before the half close
+                checks.get()
+            # Two looks from now on: the second surely began after the half close.
+            for _ in range(2):
+                assert checks.get(timeout=10) is False, "the half close taken for a hang-up"
+            request.reply({"ok": True, "services": {"api": "ready"}, "failed": []})
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+        assert json.loads(answer) == {"ok": True, "services": {"api": "ready"}, "failed": []}
         wait_for(lambda: not server._conns, 10, what="the server to let the connection go")
     finally:
         server.stop()

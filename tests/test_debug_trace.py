@@ -96,3 +96,39 @@ def test_debug_after_the_command_traces_and_stays_out_of_the_services_environmen
     assert result.returncode == 0, result.stderr
     assert "DEVUP_DEBUG=unset" in result.stdout
     assert "job waiting -> starting (gen 1)" in result.stdout + result.stderr
+
+
+def test_a_chatty_service_is_summed_up_in_the_trace_not_traced_chunk_by_chunk(
+    project: Project, running: list[DevupProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 lines written one by one over about 1.5 s reach devup as a few hundred chunks: the
+    trace gives each service's output at most a line a second, and every byte is counted."""
+    monkeypatch.setenv("DEVUP_DEBUG", "1")
+    chatty = py("""
+        import time
+        for i in range(300):
+            print(i, flush=True)
+            time.sleep(0.005)
+        print("done", flush=True)
+        time.sleep(60)
+    """)
+    project.write(f"""
+        [services.chatty]
+        cmd = '''{chatty}'''
+        port = false
+    """)
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"chatty\s+\| done$")
+    # The last of it is said within a second of the output stopping (the loop wakes each second).
+    run.expect_line(r"devup\[debug\] \+[\d.]+s event OutputRead chatty gen 1: .*, \d+ bytes in")
+    run.signal(signal.SIGINT)
+    assert run.wait() == 130
+    said = [text for _at, text in traced(run.lines)]
+    output = [text for text in said if text.startswith("event OutputRead chatty")]
+    pattern = re.compile(r"event OutputRead chatty gen 1: (\d+) chunks?, (\d+) bytes in [\d.]+s")
+    counts = [pattern.fullmatch(text) for text in output]
+    assert all(counts), output
+    chunks = sum(int(m.group(1)) for m in counts if m)
+    assert sum(int(m.group(2)) for m in counts if m) == sum(len(f"{i}\n") for i in range(300)) + 5
+    assert chunks > 3 * len(output), output  # summed up, not one line a chunk

@@ -380,3 +380,68 @@ def test_up_detach_where_devup_cannot_keep_its_state_is_one_error_line(project: 
     assert result.returncode == 1
     assert result.stderr.startswith("devup: error: cannot create ")
     assert "Traceback" not in result.stderr
+
+
+def test_up_detach_returns_like_the_summary_when_a_service_is_not_ready_by_its_ready_timeout(
+    stopped_after: Project,
+) -> None:
+    """A service past its ready_timeout is "running": the run's summary counts it as up and its
+    dependents start, so `up -d` returns then too (exit 0), naming it as not ready, rather than
+    waiting out --timeout."""
+    project = stopped_after
+    sleeper = py("import time\nprint('warming up', flush=True)\nwhile True: time.sleep(1)")
+    project.write(
+        f"""
+        [services.slow]
+        cmd = '''{sleeper}'''
+        ready_timeout = 1
+        [services.web]
+        cmd = "{SERVER}"
+        depends_on = ["slow"]
+        """
+    )
+    result = detached(project, "up", "-d", "--timeout", "30")
+    assert result.returncode == 0, result.stdout + result.stderr
+    port = status(project)["services"]["slow"]["port"]
+    assert "2 services up" in result.stdout
+    assert [line.split() for line in result.stdout.splitlines() if "slow" in line][0][-2:] == [
+        "not",
+        "ready",
+    ]
+    assert (
+        f"devup: warning: slow is not ready: running, waits for something to listen on port {port}"
+        " (its ready_timeout has passed)" in result.stderr
+    )
+    doc = json.loads(detached(project, "up", "-d", "--json").stdout)
+    assert doc["ok"] is True and doc["services"]["slow"]["state"] == "running"
+    assert doc["services"]["web"]["state"] == "ready" and list(doc["not_ready"]) == ["slow"]
+
+
+def test_the_background_devups_stderr_is_capped_as_the_log_files_are(
+    stopped_after: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up -d --debug` traces into .devup/detached.err for as long as the run lasts: past the log
+    files' cap (DEVUP_LOG_MAX_MB) it is rotated to detached.err.1, as NAME.log is."""
+    from orchestrator.control import client
+    from orchestrator.output.logfiles import log_cap_bytes
+
+    monkeypatch.setenv("DEVUP_LOG_MAX_MB", "0.001")
+    cap = log_cap_bytes()
+    project = stopped_after
+    project.write(f"""
+        [services.api]
+        cmd = "{SERVER}"
+    """)
+    result = detached(project, "up", "-d", "--debug")
+    assert result.returncode == 0, result.stderr
+    err = project.root / ".devup" / "detached.err"
+    for _ in range(100):  # each is traced: "devup[debug] +1.234s event ControlRequested status"
+        client.check_answer(client.request(project.root, "status"))
+    # Traced before it was answered: the last one is in the file by now.
+    assert "event ControlRequested status" in err.read_text()
+    rotated = err.with_name("detached.err.1")
+    assert rotated.exists()
+    longest = max(len(line) + 1 for line in rotated.read_text().splitlines())
+    assert err.stat().st_size < cap + longest and rotated.stat().st_size < cap + longest
+    assert oct(err.stat().st_mode & 0o777) == "0o600" == oct(rotated.stat().st_mode & 0o777)
+    assert project.devup("stop").returncode == 0

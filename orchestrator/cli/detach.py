@@ -57,6 +57,9 @@ class Verdict:
     failed: str | None = None
     pending: dict[str, str] = field(default_factory=dict)  # name -> what it waits on
     missing: list[str] = field(default_factory=list)  # named, but not part of the running devup
+    # Up but not ready: past its ready_timeout, counted as up as the run's summary counts it
+    # (its dependents have started); name -> what it still waits on.
+    not_ready: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -186,7 +189,9 @@ def _run(
 
     def locked() -> None:  # this run is the project's: its pid file, a fresh error file
         write_private_atomic(pid_file, f"{os.getpid()}\n".encode(), durable=False)
-        os.ftruncate(2, 0)
+        from orchestrator.output.logfiles import capped_stderr
+
+        capped_stderr(pid_file.with_name(ERR_NAME))  # rotated past the log files' cap
 
     options = UpOptions(names, color=False, watching=watching, debug=debug, on_locked=locked)
     try:
@@ -298,6 +303,9 @@ def judge(manifest: Manifest, order: list[str], services: dict[str, Any]) -> Ver
         code = svc["exit_code"] if svc["exit_code"] is not None else svc.get("last_exit_code")
         if state == "ready" or (state == "running" and svc["port"] is None):
             verdict.up.append(name)
+        elif state == "running":  # past its ready_timeout: the run went on without it
+            verdict.up.append(name)
+            verdict.not_ready[name] = _waits_on(manifest, name, svc, services)
         elif state == "stopped" and code == 0 and svc["port"] is None:
             verdict.up.append(name)  # a task that finished
         elif svc.get("failing") and (code is not None or state == "crashed"):
@@ -361,6 +369,7 @@ def _summary(
         "waiting": verdict.pending,
         "failed": None,
         "missing": verdict.missing,
+        "not_ready": verdict.not_ready,
     }
 
 
@@ -431,16 +440,17 @@ def _print_text(doc: dict[str, Any], verdict: Verdict, timeout_s: float) -> None
     for name, svc in services.items():
         url = svc["url"] or ("(no port)" if svc["state"] != "stopped" else "done (exit 0)")
         pid = f"pid {svc['pid']}" if svc["pid"] is not None else ""
-        print(f"  {name.ljust(width)}  {url:<22}  {pid}".rstrip())
+        late = "  not ready" if name in verdict.not_ready else ""
+        print(f"  {name.ljust(width)}  {url:<22}  {pid:<10}{late}".rstrip())
     print("`devup logs -f` follows its output, `devup stop` ends it")
+    for name, what in verdict.not_ready.items():
+        print(f"devup: warning: {name} is not ready: {what}", file=sys.stderr)
 
 
 def _report_ended(root: Path, code: int | None, as_json: bool) -> int:
     """The background devup ended before its services were up: what it said, and its code."""
     try:
-        said = read_file(project_state_dir(root) / ERR_NAME, MAX_ERR_BYTES).decode(
-            "utf-8", "replace"
-        )
+        said = _tail(project_state_dir(root) / ERR_NAME, MAX_ERR_BYTES).decode("utf-8", "replace")
     except OSError:
         said = ""
     said = said.strip() or _last_devup_lines(root)
@@ -461,6 +471,21 @@ def _report_ended(root: Path, code: int | None, as_json: bool) -> int:
         for line in said.splitlines():
             print(f"  {line}", file=sys.stderr)
     return code
+
+
+def _tail(path: Path, limit: int) -> bytes:
+    """The last `limit` bytes of `path` from a line's start: what devup said last comes after
+    what `--debug` traced before it."""
+    fd = open_file(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - limit)
+        data = os.pread(fd, limit, start)
+    finally:
+        os.close(fd)
+    if start and b"\n" in data:
+        data = data.split(b"\n", 1)[1]
+    return data
 
 
 def _last_devup_lines(root: Path) -> str:

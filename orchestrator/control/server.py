@@ -226,11 +226,23 @@ def _wait_unless_hung_up(
 
 
 def _hung_up(conn: socket.socket) -> bool:
+    """Whether the client is gone: it closed its end (POLLHUP: both directions shut) or the
+    connection broke. End of file alone is not gone: a client that shuts its writing side once
+    its request is sent (`nc -N`, socat, shutdown(SHUT_WR)) still reads the answer."""
+    if not hasattr(select, "poll"):  # no poll(): end of file is all that can be seen
+        try:
+            readable, _, _ = select.select([conn], [], [], 0)
+            return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+    poller = select.poll()
+    poller.register(conn, select.POLLHUP | select.POLLERR)
     try:
-        readable, _, _ = select.select([conn], [], [], 0)
-        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+        events = poller.poll(0)
     except OSError:
         return True
+    gone = select.POLLHUP | select.POLLERR | select.POLLNVAL
+    return any(mask & gone for _fd, mask in events)
 
 
 def _refuse(conn: socket.socket, why: str) -> None:

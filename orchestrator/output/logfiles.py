@@ -8,7 +8,9 @@ failure and the recovery are each said once.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -157,3 +159,40 @@ class LogFile:
         self.size = 0
         self._rotate_said = False
         os.close(old)
+
+
+def capped_stderr(path: Path) -> LogFile:
+    """Make fd 2 and sys.stderr a fresh `path`, rotated as the log files are (to NAME.1 past the
+    cap): a background devup's stderr (`up -d`), where `--debug` traces, cannot fill the disk."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    log = LogFile(path)
+    os.dup2(log.fd, 2)
+    sys.stderr = io.TextIOWrapper(
+        io.BufferedWriter(_Stderr(log)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    return log
+
+
+class _Stderr(io.RawIOBase):
+    """Writes through the LogFile (which rotates) and keeps fd 2 on its current file, so what is
+    written to fd 2 directly (a child's inherited stderr, a C library) follows the rotation."""
+
+    def __init__(self, log: LogFile) -> None:
+        self._log = log
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 2  # a write straight to it (up.py's last words at exit) lands in the same file
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        fd = self._log.fd
+        self._log.write(bytes(data))
+        if self._log.fd != fd:
+            os.dup2(self._log.fd, 2)
+        return len(data)

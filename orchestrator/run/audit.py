@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import psutil
@@ -50,14 +50,14 @@ class Listener:
         return format_address(self.ip, self.port)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Findings:
     """The audit of one service generation, for `devup status` and the run record."""
 
     generation: int
-    listening: list[str] = field(default_factory=list)  # addresses, "127.0.0.1:3001"
-    pids: list[int] = field(default_factory=list)  # the process on each of `listening`
-    warnings: list[str] = field(default_factory=list)
+    listening: tuple[str, ...] = ()  # addresses, "127.0.0.1:3001"
+    pids: tuple[int, ...] = ()  # the process on each of `listening`
+    warnings: tuple[str, ...] = ()  # said once each in this generation
     audits: int = 0  # checks done so far in this generation
 
 
@@ -198,21 +198,28 @@ class AuditedRun(Protocol):
     def services(self) -> Mapping[str, AuditedService]: ...
     def say(self, text: str) -> None: ...
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None: ...
-    def note_findings(self, name: str, findings: Findings) -> None: ...
+    @property
+    def findings(self) -> Mapping[str, Findings]: ...
+    def note_findings(self, name: str, findings: Findings | None) -> None: ...
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]: ...
 
 
 class ListenAudit:
     """A subscriber of the run: audits a service when it becomes ready (or its ready_timeout
     passes) and again a little later, says each warning once per generation, and hands the
-    findings to the run (note_findings), which shows them in status and the run record."""
+    findings to the run (note_findings), which keeps them (the one copy) and shows them in
+    status and the run record. A service that stops being up has none: what its process
+    listened on is no longer what it listens on (`devup stop`, a restart, a crash)."""
 
     def __init__(self, run: AuditedRun) -> None:
         self.run = run
-        self._findings: dict[str, Findings] = {}
 
     def __call__(self, notice: Notice) -> None:
-        if not isinstance(notice, ServiceStateChanged) or notice.new not in _UP:
+        if not isinstance(notice, ServiceStateChanged):
+            return
+        if notice.new not in _UP:
+            if notice.old in _UP and notice.name in self.run.findings:
+                self.run.note_findings(notice.name, None)
             return
         svc = self.run.services.get(notice.name)
         if svc is None or (svc.port is None and svc.spec.ready_log is None):
@@ -228,17 +235,22 @@ class ListenAudit:
             return
         if svc.state not in _UP:
             return
-        findings = self._findings.get(name)
-        if findings is None or findings.generation != generation:
-            findings = self._findings[name] = Findings(generation)
+        before = self.run.findings.get(name)
+        if before is None or before.generation != generation:
+            before = Findings(generation)
         listeners = self.run.host.group_listeners(svc.group)
-        findings.listening = [lst.address for lst in listeners]
-        findings.pids = [lst.pid for lst in listeners]
+        warnings = list(before.warnings)
         for warning in assess(self.run.manifest, svc.spec, svc.port, listeners):
-            if warning not in findings.warnings:
-                findings.warnings.append(warning)
+            if warning not in warnings:
+                warnings.append(warning)
                 self.run.say(warning)
-        findings.audits += 1
+        findings = Findings(
+            generation,
+            tuple(lst.address for lst in listeners),
+            tuple(lst.pid for lst in listeners),
+            tuple(warnings),
+            before.audits + 1,
+        )
         self.run.note_findings(name, findings)
 
 

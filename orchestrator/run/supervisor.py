@@ -116,6 +116,9 @@ class Supervisor:
         self.printer = printer
         self.watching = watching
         # Every OS call goes through the host; `clock` and `spawn` swap only those of the real one.
+        if host is not None and (clock is not None or spawn is not None):
+            # One way to inject: a host beside them would silently run on its own clock.
+            raise TypeError("Supervisor: pass clock and spawn to the host, not beside it")
         self.host: Host = host if host is not None else PosixHost(clock, spawn)
         self._clock = self.host.now
         # Every state change, handled event and end of a turn, told to whoever subscribes.
@@ -249,9 +252,12 @@ class Supervisor:
         """Something the run record shows changed outside a state change."""
         self._changes.publish(FactsChanged(name))
 
-    def note_findings(self, name: str, findings: audit.Findings) -> None:
-        """The listen audit's findings about the current process of `name`."""
-        self.findings[name] = findings
+    def note_findings(self, name: str, findings: audit.Findings | None) -> None:
+        """The listen audit's findings about the current process of `name` (None: it has none)."""
+        if findings is None:
+            self.findings.pop(name, None)
+        else:
+            self.findings[name] = findings
         self.mark_changed(name)
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
@@ -364,7 +370,11 @@ class Supervisor:
         port_note = f", PORT={svc.port}" if svc.port is not None else ""
         self.say(f"{svc.name} started (pid {child.pid}{port_note})")
         self._set_state(svc, State.STARTING)
-        self.host.read_output(child, svc.name, generation, self.events.put, spawn.slots)
+        try:
+            self.host.read_output(child, svc.name, generation, self.events.put, spawn.slots)
+        except RuntimeError as exc:  # "can't start new thread": a thread or process limit
+            self._unread(svc, exc)
+            return
         if readiness.first_poll_s is not None:
             self.timers.call_later(
                 readiness.first_poll_s, lambda: self._poll_ready(svc, generation)
@@ -375,6 +385,20 @@ class Supervisor:
             self.timers.call_later(
                 svc.spec.ready_timeout_s, lambda: self._ready_timed_out(svc, generation)
             )
+
+    def _unread(self, svc: ServiceRun, exc: RuntimeError) -> None:
+        """No thread could be had to read its output: unread, its pipe would fill and hang it,
+        so it is stopped as a failed start, and the other services run on."""
+        pipe = svc.spawn.child.popen.stdout if svc.spawn.child is not None else None
+        if pipe is not None:
+            pipe.close()  # the reader's to close, and there is none
+        svc.spawn.output_open = False
+        self.say(
+            f"{svc.name} could not start: no thread to read its output ({exc}; a limit on "
+            f"threads or processes, ulimit -u); stopping it, not retrying until "
+            + self._what_restarts(svc)
+        )
+        self._stop(svc)
 
     def _tell_where_others_are(self, svc: ServiceRun) -> None:
         """A service started after another proved to listen elsewhere than its PORT (or on ::1

@@ -179,6 +179,18 @@ def test_the_listen_audit_hears_readiness_through_its_subscription(tmp_path: Pat
     assert run.status("web")["listening"] is None  # not ready yet: not audited
 
 
+def test_a_crashed_service_lists_no_listener_of_the_process_that_crashed(tmp_path: Path) -> None:
+    run = Run(tmp_path, API)
+    audit.install(run.sup)
+    run.start()
+    run.host.last("api").listen(3001)
+    run.until(lambda: run.state("api") == "ready", 1, "api ready")
+    assert run.status("api")["listening_pids"] == [run.host.last("api").pid]
+    run.host.last("api").exit(1)
+    run.until(lambda: run.state("api") == "restarting", 1, "api restarting after its crash")
+    assert (run.status("api")["listening"], run.status("api")["listening_pids"]) == (None, None)
+
+
 def test_the_debug_trace_prints_events_and_changes_with_times_since_the_start(
     tmp_path: Path,
 ) -> None:
