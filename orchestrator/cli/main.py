@@ -173,21 +173,24 @@ def up_command(
     as_json: bool = False,
 ) -> int:
     """Start the services (the named ones and what they depend on) and stream their logs."""
-    from orchestrator.cli import detach as detached
-    from orchestrator.cli.up import UpOptions, up, use_color
-
     if detach or timeout is not None or as_json:
+        from orchestrator.cli import detach as detached
+
         if not detach:
             raise UsageError("--timeout and --json go with --detach (-d)")
         wait_s = detached.DEFAULT_TIMEOUT_S if timeout is None else detached.parse_timeout(timeout)
         return detached.up_detached(
             options.manifest(), services, not options.no_watch, wait_s, as_json, options.debug
         )
-    manifest = options.manifest()
-    detached.refuse_if_detached(manifest.root)
-    color = use_color(options.no_color)
-    watching = not options.no_watch
-    return up(manifest, UpOptions(services, color=color, watching=watching, debug=options.debug))
+    from orchestrator.cli.plain_up import foreground  # which runs the plain forms without click
+
+    return foreground(
+        options.manifest_file,
+        services,
+        no_color=options.no_color,
+        no_watch=options.no_watch,
+        debug=options.debug,
+    )
 
 
 @cli.command("check", short_help="Validate devports.toml; show the plan, ports and watches.")
