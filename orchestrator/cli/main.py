@@ -5,7 +5,6 @@ The only place that calls sys.exit or turns an expected failure into `devup: err
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -101,6 +100,8 @@ class DevupGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            import difflib
+
             from orchestrator.base.quoting import printable, quoted
 
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)

@@ -6,7 +6,6 @@ Pure: takes a path, returns a Manifest or raises ManifestError naming the line o
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import math
 import re
@@ -16,8 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
-
-from honcho.environ import parse_procfile
 
 from orchestrator.base.errors import ManifestError, UsageError
 from orchestrator.base.quoting import printable, quoted
@@ -235,6 +232,8 @@ def _syntax_error(path: Path, source: str, message: str) -> ManifestError:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    import difflib  # here: only a mistake needs it, not every start
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f'did you mean "{close[0]}"?' if close else None
 
@@ -612,6 +611,8 @@ class _Validator:
         line = nul_line(text)
         if line is not None:
             t.fail("procfile", f"procfile {shown}:{line}: a NUL character (\\0)")
+        from honcho.environ import parse_procfile  # here: only a Procfile needs it
+
         try:
             processes = dict(parse_procfile(text).processes)
         except AssertionError:  # honcho asserts that a process name appears once
