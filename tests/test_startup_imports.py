@@ -18,6 +18,7 @@ NOT_BEFORE_THE_FIRST_SPAWN = {
     "difflib": "did-you-mean, for a mistake only",
     "honcho": "the Procfile parser, for a Procfile only",
     "uuid": "a run id is os.urandom's",
+    "hashlib": "it loads OpenSSL: base.paths.sha256 is CPython's own SHA-256",
     "ctypes.util": "find_library runs `ldconfig -p` in a child process",
     "watchdog": "the watcher (not with --no-watch)",
     "jinja2": "devup export",
