@@ -14,7 +14,7 @@ import pytest
 from conftest import DEVUP, Project
 
 from orchestrator.base.errors import DevupError
-from orchestrator.cli import main
+from orchestrator.cli import detach, main, plain_up
 from orchestrator.control import client
 
 COMMANDS = [
@@ -134,3 +134,56 @@ def test_the_fast_path_takes_a_verb_only_in_a_form_the_cli_takes_the_same_way(
                 assert seen == [(fast[0].name, fast[1], fast[2])], argv
     capsys.readouterr()
     assert taken == 17  # of the forms above, as client.VERBS spells them
+
+
+UP_LINES = [
+    [], ["up"], ["up", "api"], ["up", "api", "web"], ["--no-watch"], ["--no-color", "--debug"],
+    ["--no-watch", "up", "api"], ["up", "--no-watch", "api", "--no-color"], ["up", "api", "--debug"],
+    ["--no-watch", "--no-watch"], ["up", "--no-color", "--no-color"], ["api"], ["--no-watch", "api"],
+    ["up", "-d"], ["up", "--detach", "api"], ["up", "--json"], ["-f", "devports.toml"],
+    ["up", "-f", "devports.toml"], ["--help"], ["up", "--help"], ["-h"], ["up", "--"],
+    ["up", "--", "api"], ["up", "-"], ["up", "up"], ["check"], ["status"], ["--version"],
+    ["up", "--no-watch=1"], ["--no-wait"], ["up", "--timeout", "5"], ["--debug", "up", "--debug"],
+]  # fmt: skip
+
+
+def test_the_plain_start_takes_only_a_form_the_cli_takes_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """entry.py starts `devup [up] [SERVICE...] [--no-watch --no-color --debug]` without click
+    (plain_up.py): for every command line it takes, click must start the same services with the
+    same flags; every other line is left to click."""
+    (tmp_path / "devports.toml").write_text('[services.api]\ncmd = "true"\n')
+    monkeypatch.chdir(tmp_path)
+    seen: list[tuple[Path | None, tuple[str, ...], bool, bool, bool] | None] = []
+
+    def foreground(
+        manifest_file: Path | None,
+        names: tuple[str, ...],
+        *,
+        no_color: bool,
+        no_watch: bool,
+        debug: bool,
+    ) -> int:
+        seen.append((manifest_file, names, no_color, no_watch, debug))
+        return 0
+
+    monkeypatch.setattr(plain_up, "foreground", foreground)
+    monkeypatch.setattr(detach, "up_detached", lambda *_args: seen.append(None) or 0)  # no fork
+    taken = 0
+    for argv in UP_LINES:
+        seen.clear()
+        fast = plain_up.run(argv)
+        by_fast = list(seen)
+        seen.clear()
+        with contextlib.suppress(click.ClickException, click.exceptions.Exit, DevupError):
+            main.cli.main(args=argv, prog_name="devup", standalone_mode=False)
+        if fast is None:
+            assert by_fast == [], argv
+        else:
+            taken += 1
+            assert by_fast == seen and len(seen) == 1, argv
+    capsys.readouterr()
+    assert taken == 10  # of the lines above
+    monkeypatch.setenv("_DEVUP_COMPLETE", "bash_complete")  # completion is click's alone
+    assert plain_up.run([]) is None

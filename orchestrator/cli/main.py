@@ -5,7 +5,6 @@ The only place that calls sys.exit or turns an expected failure into `devup: err
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -101,6 +100,8 @@ class DevupGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            import difflib
+
             from orchestrator.base.quoting import printable, quoted
 
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
@@ -173,21 +174,24 @@ def up_command(
     as_json: bool = False,
 ) -> int:
     """Start the services (the named ones and what they depend on) and stream their logs."""
-    from orchestrator.cli import detach as detached
-    from orchestrator.cli.up import UpOptions, up, use_color
-
     if detach or timeout is not None or as_json:
+        from orchestrator.cli import detach as detached
+
         if not detach:
             raise UsageError("--timeout and --json go with --detach (-d)")
         wait_s = detached.DEFAULT_TIMEOUT_S if timeout is None else detached.parse_timeout(timeout)
         return detached.up_detached(
             options.manifest(), services, not options.no_watch, wait_s, as_json, options.debug
         )
-    manifest = options.manifest()
-    detached.refuse_if_detached(manifest.root)
-    color = use_color(options.no_color)
-    watching = not options.no_watch
-    return up(manifest, UpOptions(services, color=color, watching=watching, debug=options.debug))
+    from orchestrator.cli.plain_up import foreground  # which runs the plain forms without click
+
+    return foreground(
+        options.manifest_file,
+        services,
+        no_color=options.no_color,
+        no_watch=options.no_watch,
+        debug=options.debug,
+    )
 
 
 @cli.command("check", short_help="Validate devports.toml; show the plan, ports and watches.")

@@ -5,7 +5,6 @@ service's folder with exactly the environment `devup up` gives that service; exi
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import os
 import signal
@@ -50,6 +49,8 @@ def check_service(manifest: Manifest, name: str) -> None:
             f"{quoted(name)} is a Procfile with {len(lines)} services; name one",
             hint=f"services: {', '.join(lines)}",
         )
+    import difflib  # here: only a mistake needs it
+
     close = difflib.get_close_matches(name, list(manifest.services), n=1)
     hint = f'did you mean "{close[0]}"?' if close else f"services: {', '.join(manifest.services)}"
     raise UsageError(f"unknown service {quoted(name)}", hint=hint)

@@ -6,7 +6,6 @@ Pure: takes a path, returns a Manifest or raises ManifestError naming the line o
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import math
 import re
@@ -16,8 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
-
-from honcho.environ import parse_procfile
 
 from orchestrator.base.errors import ManifestError, UsageError
 from orchestrator.base.quoting import printable, quoted
@@ -131,7 +128,12 @@ def load_manifest(path: Path) -> Manifest:
 
 def env_key(service_name: str) -> str:
     """`shop.web` -> `SHOP_WEB`: the prefix of a service's `_PORT` / `_URL` variables."""
-    return "".join(c if c.isascii() and c.isalnum() else "_" for c in service_name).upper()
+    # One regex pass: the per-character join it replaces was ~1 ms per service at 50 services
+    # (build_env calls this for every other service, before the first spawn).
+    return _NOT_IN_ENV_KEY.sub("_", service_name).upper()
+
+
+_NOT_IN_ENV_KEY = re.compile(r"[^A-Za-z0-9]")
 
 
 def start_order(manifest: Manifest, names: list[str] | None = None) -> list[str]:
@@ -235,6 +237,8 @@ def _syntax_error(path: Path, source: str, message: str) -> ManifestError:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    import difflib  # here: only a mistake needs it, not every start
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f'did you mean "{close[0]}"?' if close else None
 
@@ -612,6 +616,8 @@ class _Validator:
         line = nul_line(text)
         if line is not None:
             t.fail("procfile", f"procfile {shown}:{line}: a NUL character (\\0)")
+        from honcho.environ import parse_procfile  # here: only a Procfile needs it
+
         try:
             processes = dict(parse_procfile(text).processes)
         except AssertionError:  # honcho asserts that a process name appears once

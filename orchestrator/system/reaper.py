@@ -9,8 +9,6 @@ left its service's process group goes to launchd and only its group's stop reach
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -29,8 +27,12 @@ def become_subreaper() -> bool:
     """Ask the kernel to re-parent orphaned descendants to this process; False if unsupported."""
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # here: only `devup up` needs it
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # dlopen(NULL): the symbols already loaded, libc's among them. find_library("c") would
+        # run `ldconfig -p` in a child process on every start (~10 ms before the first spawn).
+        libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
