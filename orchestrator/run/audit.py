@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,9 +17,9 @@ from orchestrator.config.manifest import Manifest, ServiceSpec
 from orchestrator.ports.holders import Holder, describe_all, find_holders, format_address
 from orchestrator.ports.listening import ListenSocket, listen_sockets
 from orchestrator.ports.reach import only_ipv6_loopback, reach
-from orchestrator.run.changes import Notice, ServiceStateChanged, Subscriber
+from orchestrator.run.changes import Notice, ServiceStateChanged, Subscriber, TurnEnded
 from orchestrator.run.states import State
-from orchestrator.system.process import GroupId, group_members
+from orchestrator.system.process import GroupId, group_members, groups_members
 
 # A server may open its public socket a moment after the PORT one (a dev server's HMR socket,
 # a second listener): look again after these delays from ready.
@@ -65,10 +65,36 @@ def group_listeners(group: GroupId, sockets: list[ListenSocket] | None = None) -
     """The LISTEN sockets of the processes in `group` (started no earlier than its leader);
     `sockets`: the kernel's listening sockets when the caller has just read them."""
     members = group_members(group)
-    if not members:
-        return []
+    return _listeners_of(members, sockets) if members else []
+
+
+def groups_listeners(groups: Collection[GroupId]) -> dict[GroupId, list[Listener]]:
+    """`group_listeners` of many groups: one pass over the processes and one read of the
+    kernel's sockets for all of them (the audit of every service that became ready in a turn)."""
+    by_group = groups_members(groups)
+    sockets = listen_sockets() if any(by_group.values()) else []
+    return {group: _listeners_of(members, sockets) for group, members in by_group.items()}
+
+
+def _listeners_of(
+    members: list[psutil.Process], sockets: list[ListenSocket] | None
+) -> list[Listener]:
     found = _listeners_by_kernel(members, sockets)
     return found if found is not None else _listeners_by_psutil(members)
+
+
+def leader_listeners(group: GroupId, sockets: list[ListenSocket]) -> list[Listener]:
+    """What the group's leader itself listens on, among the kernel's `sockets`: the readiness
+    probe's fast path (/proc/PID/fd of one process, not a pass over all of them). A server its
+    shell exec'd is the leader, whose pid is devup's child: not reused while devup has not
+    reaped it."""
+    try:
+        inodes = _socket_inodes(group.pgid)
+    except OSError:
+        return []  # gone, or no /proc
+    by_inode = {sock.inode: sock for sock in sockets}
+    held = (by_inode.get(inode) for inode in inodes)
+    return [Listener(group.pgid, sock.ip, sock.port) for sock in held if sock is not None]
 
 
 def _listeners_by_kernel(
@@ -186,6 +212,8 @@ class ListenerSource(Protocol):
         self, group: GroupId, sockets: list[ListenSocket] | None = None
     ) -> list[Listener]: ...
 
+    def groups_listeners(self, groups: Collection[GroupId]) -> dict[GroupId, list[Listener]]: ...
+
 
 class AuditedRun(Protocol):
     """What the audit needs of the run (the supervisor), so it does not import it."""
@@ -205,33 +233,55 @@ class AuditedRun(Protocol):
 class ListenAudit:
     """A subscriber of the run: audits a service when it becomes ready (or its ready_timeout
     passes) and again a little later, says each warning once per generation, and hands the
-    findings to the run (note_findings), which shows them in status and the run record."""
+    findings to the run (note_findings), which shows them in status and the run record.
+
+    The services that came up in a turn are audited together once the turn is over (after the
+    "N services up" line that turn may say): one pass over the processes and one read of the
+    kernel's sockets for all of them, not one each on the way to the next service's ready."""
 
     def __init__(self, run: AuditedRun) -> None:
         self.run = run
         self._findings: dict[str, Findings] = {}
+        self._due: dict[str, int] = {}  # service -> generation, audited at the end of the turn
 
     def __call__(self, notice: Notice) -> None:
+        if isinstance(notice, TurnEnded):
+            if self._due:
+                due, self._due = self._due, {}
+                self.check_all(due)
+            return
         if not isinstance(notice, ServiceStateChanged) or notice.new not in _UP:
             return
         svc = self.run.services.get(notice.name)
         if svc is None or (svc.port is None and svc.spec.ready_log is None):
             return  # up at once, nothing proved where it listens: not audited
         name, generation = notice.name, notice.generation
-        self.check(name, generation)
+        self._due[name] = generation
         for delay in RECHECK_AFTER_S:
             self.run.call_later(delay, lambda: self.check(name, generation))
 
     def check(self, name: str, generation: int) -> None:
-        svc = self.run.services.get(name)
-        if svc is None or svc.generation != generation or svc.group is None:
+        self.check_all({name: generation})
+
+    def check_all(self, due: Mapping[str, int]) -> None:
+        """Audit each service of `due` whose process of that generation is still up."""
+        current = {}
+        for name, generation in due.items():
+            svc = self.run.services.get(name)
+            if svc is None or svc.generation != generation or svc.group is None:
+                continue
+            if svc.state in _UP:
+                current[name] = (svc, svc.group)
+        if not current:
             return
-        if svc.state not in _UP:
-            return
+        listeners_of = self.run.host.groups_listeners([group for _svc, group in current.values()])
+        for name, (svc, group) in current.items():
+            self._note(name, svc, listeners_of.get(group, []))
+
+    def _note(self, name: str, svc: AuditedService, listeners: list[Listener]) -> None:
         findings = self._findings.get(name)
-        if findings is None or findings.generation != generation:
-            findings = self._findings[name] = Findings(generation)
-        listeners = self.run.host.group_listeners(svc.group)
+        if findings is None or findings.generation != svc.generation:
+            findings = self._findings[name] = Findings(svc.generation)
         findings.listening = [lst.address for lst in listeners]
         findings.pids = [lst.pid for lst in listeners]
         for warning in assess(self.run.manifest, svc.spec, svc.port, listeners):
