@@ -13,7 +13,7 @@ import pytest
 from orchestrator.config.manifest import load_manifest
 from orchestrator.output.printer import Printer
 from orchestrator.run.events import FilesChanged
-from orchestrator.run.readiness import PortListening
+from orchestrator.run.readiness import POLL_GRID_S, PortListening
 from orchestrator.run.states import State
 from orchestrator.run.supervisor import BURST_QUIET_S, Supervisor
 from orchestrator.system.process import GroupId
@@ -162,7 +162,7 @@ def test_a_change_written_before_the_spawn_but_read_after_it_does_not_restart_it
 
 @pytest.mark.parametrize(
     ("starting_for_s", "next_probe_in_s"),
-    [(0.02, 0.01), (0.3, 0.03), (5.0, 0.05)],  # a tenth of its age, within 10-50 ms
+    [(0.02, 0.005), (0.3, 0.03), (5.0, 0.05)],  # a tenth of its age, within 5-50 ms
 )
 def test_a_starting_service_is_probed_more_often_the_younger_it_is(
     tmp_path: Path, port: int, starting_for_s: float, next_probe_in_s: float
@@ -175,4 +175,5 @@ def test_a_starting_service_is_probed_more_often_the_younger_it_is(
     api.spawn.readiness = PortListening(GroupId(2**22 + 7, 0.0), port, sup.host)  # no such group
     sup._poll_ready(api, api.generation)  # nothing listens on the port: probe again later
     assert api.state is State.STARTING
-    assert sup.timers.timeout(10.0) == pytest.approx(next_probe_in_s)
+    # Due on the next step of the grid the probes of many services share (readiness.py).
+    assert next_probe_in_s <= sup.timers.timeout(10.0) + 1e-9 < next_probe_in_s + POLL_GRID_S

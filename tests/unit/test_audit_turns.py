@@ -52,6 +52,27 @@ def test_the_up_line_is_said_before_the_audit_of_its_turn(tmp_path: Path) -> Non
     assert len(warned) == 3 and min(warned) > up
 
 
+def test_the_audit_waits_while_another_service_starts_and_no_longer_than_the_hold(
+    tmp_path: Path,
+) -> None:
+    run = Run(tmp_path, THREE)
+    audit.install(run.sup)
+    run.start()
+    run.host.last("a").listen(3001, ip="0.0.0.0")
+    run.until(lambda: run.state("a") == "ready", 1, "a ready")
+    run.advance(audit.HOLD_WHILE_STARTING_S / 2)
+    assert run.status("a")["audits"] == 0  # b and c are still starting
+    run.host.last("b").listen(3002)
+    run.until(lambda: run.state("b") == "ready", 1, "b ready")
+    assert run.status("a")["audits"] == 0
+    run.advance(audit.HOLD_WHILE_STARTING_S / 2)
+    assert run.status("a")["audits"] == 1 and run.status("b")["audits"] == 1  # c still starts
+    assert run.host.audit_passes == 1
+    run.host.last("c").listen(3003)
+    run.until(lambda: run.state("c") == "ready", 1, "c ready")
+    assert run.status("c")["audits"] == 1  # the last one: audited at the end of its turn
+
+
 def test_a_service_audited_at_its_turn_is_checked_again_later(tmp_path: Path) -> None:
     run = Run(tmp_path, "[services.a]\ncmd = 'a'\nport = 3001\n")
     audit.install(run.sup)
