@@ -156,3 +156,32 @@ def test_polls_fall_due_on_a_grid_so_the_services_share_turns(starting_s: float)
     due = kernel.now_s + delay
     assert delay >= min(max(starting_s / 10, READY_POLL_MIN_S), 0.05) - 1e-9
     assert abs(due / POLL_GRID_S - round(due / POLL_GRID_S)) < 1e-6
+
+
+def test_the_table_tells_what_appeared_since_a_read_and_nothing_when_nothing_did() -> None:
+    kernel = ScriptedKernel()
+    table = ListenTable(cast(Host, kernel))
+    table.read()
+    first = table.version
+    kernel.listen(4000, 3001)
+    kernel.now_s += READY_POLL_MIN_S
+    table.read()
+    assert [s.port for s in table.added_since(first) or []] == [3001]
+    assert table.added_since(table.version) == []
+    kernel.now_s += READY_POLL_MIN_S
+    table.read()  # nothing changed: the same version
+    assert table.added_since(first + 1) == []
+    assert table.added_since(-1) is None  # before the history kept: the probe compares itself
+
+
+@pytest.mark.parametrize(("netlink", "expected_s"), [(True, 0.005), (False, 0.05)])
+def test_a_service_half_a_second_into_its_start_is_probed_every_5_ms_where_probes_are_cheap(
+    netlink: bool, expected_s: float
+) -> None:
+    kernel = ScriptedKernel(now_s=START)
+    if not netlink:
+        kernel.listen_sockets = lambda: None  # type: ignore[method-assign]
+    check = PortListening(GroupId(4000, 0.0), 3001, cast(Host, kernel))
+    check.poll()
+    delay = check.next_poll_s(0.5, late=False)
+    assert expected_s - 1e-9 <= delay < expected_s + POLL_GRID_S
