@@ -22,7 +22,7 @@ from orchestrator.run.states import State
 from orchestrator.system.process import GroupId, group_members, groups_members
 
 # A server may open its public socket a moment after the PORT one (a dev server's HMR socket,
-# a second listener): look again after these delays from ready.
+# a second listener): look again after these delays from the first audit.
 RECHECK_AFTER_S = (1.0, 5.0)
 # The first audit of a service waits while others are still starting, at most this long: the
 # audits of many would hold back the next one's ready and the "N services up" line.
@@ -243,7 +243,8 @@ class ListenAudit:
     dependents came up (its warnings come before theirs), or HOLD_WHILE_STARTING_S after the
     first of them: one pass over the processes and one read of the kernel's sockets
     for all of them, not one each on the way to the next service's ready (at 50 services, ~1 ms
-    each on a quiet machine and several under load, which held back the last ones' ready)."""
+    each on a quiet machine and several under load, which held back the last ones' ready); and
+    those audited together are checked again together."""
 
     def __init__(self, run: AuditedRun) -> None:
         self.run = run
@@ -268,15 +269,17 @@ class ListenAudit:
         self._due[name] = generation
         if name in self._depended_on():
             self._now = True  # its dependents start with where it listens: say why at once
-        for delay in RECHECK_AFTER_S:
-            self.run.call_later(delay, lambda: self.check(name, generation))
 
     def check(self, name: str, generation: int) -> None:
         self.check_all({name: generation})
 
     def _check_due(self) -> None:
         due, self._due, self._now = self._due, {}, False
+        if not due:
+            return
         self.check_all(due)
+        for delay in RECHECK_AFTER_S:  # again together: one pass for the lot
+            self.run.call_later(delay, lambda: self.check_all(due))
 
     def _depended_on(self) -> frozenset[str]:
         manifest = self.run.manifest

@@ -84,3 +84,16 @@ def test_a_service_audited_at_its_turn_is_checked_again_later(tmp_path: Path) ->
     run.advance(audit.RECHECK_AFTER_S[0])
     assert run.status("a")["audits"] == 2
     assert run.saw("listens on 0.0.0.0:4000: reachable")
+
+
+def test_services_audited_together_are_checked_again_together(tmp_path: Path) -> None:
+    run = Run(tmp_path, THREE)
+    audit.install(run.sup)
+    run.start()
+    for name, port in (("a", 3001), ("b", 3002), ("c", 3003)):
+        run.host.last(name).listen(port)
+    run.until(lambda: run.states() == dict.fromkeys("abc", "ready"), 1, "all ready")
+    assert run.host.audit_passes == 1
+    run.advance(audit.RECHECK_AFTER_S[0])
+    assert run.host.audit_passes == 2  # one recheck pass for the three
+    assert [run.status(name)["audits"] for name in "abc"] == [2, 2, 2]
