@@ -257,6 +257,9 @@ class ListenAudit:
         if isinstance(notice, TurnEnded):
             if self._due and (self._now or not self._starting()):
                 self._check_due()
+                # The run record heard this turn end before these findings: a turn at once
+                # writes them, not the next event or timer (up to a second later).
+                self.run.call_later(0.0, _next_turn)
             return
         if not isinstance(notice, ServiceStateChanged) or notice.new not in _UP:
             return
@@ -321,6 +324,10 @@ class ListenAudit:
 
 
 _UP = (State.READY, State.RUNNING)
+
+
+def _next_turn() -> None:
+    """Nothing: a timer due now only makes the loop turn once more."""
 
 
 def install(run: AuditedRun) -> ListenAudit:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.run import audit
+from orchestrator.run.changes import once_per_turn
 
 from .fakehost import Run
 
@@ -97,3 +98,17 @@ def test_services_audited_together_are_checked_again_together(tmp_path: Path) ->
     run.advance(audit.RECHECK_AFTER_S[0])
     assert run.host.audit_passes == 2  # one recheck pass for the three
     assert [run.status(name)["audits"] for name in "abc"] == [2, 2, 2]
+
+
+def test_the_run_record_gets_the_findings_in_the_next_turn_at_once(tmp_path: Path) -> None:
+    run = Run(tmp_path, "[services.a]\ncmd = 'a'\nport = 3001\n")
+    recorded: list[int] = []
+    run.sup.subscribe(once_per_turn(lambda: recorded.append(run.status("a")["audits"])))
+    audit.install(run.sup)  # after the record, as up.py does
+    run.start()
+    run.host.last("a").listen(3001)
+    run.until(lambda: run.state("a") == "ready", 1, "a ready")
+    assert run.status("a")["audits"] == 1 and recorded[-1] == 0  # audited after the record
+    assert run.sup.timers.timeout(10.0) == 0.0  # the loop turns again without waiting
+    run.step()
+    assert recorded[-1] == 1
