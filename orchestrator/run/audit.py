@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,13 +17,16 @@ from orchestrator.config.manifest import Manifest, ServiceSpec
 from orchestrator.ports.holders import Holder, describe_all, find_holders, format_address
 from orchestrator.ports.listening import ListenSocket, listen_sockets
 from orchestrator.ports.reach import only_ipv6_loopback, reach
-from orchestrator.run.changes import Notice, ServiceStateChanged, Subscriber
+from orchestrator.run.changes import Notice, ServiceStateChanged, Subscriber, TurnEnded
 from orchestrator.run.states import State
-from orchestrator.system.process import GroupId, group_members
+from orchestrator.system.process import GroupId, group_members, groups_members
 
 # A server may open its public socket a moment after the PORT one (a dev server's HMR socket,
-# a second listener): look again after these delays from ready.
+# a second listener): look again after these delays from the first audit.
 RECHECK_AFTER_S = (1.0, 5.0)
+# The first audit of a service waits while others are still starting, at most this long: the
+# audits of many would hold back the next one's ready and the "N services up" line.
+HOLD_WHILE_STARTING_S = 0.5
 # Bind failures show up in the first output of a process; later lines are not inspected.
 BIND_WINDOW_S = 10.0
 _PUBLIC = frozenset({"0.0.0.0", "::", "::ffff:0.0.0.0"})
@@ -65,10 +68,36 @@ def group_listeners(group: GroupId, sockets: list[ListenSocket] | None = None) -
     """The LISTEN sockets of the processes in `group` (started no earlier than its leader);
     `sockets`: the kernel's listening sockets when the caller has just read them."""
     members = group_members(group)
-    if not members:
-        return []
+    return _listeners_of(members, sockets) if members else []
+
+
+def groups_listeners(groups: Collection[GroupId]) -> dict[GroupId, list[Listener]]:
+    """`group_listeners` of many groups: one pass over the processes and one read of the
+    kernel's sockets for all of them (the audit of every service that became ready in a turn)."""
+    by_group = groups_members(groups)
+    sockets = listen_sockets() if any(by_group.values()) else []
+    return {group: _listeners_of(members, sockets) for group, members in by_group.items()}
+
+
+def _listeners_of(
+    members: list[psutil.Process], sockets: list[ListenSocket] | None
+) -> list[Listener]:
     found = _listeners_by_kernel(members, sockets)
     return found if found is not None else _listeners_by_psutil(members)
+
+
+def leader_listeners(group: GroupId, sockets: list[ListenSocket]) -> list[Listener]:
+    """What the group's leader itself listens on, among the kernel's `sockets`: the readiness
+    probe's fast path (/proc/PID/fd of one process, not a pass over all of them). A server its
+    shell exec'd is the leader, whose pid is devup's child: not reused while devup has not
+    reaped it."""
+    try:
+        inodes = _socket_inodes(group.pgid)
+    except OSError:
+        return []  # gone, or no /proc
+    by_inode = {sock.inode: sock for sock in sockets}
+    held = (by_inode.get(inode) for inode in inodes)
+    return [Listener(group.pgid, sock.ip, sock.port) for sock in held if sock is not None]
 
 
 def _listeners_by_kernel(
@@ -186,6 +215,8 @@ class ListenerSource(Protocol):
         self, group: GroupId, sockets: list[ListenSocket] | None = None
     ) -> list[Listener]: ...
 
+    def groups_listeners(self, groups: Collection[GroupId]) -> dict[GroupId, list[Listener]]: ...
+
 
 class AuditedRun(Protocol):
     """What the audit needs of the run (the supervisor), so it does not import it."""
@@ -209,12 +240,30 @@ class ListenAudit:
     passes) and again a little later, says each warning once per generation, and hands the
     findings to the run (note_findings), which keeps them (the one copy) and shows them in
     status and the run record. A service that stops being up has none: what its process
-    listened on is no longer what it listens on (`devup stop`, a restart, a crash)."""
+    listened on is no longer what it listens on (`devup stop`, a restart, a crash).
+
+    The services that came up are audited together at the end of a turn in which no service is
+    still starting (after the "N services up" line that turn may say), or in which one with
+    dependents came up (its warnings come before theirs), or HOLD_WHILE_STARTING_S after the
+    first of them: one pass over the processes and one read of the kernel's sockets
+    for all of them, not one each on the way to the next service's ready (at 50 services, ~1 ms
+    each on a quiet machine and several under load, which held back the last ones' ready); and
+    those audited together are checked again together."""
 
     def __init__(self, run: AuditedRun) -> None:
         self.run = run
+        self._due: dict[str, int] = {}  # service -> generation, audited at the end of a turn
+        self._now = False  # one of them has dependents: audited at the end of this turn
+        self._needed_by: tuple[Manifest | None, frozenset[str]] = (None, frozenset())
 
     def __call__(self, notice: Notice) -> None:
+        if isinstance(notice, TurnEnded):
+            if self._due and (self._now or not self._starting()):
+                self._check_due()
+                # The run record heard this turn end before these findings: a turn at once
+                # writes them, not the next event or timer (up to a second later).
+                self.run.call_later(0.0, _next_turn)
+            return
         if not isinstance(notice, ServiceStateChanged):
             return
         if notice.new not in _UP:
@@ -225,27 +274,59 @@ class ListenAudit:
         if svc is None or (svc.port is None and svc.spec.ready_log is None):
             return  # up at once, nothing proved where it listens: not audited
         name, generation = notice.name, notice.generation
-        self.check(name, generation)
-        for delay in RECHECK_AFTER_S:
-            self.run.call_later(delay, lambda: self.check(name, generation))
+        if not self._due:
+            self.run.call_later(HOLD_WHILE_STARTING_S, self._check_due)
+        self._due[name] = generation
+        if name in self._depended_on():
+            self._now = True  # its dependents start with where it listens: say why at once
 
     def check(self, name: str, generation: int) -> None:
-        svc = self.run.services.get(name)
-        if svc is None or svc.generation != generation or svc.group is None:
+        self.check_all({name: generation})
+
+    def _check_due(self) -> None:
+        due, self._due, self._now = self._due, {}, False
+        if not due:
             return
-        if svc.state not in _UP:
+        self.check_all(due)
+        for delay in RECHECK_AFTER_S:  # again together: one pass for the lot
+            self.run.call_later(delay, lambda: self.check_all(due))
+
+    def _depended_on(self) -> frozenset[str]:
+        manifest = self.run.manifest
+        if self._needed_by[0] is not manifest:  # worked out once per manifest (a reload)
+            needed = {dep for spec in manifest.services.values() for dep in spec.depends_on}
+            self._needed_by = (manifest, frozenset(needed))
+        return self._needed_by[1]
+
+    def _starting(self) -> bool:
+        return any(svc.state is State.STARTING for svc in self.run.services.values())
+
+    def check_all(self, due: Mapping[str, int]) -> None:
+        """Audit each service of `due` whose process of that generation is still up."""
+        current = {}
+        for name, generation in due.items():
+            svc = self.run.services.get(name)
+            if svc is None or svc.generation != generation or svc.group is None:
+                continue
+            if svc.state in _UP:
+                current[name] = (svc, svc.group)
+        if not current:
             return
+        listeners_of = self.run.host.groups_listeners([group for _svc, group in current.values()])
+        for name, (svc, group) in current.items():
+            self._note(name, svc, listeners_of.get(group, []))
+
+    def _note(self, name: str, svc: AuditedService, listeners: list[Listener]) -> None:
         before = self.run.findings.get(name)
-        if before is None or before.generation != generation:
-            before = Findings(generation)
-        listeners = self.run.host.group_listeners(svc.group)
+        if before is None or before.generation != svc.generation:
+            before = Findings(svc.generation)
         warnings = list(before.warnings)
         for warning in assess(self.run.manifest, svc.spec, svc.port, listeners):
             if warning not in warnings:
                 warnings.append(warning)
                 self.run.say(warning)
         findings = Findings(
-            generation,
+            svc.generation,
             tuple(lst.address for lst in listeners),
             tuple(lst.pid for lst in listeners),
             tuple(warnings),
@@ -255,6 +336,10 @@ class ListenAudit:
 
 
 _UP = (State.READY, State.RUNNING)
+
+
+def _next_turn() -> None:
+    """Nothing: a timer due now only makes the loop turn once more."""
 
 
 def install(run: AuditedRun) -> ListenAudit:

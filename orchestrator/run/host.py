@@ -9,7 +9,7 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import IO, Protocol
 
 import psutil
@@ -18,7 +18,7 @@ from orchestrator.config.manifest import ServiceSpec
 from orchestrator.ports.allocation import is_port_free
 from orchestrator.ports.holders import Holder, find_holders
 from orchestrator.ports.listening import ListenSocket, listen_sockets
-from orchestrator.run.audit import Listener, group_listeners
+from orchestrator.run.audit import Listener, group_listeners, groups_listeners, leader_listeners
 from orchestrator.run.events import Event, OutputClosed, OutputRead
 from orchestrator.system import process, reaper
 from orchestrator.system.process import Child, GroupId
@@ -87,6 +87,14 @@ class Host(Protocol):
         self, group: GroupId, sockets: list[ListenSocket] | None = None
     ) -> list[Listener]:
         """What the group's processes listen on."""
+        ...
+
+    def groups_listeners(self, groups: Collection[GroupId]) -> dict[GroupId, list[Listener]]:
+        """What each group's processes listen on, in one pass (the audit of a turn)."""
+        ...
+
+    def leader_listeners(self, group: GroupId, sockets: list[ListenSocket]) -> list[Listener]:
+        """What the group's leader listens on among `sockets` (the readiness probe's fast path)."""
         ...
 
     def port_holders(self, port: int) -> list[Holder]:
@@ -170,6 +178,12 @@ class PosixHost:
         self, group: GroupId, sockets: list[ListenSocket] | None = None
     ) -> list[Listener]:
         return group_listeners(group, sockets)
+
+    def groups_listeners(self, groups: Collection[GroupId]) -> dict[GroupId, list[Listener]]:
+        return groups_listeners(groups)
+
+    def leader_listeners(self, group: GroupId, sockets: list[ListenSocket]) -> list[Listener]:
+        return leader_listeners(group, sockets)
 
     def port_holders(self, port: int) -> list[Holder]:
         return find_holders(port)

@@ -45,7 +45,7 @@ from orchestrator.run.events import (
 from orchestrator.run.host import Host, PosixHost
 from orchestrator.run.host import Spawn as SpawnProcess
 from orchestrator.run.policy import decide, format_delay
-from orchestrator.run.readiness import readiness_for
+from orchestrator.run.readiness import ListenTable, readiness_for
 from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
 from orchestrator.run.service import ServiceRun as ServiceRun  # where control/ and tests find it
 from orchestrator.run.spawn import Spawn
@@ -135,6 +135,8 @@ class Supervisor:
         # processes are found by it, and so are a service's adopted orphans.
         self.run_id = run_id
         self.timers = Timers(self._clock)
+        # The kernel's listening sockets, one read shared by the readiness polls of a turn.
+        self._listen_table = ListenTable(self.host)
         self.services = {
             name: ServiceRun(manifest.services[name], ports.get(name), envs[name]) for name in order
         }
@@ -363,7 +365,9 @@ class Supervisor:
             # Nothing may ever start it again (--no-watch): the reconcile ends the run, code 1.
             self._set_state(svc, State.STOPPED)
             return
-        readiness = readiness_for(svc.spec, svc.port, svc.is_task, child.group, self.host)
+        readiness = readiness_for(
+            svc.spec, svc.port, svc.is_task, child.group, self.host, self._listen_table
+        )
         spawn = svc.spawn = Spawn(
             generation, spawned_at, child, child.group, readiness, output_open=True
         )

@@ -11,7 +11,7 @@ import shlex
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,24 +122,59 @@ def group_members(group: GroupId) -> list[psutil.Process]:
     # getpgid first: one cheap syscall per process; /proc is read only for the group's members
     # (a stop polls this every 20 ms, on machines with thousands of processes).
     for pid in psutil.pids():
-        try:
-            if os.getpgid(pid) != group.pgid:
-                continue
-            proc = psutil.Process(pid)
-            with proc.oneshot():
-                status, created = proc.status(), proc.create_time()
-        except (OSError, psutil.Error):
-            continue
-        if status == psutil.STATUS_ZOMBIE:
-            continue
-        if leader_here is None:
-            # 10 ms slack: create_time is rounded differently on some platforms.
-            if created + START_SLACK_S < group.leader_started_at:
-                continue
-            if group.marker is not None and not carries(proc, group.marker):
-                continue
-        members.append(proc)
+        proc = _member(pid, group, leader_here)
+        if proc is not None:
+            members.append(proc)
     return members
+
+
+def groups_members(groups: Collection[GroupId]) -> dict[GroupId, list[psutil.Process]]:
+    """`group_members` of many groups in one pass over the processes (the listen audit of every
+    service that became ready in a turn): O(processes + members), not O(groups x processes)."""
+    found: dict[GroupId, list[psutil.Process]] = {group: [] for group in groups}
+    live: dict[int, tuple[GroupId, bool | None]] = {}
+    for group in groups:
+        try:
+            os.killpg(group.pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            continue
+        leader_here = _leader_here(group)
+        if leader_here is not False:
+            live[group.pgid] = (group, leader_here)
+    if not live:
+        return found
+    for pid in psutil.pids():
+        try:
+            pgid = os.getpgid(pid)
+        except OSError:
+            continue
+        if pgid in live:
+            group, leader_here = live[pgid]
+            proc = _member(pid, group, leader_here)
+            if proc is not None:
+                found[group].append(proc)
+    return found
+
+
+def _member(pid: int, group: GroupId, leader_here: bool | None) -> psutil.Process | None:
+    """The process `pid` if it is a live member of the group devup started, else None."""
+    try:
+        if os.getpgid(pid) != group.pgid:
+            return None
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            status, created = proc.status(), proc.create_time()
+    except (OSError, psutil.Error):
+        return None
+    if status == psutil.STATUS_ZOMBIE:
+        return None
+    if leader_here is None:
+        # 10 ms slack: create_time is rounded differently on some platforms.
+        if created + START_SLACK_S < group.leader_started_at:
+            return None
+        if group.marker is not None and not carries(proc, group.marker):
+            return None
+    return proc
 
 
 def _leader_here(group: GroupId) -> bool | None:

@@ -13,7 +13,7 @@ import queue
 import signal
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,7 @@ class FakeHost:
         self.busy_ports: set[int] = set()  # held by something outside the run
         self.holders: dict[int, list[Holder]] = {}
         self.adopted: list[FakeMember] = []
+        self.audit_passes = 0  # groups_listeners calls: one per turn for every service audited
         self._pids = iter(range(4000, 1 << 22))
         self._spawns: dict[str, int] = {}
 
@@ -263,6 +264,13 @@ class FakeHost:
         if fake is None or not fake.group_alive:
             return []
         return [Listener(fake.pid, ip, port) for ip, port in fake.listening]
+
+    def groups_listeners(self, groups: Collection[GroupId]) -> dict[GroupId, list[Listener]]:
+        self.audit_passes += 1
+        return {group: self.group_listeners(group) for group in groups}
+
+    def leader_listeners(self, group: GroupId, sockets: list[ListenSocket]) -> list[Listener]:
+        return []  # not asked: listen_sockets answers None here
 
     def port_holders(self, port: int) -> list[Holder]:
         return list(self.holders.get(port, []))
