@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import shutil
 import signal
 import socket
@@ -14,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import REPO, DevupProcess, Project, marked_processes, py
 
 from orchestrator.ports.allocation import is_port_free
@@ -153,6 +156,40 @@ def test_sighup_exits_129_and_a_second_ctrl_c_kills_at_once(
     run2.signal(signal.SIGHUP)
     run2.signal(signal.SIGINT)  # a second signal kills the stubborn child
     assert run2.wait() == 129
+
+
+def _signal_thread(pid: int, tid: int, sig: int) -> None:
+    """tgkill: `sig` to one thread of process `pid`, as the kernel picks one for a signal sent to
+    the process (Python's os has no tgkill; glibc has had it since 2.30)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads are /proc/PID/task")
+def test_sighup_and_sigint_taken_by_devups_other_threads_are_handled(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    """The kernel gives a signal sent to devup to any of its threads: the second of two sent back
+    to back often lands on a reader, writer or control thread, where CPython only sets a flag."""
+    project.write(
+        f"""
+        [services.stubborn]
+        cmd = "{SERVER} --ignore-term"
+    """,
+        devup="stop_timeout = 30\n",
+    )
+    run = project.start("--no-watch")
+    running.append(run)
+    run.expect_line(r"1 service up")
+    pid = run.proc.pid
+    others = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+    assert others, "devup runs threads besides its main one"
+    _signal_thread(pid, others[0], signal.SIGHUP)
+    run.expect_line(r"SIGHUP received, stopping all services")
+    _signal_thread(pid, others[-1], signal.SIGINT)
+    run.expect_line(r"second Ctrl-C: killing everything now")
+    assert run.wait() == 129  # not after stop_timeout: the stubborn child was killed
 
 
 def test_an_exiting_service_is_reported_and_the_others_keep_running(

@@ -33,6 +33,14 @@ class SignalReceived:
 
 
 @dataclass(frozen=True)
+class SignalArrived:
+    """A signal's C handler ran, maybe on another thread (signalwake.py): this only wakes the
+    loop, whose thread then runs the Python handlers (they post SignalReceived)."""
+
+    signum: int
+
+
+@dataclass(frozen=True)
 class ChildrenChanged:
     """SIGCHLD: some child may have exited; the supervisor reaps."""
 
@@ -78,6 +86,7 @@ Event = (
     OutputRead
     | OutputClosed
     | SignalReceived
+    | SignalArrived
     | ChildrenChanged
     | FilesChanged
     | ControlRequested

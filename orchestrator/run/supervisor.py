@@ -39,6 +39,7 @@ from orchestrator.run.events import (
     ManifestChanged,
     OutputClosed,
     OutputRead,
+    SignalArrived,
     SignalReceived,
     WatcherSaid,
 )
@@ -48,6 +49,7 @@ from orchestrator.run.policy import decide, format_delay
 from orchestrator.run.readiness import ListenTable, readiness_for
 from orchestrator.run.selftrigger import SelfTriggerGuard, holder_of
 from orchestrator.run.service import ServiceRun as ServiceRun  # where control/ and tests find it
+from orchestrator.run.signalwake import SignalWakeup
 from orchestrator.run.spawn import Spawn
 from orchestrator.run.states import State, check_transition
 from orchestrator.run.timers import Timers
@@ -161,6 +163,8 @@ class Supervisor:
     def run(self, watcher: Watcher | None = None) -> int:
         """Start everything, supervise until the run ends, return devup's exit code."""
         previous = self._install_signal_handlers()
+        wakeup = SignalWakeup(self.events.put)  # a signal taken by another thread wakes the loop
+        wakeup.install()
         try:
             if watcher is not None:
                 watcher.start()  # on its own thread
@@ -174,6 +178,7 @@ class Supervisor:
         finally:
             if watcher is not None:
                 watcher.stop()
+            wakeup.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
@@ -280,6 +285,8 @@ class Supervisor:
         return previous
 
     def _handle(self, event: Event) -> None:
+        if isinstance(event, SignalArrived):
+            return  # waking the loop was its job: this thread runs the signal's Python handler
         self._changes.publish(EventHandled(event))
         if isinstance(event, OutputRead):
             self._on_output(event)
