@@ -9,16 +9,18 @@ watchdog 7's InotifyWatchGroup/InotifyEmitter, whose internals it relies on (hen
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from watchdog.observers import inotify_c
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-from watchdog.observers.inotify_c import InotifyFD
+from watchdog.observers.inotify_c import InotifyFD, Watch
 from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 from watchdog.utils.delayed_queue import DelayedQueue
 
@@ -65,11 +67,17 @@ def _ignore(_root: bytes, _folder: bytes) -> None:
     pass
 
 
+def _all(_folder: bytes, names: list[bytes]) -> Sequence[bool]:
+    return [True] * len(names)
+
+
 @dataclass
 class _PrunedWatchGroup(InotifyWatchGroup):
     """watchdog's recursive inotify watch, minus the folders `prune` says nobody needs."""
 
     prune: Callable[[bytes], bool] = _never
+    # prune's answer for every subfolder of a folder at once (True: watch it), for the walk
+    wanted: Callable[[bytes, list[bytes]], Sequence[bool]] = _all
     # Called (on the emitter's thread) when a folder made after the start cannot be watched:
     # watchdog logs nothing and misses its changes for good.
     on_exhausted: Callable[[bytes, bytes], None] = _ignore
@@ -84,10 +92,35 @@ class _PrunedWatchGroup(InotifyWatchGroup):
         self._add_callback(path)
         if not (self.is_recursive and os.path.isdir(path)):
             return
-        for folder in walk_folders(path, self.prune, self.follow_symlink):
+        for folders in walk_folders(path, self.wanted, self.follow_symlink):
+            self._add_callbacks(folders)
             if self.exhausted:
                 return
-            self._add_callback(folder)
+
+    def _add_callbacks(self, paths: list[bytes]) -> None:
+        """_add_callback for each path in one tight loop, under the inotify instance's lock once:
+        watchdog's add_callback, folder by folder, was a fifth of the walk of a big tree."""
+        inotify = self._inotify_fd
+        callback, id_, mask = self._callback, self._id, self.event_mask
+        by_path, by_watch = self._active_callbacks_by_path, self._active_callbacks_by_watch
+        add_watch = inotify_c.inotify_add_watch
+        with inotify._lock:
+            fd, watches = inotify._inotify_fd, inotify._watch_for_wd
+            for path in paths:
+                wd = add_watch(fd, path, mask)
+                if wd == -1:
+                    if ctypes.get_errno() != errno.ENOSPC:
+                        continue  # a folder gone or unreadable since it was listed
+                    self.exhausted = True
+                    if self.is_active:
+                        self.on_exhausted(self.path, path)
+                    return
+                watch = watches.get(wd)
+                if watch is None:
+                    watch = watches[wd] = Watch(wd, mask, path)
+                watch.callbacks[id_] = callback
+                by_path[path] = wd
+                by_watch[wd] = path
 
     def _add_callback(self, path: bytes) -> None:
         """watchdog's, except that running out of watches below the root is not swallowed."""
@@ -113,11 +146,13 @@ class _PrunedEmitter(InotifyEmitter):
         self,
         *args: Any,
         prune: Callable[[bytes], bool],
+        wanted: Callable[[bytes, list[bytes]], Sequence[bool]],
         on_exhausted: Callable[[bytes, bytes], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._prune = prune
+        self._wanted = wanted
         self._on_exhausted = on_exhausted
 
     def on_thread_start(self) -> None:
@@ -128,12 +163,24 @@ class _PrunedEmitter(InotifyEmitter):
             is_recursive=self.watch.is_recursive,
             follow_symlink=self.watch.follow_symlink,
             prune=self._prune,
+            wanted=self._wanted,
             on_exhausted=self._on_exhausted,
         )
         if group.exhausted:
             group.deactivate()
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
         self._inotify = group
+
+
+def _one_by_one(prune: Callable[[str], bool]) -> Callable[[str, list[str]], Sequence[bool]]:
+    return lambda folder, names: [not prune(os.path.join(folder, name)) for name in names]
+
+
+def _decoding(
+    wanted: Callable[[str, list[str]], Sequence[bool]],
+) -> Callable[[bytes, list[bytes]], Sequence[bool]]:
+    fsdecode = os.fsdecode
+    return lambda folder, names: wanted(fsdecode(folder), [fsdecode(name) for name in names])
 
 
 class PrunedInotifyObserver(BaseObserver):
@@ -143,8 +190,11 @@ class PrunedInotifyObserver(BaseObserver):
         self,
         prune: Callable[[str], bool],
         on_exhausted: Callable[[str, str], None] = lambda root, folder: None,
+        wanted: Callable[[str, list[str]], Sequence[bool]] | None = None,
     ) -> None:
-        """`on_exhausted(root, folder)`: a folder made below `root` after its watch was set up
+        """`wanted(folder, names)`: not prune(folder/name) for each name, for a whole folder at
+        once (default: asks prune name by name).
+        `on_exhausted(root, folder)`: a folder made below `root` after its watch was set up
         could not be watched (max_user_watches); called on an emitter's thread."""
         self._inotify_fd = InotifyFD()
         self._inotify_fd.start()
@@ -152,6 +202,7 @@ class PrunedInotifyObserver(BaseObserver):
             _PrunedEmitter,
             inotify_fd=self._inotify_fd,
             prune=lambda path: prune(os.fsdecode(path)),
+            wanted=_decoding(wanted or _one_by_one(prune)),
             on_exhausted=lambda root, folder: on_exhausted(os.fsdecode(root), os.fsdecode(folder)),
         )
 

@@ -107,6 +107,19 @@ class WatchedService:
             _inside(folder, d) for d in (*self.dirs, *self.files)
         ) and not self.ignorer.ignored(folder, True)
 
+    def needs_folders_in(self, folder: str, names: Sequence[str]) -> list[bool]:
+        """needs_folder(folder/name) for each name: a walk asks about a folder's subfolders at
+        once, and they share the folder's verdict and .gitignore layers."""
+        sep = "" if folder.endswith(os.sep) else os.sep
+        anchors = self._anchors
+        if not any(_inside(folder, d) for d in (*self.dirs, *self.files)):
+            return [folder + sep + name in anchors for name in names]  # only a watched path
+        ignored = self.ignorer.ignored_folders_in(folder, names)
+        return [
+            not no or folder + sep + name in anchors
+            for name, no in zip(names, ignored, strict=True)
+        ]
+
 
 def watched_services(manifest: Manifest, names: Sequence[str]) -> list[WatchedService]:
     """Each named service with watching on; they share the work tree's .gitignore files."""
@@ -202,7 +215,7 @@ class Watcher:
         dirs = _outermost([d for s in self.services for d in s.dirs])
         file_parents = sorted({os.path.dirname(f) for s in self.services for f in s.files})
         try:
-            self._native = _native_observer(self._prune, self._on_exhausted)
+            self._native = _native_observer(self._prune, self._wanted_in, self._on_exhausted)
             self._native.start()
             self._observers.append(self._native)
         except OSError as exc:  # EMFILE: the user's inotify instances (max_user_instances) ran out
@@ -338,6 +351,18 @@ class Watcher:
             self.on_big_tree()
         return self._keeps_out(folder)
 
+    def _wanted_in(self, folder: str, names: list[str]) -> list[bool]:
+        """not _prune(folder/name) for each name, asked of each service once for them all."""
+        seen = self._folders_seen
+        self._folders_seen += len(names)
+        if seen < BIG_TREE_FOLDERS <= self._folders_seen:
+            self.on_big_tree()
+        wanted = [False] * len(names)
+        for service in self.services:
+            for i, needed in enumerate(service.needs_folders_in(folder, names)):
+                wanted[i] = wanted[i] or needed
+        return wanted
+
     def _keeps_out(self, folder: str) -> bool:
         return not any(s.needs_folder(folder) for s in self.services)
 
@@ -423,7 +448,9 @@ _NATIVE = "inotify" if sys.platform.startswith("linux") else "FSEvents"
 
 
 def _native_observer(
-    prune: Callable[[str], bool], on_exhausted: Callable[[str, str], None]
+    prune: Callable[[str], bool],
+    wanted: Callable[[str, list[str]], Sequence[bool]],
+    on_exhausted: Callable[[str, str], None],
 ) -> BaseObserver:
     """Linux: one inotify instance whose recursive watches skip the folders `prune` names.
     Elsewhere (macOS): watchdog's own observer (FSEvents), which watches a tree as one stream, so
@@ -434,7 +461,7 @@ def _native_observer(
         except ImportError:  # watchdog 6 (Python 3.10): its own recursive inotify watch, unpruned
             pass
         else:
-            return PrunedInotifyObserver(prune, on_exhausted)
+            return PrunedInotifyObserver(prune, on_exhausted, wanted)
     from watchdog.observers import Observer
 
     observer: BaseObserver = Observer()
