@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from watchdog.events import FileModifiedEvent
 from watchdog.observers import inotify_c
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
@@ -24,6 +25,7 @@ from watchdog.observers.inotify_c import InotifyFD, Watch
 from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 from watchdog.utils.delayed_queue import DelayedQueue
 
+from orchestrator.watch.catchup import CatchUp, changed_since
 from orchestrator.watch.treewalk import walk_folders
 
 # A rename's two halves arrive together; watchdog holds a lone "moved from" 0.5 s for its pair,
@@ -148,12 +150,14 @@ class _PrunedEmitter(InotifyEmitter):
         prune: Callable[[bytes], bool],
         wanted: Callable[[bytes, list[bytes]], Sequence[bool]],
         on_exhausted: Callable[[bytes, bytes], None],
+        catch_up: CatchUp | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._prune = prune
         self._wanted = wanted
         self._on_exhausted = on_exhausted
+        self._catch_up = catch_up
 
     def on_thread_start(self) -> None:
         group = _PrunedWatchGroup(
@@ -170,6 +174,16 @@ class _PrunedEmitter(InotifyEmitter):
             group.deactivate()
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
         self._inotify = group
+        since_ns = self._catch_up.since_ns() if self._catch_up is not None else None
+        if since_ns is not None and self._catch_up is not None:
+            # Every folder is watched now: what changed in one before its watch is found by its
+            # ctime (catchup.py) and reported as the watch would have.
+            folders = list(group._active_callbacks_by_path)
+            for path, ctime_ns, is_folder in changed_since(folders, since_ns):
+                if is_folder:
+                    self._catch_up.folder_changed(os.fsdecode(path), ctime_ns)
+                else:
+                    self.queue_event(FileModifiedEvent(os.fsdecode(path)))
 
 
 def _one_by_one(prune: Callable[[str], bool]) -> Callable[[str, list[str]], Sequence[bool]]:
@@ -191,6 +205,7 @@ class PrunedInotifyObserver(BaseObserver):
         prune: Callable[[str], bool],
         on_exhausted: Callable[[str, str], None] = lambda root, folder: None,
         wanted: Callable[[str, list[str]], Sequence[bool]] | None = None,
+        catch_up: CatchUp | None = None,
     ) -> None:
         """`wanted(folder, names)`: not prune(folder/name) for each name, for a whole folder at
         once (default: asks prune name by name).
@@ -203,6 +218,7 @@ class PrunedInotifyObserver(BaseObserver):
             inotify_fd=self._inotify_fd,
             prune=lambda path: prune(os.fsdecode(path)),
             wanted=_decoding(wanted or _one_by_one(prune)),
+            catch_up=catch_up,
             on_exhausted=lambda root, folder: on_exhausted(os.fsdecode(root), os.fsdecode(folder)),
         )
 

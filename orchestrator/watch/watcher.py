@@ -44,6 +44,7 @@ except ImportError:  # watchdog 6 (Python 3.10) reports a chmod or a touch as a 
 from orchestrator.config.ignore import GITIGNORE, Ignorer, read_gitignores
 from orchestrator.config.manifest import Manifest
 from orchestrator.run.events import Event, FilesChanged, WatcherSaid
+from orchestrator.watch.catchup import CatchUp
 from orchestrator.watch.filememory import FileMemory
 
 # Everything that may change a file's content or name; never opened / closed-without-write.
@@ -63,9 +64,6 @@ WATCH_EVENTS: list[type[FileSystemEvent]] = [
 ]
 WATCH_CLASSES = tuple(WATCH_EVENTS)
 POLL_INTERVAL_S = 1.0
-# A tree with this many folders is walked while the services start (about 10 ms of walking);
-# a smaller one is watched before any service starts, so no save made as they start is missed.
-BIG_TREE_FOLDERS = 2000
 GONE_POLL_S = 0.25  # how often a deleted watched folder is looked for
 SYSCTL_FIX = "sudo sysctl fs.inotify.max_user_watches=524288"
 
@@ -170,9 +168,9 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self.started = threading.Event()  # every root is watched (or polled)
         self.polled: list[str] = []  # roots that fell back to polling
-        # Called once the walk has met BIG_TREE_FOLDERS folders: the services need not wait.
-        self.on_big_tree: Callable[[], None] = lambda: None
-        self._folders_seen = 0
+        # When watching began, if its start is not waited for (watchlater.py): once the walk is
+        # done, what changed since then in a folder before its watch is reported (catchup.py).
+        self.catch_up_since_ns: int | None = None
 
     def wait_started(self, timeout_s: float) -> bool:
         return self.started.wait(timeout_s)
@@ -215,7 +213,9 @@ class Watcher:
         dirs = _outermost([d for s in self.services for d in s.dirs])
         file_parents = sorted({os.path.dirname(f) for s in self.services for f in s.files})
         try:
-            self._native = _native_observer(self._prune, self._wanted_in, self._on_exhausted)
+            self._native = _native_observer(
+                self._prune, self._wanted_in, self._on_exhausted, self._catch_up
+            )
             self._native.start()
             self._observers.append(self._native)
         except OSError as exc:  # EMFILE: the user's inotify instances (max_user_instances) ran out
@@ -226,8 +226,12 @@ class Watcher:
             self._recursive[path] = recursive
             self._schedule(path)
         # A watched path that does not exist yet is watched as a file (through its folder); should
-        # it be made as a folder (`mkdir src`), it is watched as one from then on.
-        for path in {f for s in self.services for f in s.files if not os.path.lexists(f)}:
+        # it be made as a folder (`mkdir src`), it is watched as one from then on: also when that
+        # happened since the services were looked at (the services do not wait for this).
+        made = {
+            f for s in self.services for f in s.files if not os.path.lexists(f) or os.path.isdir(f)
+        }
+        for path in made:
             self._recursive[path] = True
             self._gone.add(path)
         self._say_polled(self.polled)
@@ -338,25 +342,28 @@ class Watcher:
         self._say_polled([root])
         self._post_change(folder)
 
-    def _post_change(self, path: str) -> None:
+    def _post_change(self, path: str, ctime_ns: int | None = None) -> None:
+        """Something changed in folder `path` before its watch (at `ctime_ns`, if known)."""
         seen_at = time.monotonic()
+        written_at = None
+        if ctime_ns is not None:
+            written_at = seen_at - max(0, time.time_ns() - ctime_ns) / 1e9
         for service in self.services:
             if service.wants(path, True) or _covers(path, service):
                 rel = os.path.relpath(path, service.cwd)
-                self._post(FilesChanged(service.name, rel, seen_at))
+                self._post(FilesChanged(service.name, rel, seen_at, False, written_at))
+
+    @cached_property
+    def _catch_up(self) -> CatchUp:
+        # only for the first walk: a root watched again later posts its own change
+        since = lambda: None if self.started.is_set() else self.catch_up_since_ns  # noqa: E731
+        return CatchUp(since, self._post_change)
 
     def _prune(self, folder: str) -> bool:
-        self._folders_seen += 1
-        if self._folders_seen == BIG_TREE_FOLDERS:
-            self.on_big_tree()
         return self._keeps_out(folder)
 
     def _wanted_in(self, folder: str, names: list[str]) -> list[bool]:
         """not _prune(folder/name) for each name, asked of each service once for them all."""
-        seen = self._folders_seen
-        self._folders_seen += len(names)
-        if seen < BIG_TREE_FOLDERS <= self._folders_seen:
-            self.on_big_tree()
         wanted = [False] * len(names)
         for service in self.services:
             for i, needed in enumerate(service.needs_folders_in(folder, names)):
@@ -451,6 +458,7 @@ def _native_observer(
     prune: Callable[[str], bool],
     wanted: Callable[[str, list[str]], Sequence[bool]],
     on_exhausted: Callable[[str, str], None],
+    catch_up: CatchUp,
 ) -> BaseObserver:
     """Linux: one inotify instance whose recursive watches skip the folders `prune` names.
     Elsewhere (macOS): watchdog's own observer (FSEvents), which watches a tree as one stream, so
@@ -461,7 +469,7 @@ def _native_observer(
         except ImportError:  # watchdog 6 (Python 3.10): its own recursive inotify watch, unpruned
             pass
         else:
-            return PrunedInotifyObserver(prune, on_exhausted, wanted)
+            return PrunedInotifyObserver(prune, on_exhausted, wanted, catch_up)
     from watchdog.observers import Observer
 
     observer: BaseObserver = Observer()
