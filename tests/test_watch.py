@@ -452,6 +452,43 @@ def test_what_changed_after_watching_began_and_before_its_folder_was_watched_is_
         watcher.stop()
 
 
+@pytest.mark.parametrize("looked_at_before", [True, False])
+def test_a_watched_folder_deleted_before_the_walk_reached_it_is_said_to_be(
+    tmp_path: Path, looked_at_before: bool
+) -> None:
+    """The services do not wait for the watcher: `rm -r src` right after they start may come
+    before it looked at the services (src is then no folder), or between that and its watch."""
+    src = tmp_path / "a" / "src"
+    src.mkdir(parents=True)
+    if not looked_at_before:
+        shutil.rmtree(src)
+    as_dir = src.is_dir()
+    service = WatchedService(
+        "a",
+        str(src.parent),
+        (str(src),) if as_dir else (),
+        () if as_dir else (str(src),),
+        Ignorer(str(src.parent), (), GitIgnores()),
+    )
+    shutil.rmtree(src, ignore_errors=True)
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    said: list[str] = []
+    watcher = Watcher([service], events.put, said.append)
+    watcher.folders_at_start = frozenset({str(src)})  # as watchlater.py sets it
+    watcher.start(wait=True)
+    try:
+        assert said == ["src was deleted; watching it again for a once it is back"], said
+        assert events.get(timeout=10) == FilesChanged("a", "src")
+        (src / "lib").mkdir(parents=True)
+        while events.get(timeout=10) != FilesChanged("a", "src"):
+            pass  # back: what was made in it before its watch counts as a change
+        (src / "lib" / "x.py").write_text("1")
+        while events.get(timeout=10) != FilesChanged("a", "src/lib/x.py"):
+            pass
+    finally:
+        watcher.stop()
+
+
 def test_a_change_carries_when_the_watcher_saw_it(tmp_path: Path) -> None:
     """The supervisor counts the quiet time from this moment, not from when it reads the event."""
 

@@ -170,15 +170,14 @@ class Ignorer:
         if not names:
             return []
         sep = "" if folder.endswith(os.sep) else os.sep
-        paths = [folder + sep + name for name in names]
         root = self._git.root
         if root is not None and not _inside(folder, root):  # a child may be the root itself
-            return [self.ignored(path, True) for path in paths]
+            return [self.ignored(folder + sep + name, True) for name in names]
         if self._folder_ignored(folder):
             verdicts = [True] * len(names)
         else:
             verdicts = [False] * len(names)
-            for base, patterns in self._layers(paths[0]):
+            for base, patterns in self._layers(folder + sep + names[0]):
                 if folder == base:
                     prefix = ""
                 else:
@@ -192,7 +191,8 @@ class Ignorer:
                         result = patterns.check_file(prefix + name + "/")
                         if result.include is not None:
                             verdicts[i] = result.include
-        self._folders.update(zip(paths, verdicts, strict=True))
+        # Not remembered: a walk would keep every folder's path (2.7 MB for 20,000 folders);
+        # an event's folder is judged when it comes, from its parent's remembered verdict.
         return verdicts
 
     def _folder_ignored(self, folder: str) -> bool:

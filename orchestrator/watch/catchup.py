@@ -25,16 +25,22 @@ CATCHES_UP = sys.platform.startswith("linux") and sys.version_info >= (3, 11)
 @dataclass(frozen=True)
 class CatchUp:
     """Asked once the walk is done: `since_ns()`, when watching began (None: nothing to catch
-    up); `folder_changed(folder, ctime_ns)`, a folder lost an entry before it was watched."""
+    up); `folder_changed(folder, ctime_ns)`, a folder lost an entry before it was watched;
+    `stopping()`, whether to give up."""
 
     since_ns: Callable[[], int | None]
     folder_changed: Callable[[str, int], None]
+    stopping: Callable[[], bool]
 
 
-def changed_since(folders: Iterable[bytes], since_ns: int) -> Iterator[tuple[bytes, int, bool]]:
+def changed_since(
+    folders: Iterable[bytes], since_ns: int, stopping: Callable[[], bool] = lambda: False
+) -> Iterator[tuple[bytes, int, bool]]:
     """(path, ctime_ns, is_folder) of each file in `folders` changed at or after `since_ns`, and
     of each folder that lost an entry since then; subfolders are left to their own listing."""
     for folder in folders:
+        if stopping():
+            return  # devup is stopping: on a big tree this takes seconds
         fresh_entry = False
         try:
             with os.scandir(folder) as entries:

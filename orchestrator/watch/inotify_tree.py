@@ -174,14 +174,15 @@ class _PrunedEmitter(InotifyEmitter):
             group.deactivate()
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
         self._inotify = group
-        since_ns = self._catch_up.since_ns() if self._catch_up is not None else None
-        if since_ns is not None and self._catch_up is not None:
+        catch_up = self._catch_up
+        since_ns = catch_up.since_ns() if catch_up is not None else None
+        if since_ns is not None and catch_up is not None:
             # Every folder is watched now: what changed in one before its watch is found by its
             # ctime (catchup.py) and reported as the watch would have.
             folders = list(group._active_callbacks_by_path)
-            for path, ctime_ns, is_folder in changed_since(folders, since_ns):
+            for path, ctime_ns, is_folder in changed_since(folders, since_ns, catch_up.stopping):
                 if is_folder:
-                    self._catch_up.folder_changed(os.fsdecode(path), ctime_ns)
+                    catch_up.folder_changed(os.fsdecode(path), ctime_ns)
                 else:
                     self.queue_event(FileModifiedEvent(os.fsdecode(path)))
 

@@ -171,6 +171,9 @@ class Watcher:
         # When watching began, if its start is not waited for (watchlater.py): once the walk is
         # done, what changed since then in a folder before its watch is reported (catchup.py).
         self.catch_up_since_ns: int | None = None
+        # The watched paths that were folders then (watchlater.py): one deleted before the walk
+        # reached it is said to be, as one deleted later.
+        self.folders_at_start: frozenset[str] = frozenset()
 
     def wait_started(self, timeout_s: float) -> bool:
         return self.started.wait(timeout_s)
@@ -231,9 +234,15 @@ class Watcher:
         made = {
             f for s in self.services for f in s.files if not os.path.lexists(f) or os.path.isdir(f)
         }
-        for path in made:
+        # A watched folder there when watching began and gone now was deleted since: a change.
+        deleted = {d for d in self.folders_at_start if not os.path.isdir(d)}
+        for path in made | deleted:
             self._recursive[path] = True
             self._gone.add(path)
+        for path in sorted(deleted):
+            self._gone.discard(path)
+            self._post_change(path)
+            self._forget_root(path)
         self._say_polled(self.polled)
 
     def _native_unusable(self, exc: OSError) -> None:
@@ -255,6 +264,8 @@ class Watcher:
                     self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
                 )
             except OSError as exc:
+                if exc.errno == errno.ENOENT and path in self.folders_at_start:
+                    return  # deleted since watching began: _set_up says so
                 if exc.errno == errno.EMFILE:  # watchdog 6 opens its inotify instance here
                     self._native_unusable(exc)
                 elif exc.errno != errno.ENOSPC:
@@ -357,7 +368,7 @@ class Watcher:
     def _catch_up(self) -> CatchUp:
         # only for the first walk: a root watched again later posts its own change
         since = lambda: None if self.started.is_set() else self.catch_up_since_ns  # noqa: E731
-        return CatchUp(since, self._post_change)
+        return CatchUp(since, self._post_change, self._stopping.is_set)
 
     def _prune(self, folder: str) -> bool:
         return self._keeps_out(folder)

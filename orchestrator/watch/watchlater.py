@@ -5,6 +5,7 @@ changes meanwhile in a folder not yet watched is found by its ctime once the wal
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,10 +35,17 @@ class WatcherLater:
         # Every root is watched, or the watcher gave up.
         self._services_may_start = threading.Event()
         self._began_ns = 0
+        self._folders_at_start: frozenset[str] = frozenset()
 
     def start(self) -> None:
         # A change is caught up if its ctime is this late (the kernel's clock lags by a tick).
         self._began_ns = time.time_ns() - CLOCK_SLACK_NS
+        self._folders_at_start = frozenset(
+            str(path)
+            for name in self._names
+            for path in self._manifest.services[name].watch or ()
+            if os.path.isdir(path)
+        )
         self._thread = threading.Thread(target=self._build, name="devup-watch-setup", daemon=True)
         self._thread.start()
 
@@ -48,10 +56,12 @@ class WatcherLater:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.stop()  # ends a catch-up under way, which a big tree takes seconds for
         if self._thread is not None:
             self._thread.join(timeout=30)
         if self._watcher is not None:
-            self._watcher.stop()
+            self._watcher.stop()  # one made meanwhile (a second stop does nothing)
 
     def _build(self) -> None:
         from orchestrator.watch.watcher import make_watcher
@@ -68,5 +78,6 @@ class WatcherLater:
         self._watcher = watcher
         if CATCHES_UP:
             watcher.catch_up_since_ns = self._began_ns
+            watcher.folders_at_start = self._folders_at_start
         watcher.start(wait=True)
         self._services_may_start.set()
