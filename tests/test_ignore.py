@@ -237,3 +237,78 @@ def test_a_gitignore_changed_again_and_again_is_followed_every_time(tmp_path: Pa
         wrong += not ig.ignored(str(tmp_path / f"f{i}.py"))
         wrong += ig.ignored(str(tmp_path / f"f{i - 1}.py"))
     assert wrong == 0
+
+
+QUICK_CASES = {
+    ".gitignore": "node_modules\n*.log\nbuild/\n/log/\n!keep.log\nsrc/gen\n**/deep/out\nx[!a]y\n"
+    "c*che/\n!build/keep/\nfoo**bar\n",
+    "src/.gitignore": "!node_modules\n/only-here/\nlib/*/tmp\n",
+    "src/app/.gitignore": "*\n!*.py\n!*/\n",
+}
+QUICK_PATHS = [
+    "node_modules/x",
+    "a/node_modules/b/c",
+    "build/keep/z",
+    "build/other/z",
+    "log/a/b",
+    "src/log/a",
+    "src/gen/a/b",
+    "a/src/gen/b",
+    "src/deep/out/z",
+    "deep/out/q",
+    "x/y/z",
+    "xby/q",
+    "cache/a",
+    "a/cxxche/b",
+    "foo/mid/bar/q",
+    "fooXbar/q",
+    "src/node_modules/m/n",
+    "src/only-here/x",
+    "src/a/only-here/x",
+    "src/lib/a/tmp/x",
+    "src/lib/a/b/tmp/x",
+    "src/app/models/x",
+    "src/app/models/deeper/y",
+    "plain/folder/z",
+]
+
+
+def test_the_quick_prefilter_and_the_walk_s_batches_give_pathspec_s_verdicts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quickmatch.py only spares pathspec the paths no pattern could match: with it, and for a
+    folder's subfolders asked at once (the walk), every verdict is the one pathspec gives alone."""
+    from orchestrator.config import quickmatch
+
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, {**QUICK_CASES, **{f"{rel}/file.log": "" for rel in QUICK_PATHS}})
+    for rel in QUICK_PATHS:
+        write(tmp_path, {f"{rel}/keep.log": "", f"{rel}/a.py": "", f"{rel}/xby": ""})
+    folders = sorted({str(p.parent) for p in tmp_path.rglob("*") if ".git" not in p.parts})
+    files = sorted(str(p) for p in tmp_path.rglob("*") if p.is_file() and ".git" not in p.parts)
+
+    def verdicts(batched: bool) -> dict[str, bool]:
+        ig = Ignorer(str(tmp_path), ["/plain/folder/"], read_gitignores(tmp_path))
+        found = {}
+        for folder in folders:
+            names = sorted(p.name for p in Path(folder).iterdir() if p.is_dir())
+            paths = [str(Path(folder) / name) for name in names]
+            if batched:
+                found.update(zip(paths, ig.ignored_folders_in(folder, names), strict=True))
+            else:
+                found.update((path, ig.ignored(path, True)) for path in paths)
+        found.update((path, ig.ignored(path)) for path in files)
+        return found
+
+    quick = verdicts(batched=True)
+    one_by_one = verdicts(batched=False)
+    monkeypatch.setattr(quickmatch.QuickMatch, "could_match", lambda self, subject: True)
+    monkeypatch.setattr(
+        quickmatch.QuickMatch,
+        "could_match_folders_in",
+        lambda self, folder, names: [True] * len(names),
+    )
+    pathspec_alone = verdicts(batched=False)
+    assert quick == pathspec_alone
+    assert one_by_one == pathspec_alone
+    assert 0 < sum(pathspec_alone.values()) < len(pathspec_alone)  # both kinds of verdict

@@ -3,10 +3,14 @@ for the whole hold."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
+from pathlib import Path
 
 import pytest
+from watchdog.events import FileSystemEventHandler
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify: Linux only"),
@@ -62,3 +66,38 @@ def test_a_lone_moved_from_is_still_held_then_delivered_and_close_ends_a_wait() 
     q.close()
     reader.join(10)
     assert got == [None]
+
+
+def test_stopping_closes_the_inotify_instance_without_removing_each_watch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing the instance ends every watch in the kernel at once; removing them one by one
+    first (a syscall and an IN_IGNORED event each) took 0.2-0.6 s for 20,000 folders."""
+    from watchdog.observers import inotify_c
+
+    from orchestrator.watch.inotify_tree import PrunedInotifyObserver
+
+    for i in range(50):
+        (tmp_path / f"d{i}" / "e").mkdir(parents=True)
+    removed: list[int] = []
+    real = inotify_c.inotify_rm_watch
+    monkeypatch.setattr(
+        inotify_c, "inotify_rm_watch", lambda fd, wd: removed.append(wd) or real(fd, wd)
+    )
+    before = inotify_instances()
+    observer = PrunedInotifyObserver(lambda path: False)
+    observer.start()
+    observer.schedule(FileSystemEventHandler(), str(tmp_path), recursive=True)
+    assert inotify_instances() == before + 1
+    observer.stop()
+    observer.join(timeout=10)
+    assert removed == []
+    assert inotify_instances() == before  # closed, and every watch with it
+
+
+def inotify_instances() -> int:
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    return found

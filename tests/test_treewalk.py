@@ -4,6 +4,7 @@ the leaf folders on file systems whose link counts count subfolders."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,19 @@ def counted_scandir(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return listed
 
 
-def prune_node_modules(path: bytes) -> bool:
-    return os.path.basename(path) == b"node_modules"
+def no_node_modules(_folder: bytes, names: list[bytes]) -> list[bool]:
+    return [name != b"node_modules" for name in names]
+
+
+def walk(top: Path) -> Iterator[bytes]:
+    """walk_folders's batches, one folder at a time (lazily, as the watcher takes them)."""
+    for batch in walk_folders(os.fsencode(top), no_node_modules):
+        yield from batch
 
 
 def test_finds_every_folder_a_full_walk_finds_except_pruned(tmp_path: Path) -> None:
     make_tree(tmp_path)
-    found = list(walk_folders(os.fsencode(tmp_path), prune_node_modules))
+    found = list(walk(tmp_path))
     assert set(found) == full_walk(tmp_path, "node_modules")
     assert len(found) == len(set(found))
     for path in found:  # parents come before what is inside them
@@ -61,7 +68,7 @@ def test_leaf_folders_are_not_listed_where_link_counts_count_subfolders(
         pytest.skip("this file system does not count subfolders in link counts")
     expected = full_walk(tmp_path, "node_modules")
     listed = counted_scandir(monkeypatch)
-    found = set(walk_folders(os.fsencode(tmp_path), prune_node_modules))
+    found = set(walk(tmp_path))
     assert found == expected
     leaves = {os.fsencode(tmp_path / rel) for rel in ("a/b/c", "a/b/d", "a/e", "f", "g/h/i/j")}
     assert not leaves & set(listed)
@@ -79,7 +86,7 @@ def test_on_other_file_systems_every_folder_is_listed(
     stated: list[bytes] = []
     real_lstat = os.lstat
     monkeypatch.setattr(treewalk.os, "lstat", lambda p: stated.append(p) or real_lstat(p))
-    found = set(walk_folders(os.fsencode(tmp_path), prune_node_modules))
+    found = set(walk(tmp_path))
     assert found == expected
     assert set(listed) == {os.fsencode(tmp_path), *found}
     assert stated == [os.fsencode(tmp_path)]  # below a non-counting top, no folder is stat'ed
@@ -95,14 +102,14 @@ def test_mountinfo_is_read_once_for_many_walks(
     real = treewalk.mount_types
     monkeypatch.setattr(treewalk, "mount_types", lambda: reads.append(1) or real())
     for _ in range(50):
-        list(walk_folders(os.fsencode(tmp_path), prune_node_modules))
+        list(walk(tmp_path))
     assert len(reads) == 1
 
 
 def test_a_folder_removed_after_it_was_found_is_skipped(tmp_path: Path) -> None:
     make_tree(tmp_path)
     found = []
-    for path in walk_folders(os.fsencode(tmp_path), prune_node_modules):
+    for path in walk(tmp_path):
         found.append(path)
         if path == os.fsencode(tmp_path / "g" / "h" / "i"):  # found, not yet listed
             (tmp_path / "g/h/i/j/file.txt").unlink()

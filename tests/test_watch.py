@@ -25,7 +25,9 @@ from conftest import REPO, DevupProcess, Project, py, wait_for
 
 from orchestrator.config.ignore import GitIgnores, Ignorer, read_gitignores
 from orchestrator.run.events import Event, FilesChanged
-from orchestrator.watch.watcher import BIG_TREE_FOLDERS, WatchedService, Watcher
+from orchestrator.watch.catchup import CATCHES_UP
+from orchestrator.watch.filememory import CLOCK_SLACK_NS
+from orchestrator.watch.watcher import WatchedService, Watcher
 
 SERVER = REPO / "tests" / "fixtures" / "server.py"
 APP = f"""\
@@ -416,23 +418,75 @@ def test_when_no_inotify_instance_can_be_had_it_says_so_once_and_polls(
         watcher.stop()
 
 
-@pytest.mark.skipif(
-    sys.version_info < (3, 11), reason="watchdog 6 (Python 3.10) walks the tree itself, unpruned"
-)
-@pytest.mark.parametrize(("folders", "big"), [(100, False), (BIG_TREE_FOLDERS + 100, True)])
-def test_the_services_wait_for_a_small_tree_to_be_watched_not_for_a_big_one(
-    tmp_path: Path, folders: int, big: bool
+@pytest.mark.skipif(not CATCHES_UP, reason="the catch-up is inotify_tree.py's (watchdog 7)")
+def test_what_changed_after_watching_began_and_before_its_folder_was_watched_is_reported(
+    tmp_path: Path,
 ) -> None:
-    """A big tree lets the services start once its walk has met BIG_TREE_FOLDERS folders."""
-    for i in range(folders):
-        (tmp_path / "src" / f"d{i // 50}" / f"e{i % 50}").mkdir(parents=True)
-    told: list[str] = []
-    watcher = Watcher([watching_all(tmp_path)], queue.SimpleQueue[Event]().put, told.append)
-    said_big: list[int] = []
-    watcher.on_big_tree = lambda: said_big.append(1)
+    """The services do not wait for the walk (watchlater.py): once it is done, a file written,
+    made or deleted since watching began counts (by ctime), and nothing older does."""
+    root = tmp_path / "a"
+    for rel in ("src/deep/old.py", "src/same.py", "src/deep2/gone.py", "src/deep2/kept.py"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("1")
+    stamp = max(os.lstat(p).st_ctime_ns for p in root.rglob("*"))
+    wait_for(lambda: time.time_ns() > stamp + 2 * CLOCK_SLACK_NS, 10, what="the clock to move on")
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    watcher = Watcher([watching_all(root)], events.put, lambda _: None)
+    watcher.catch_up_since_ns = time.time_ns() - CLOCK_SLACK_NS  # as watchlater.py sets it
+    (root / "src" / "deep" / "old.py").write_text("2")  # in place: its folder's ctime stays
+    (root / "src" / "new.py").write_text("1")
+    (root / "src" / "deep2" / "gone.py").unlink()
+    (root / "src" / "x.log").write_text("ignored")
     watcher.start(wait=True)
-    watcher.stop()
-    assert said_big == ([1] if big else []), told
+    try:
+        (root / "marker.py").write_text("1")  # its event comes after every caught-up one
+        seen = set()
+        while (event := events.get(timeout=10)) != FilesChanged("a", "marker.py"):
+            seen.add(event)
+        assert seen == {
+            FilesChanged("a", "src/deep/old.py"),
+            FilesChanged("a", "src/new.py"),
+            FilesChanged("a", "src/deep2"),  # it lost gone.py
+        }
+    finally:
+        watcher.stop()
+
+
+@pytest.mark.parametrize("looked_at_before", [True, False])
+def test_a_watched_folder_deleted_before_the_walk_reached_it_is_said_to_be(
+    tmp_path: Path, looked_at_before: bool
+) -> None:
+    """The services do not wait for the watcher: `rm -r src` right after they start may come
+    before it looked at the services (src is then no folder), or between that and its watch."""
+    src = tmp_path / "a" / "src"
+    src.mkdir(parents=True)
+    if not looked_at_before:
+        shutil.rmtree(src)
+    as_dir = src.is_dir()
+    service = WatchedService(
+        "a",
+        str(src.parent),
+        (str(src),) if as_dir else (),
+        () if as_dir else (str(src),),
+        Ignorer(str(src.parent), (), GitIgnores()),
+    )
+    shutil.rmtree(src, ignore_errors=True)
+    events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    said: list[str] = []
+    watcher = Watcher([service], events.put, said.append)
+    watcher.folders_at_start = frozenset({str(src)})  # as watchlater.py sets it
+    watcher.start(wait=True)
+    try:
+        assert said == ["src was deleted; watching it again for a once it is back"], said
+        assert events.get(timeout=10) == FilesChanged("a", "src")
+        (src / "lib").mkdir(parents=True)
+        while events.get(timeout=10) != FilesChanged("a", "src"):
+            pass  # back: what was made in it before its watch counts as a change
+        (src / "lib" / "x.py").write_text("1")
+        while events.get(timeout=10) != FilesChanged("a", "src/lib/x.py"):
+            pass
+    finally:
+        watcher.stop()
 
 
 def test_a_change_carries_when_the_watcher_saw_it(tmp_path: Path) -> None:

@@ -72,8 +72,8 @@ MTIME_TICK_S = 0.01
 EXIT_GRACE_S = 0.2  # how long an exit waits for the rest of its output before it is reported
 IDLE_WAKEUP_S = 1.0
 RETRY_AFTER_ERROR_S = 0.1  # a timer whose callback failed with an OSError runs again after this
-# The services wait for the watcher (watchlater.py) at most this long: a small tree is watched in
-# ~55 ms, a big one lets them go after its first BIG_TREE_FOLDERS folders.
+# The services wait for the watcher (watchlater.py) at most this long where it cannot catch up
+# on what changed before its watches (Linux needs no wait: watch/catchup.py).
 WATCH_HEAD_START_S = 2.0
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
@@ -168,8 +168,8 @@ class Supervisor:
         try:
             if watcher is not None:
                 watcher.start()  # on its own thread
-                # A small tree is watched before any service starts (nothing it writes or is
-                # saved at once is missed); a big one is walked while the services start.
+                # Nothing written or saved as the services start is missed: on Linux the
+                # watcher catches up once its walk is done; elsewhere they wait for it.
                 watcher.wait_started(WATCH_HEAD_START_S)
             self.start()
             while self.exit_code is None:

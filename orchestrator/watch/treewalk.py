@@ -5,7 +5,7 @@ Elsewhere (btrfs, overlayfs, network and FUSE file systems) every folder is list
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from orchestrator.base.mounts import mount_types
 
@@ -14,9 +14,12 @@ COUNTING_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
 
 
 def walk_folders(
-    top: bytes, prune: Callable[[bytes], bool], follow_symlinks: bool = False
-) -> Iterator[bytes]:
-    """Every folder below `top` that `prune` keeps, each before any folder inside it.
+    top: bytes,
+    wanted: Callable[[bytes, list[bytes]], Sequence[bool]],
+    follow_symlinks: bool = False,
+) -> Iterator[list[bytes]]:
+    """Every folder below `top` that `wanted(folder, names of its subfolders)` keeps, in batches
+    of siblings, each batch before any folder inside them.
 
     A folder is listed only after the caller has had it (and so watched it): a subfolder made
     after its link count was read shows up as a creation in the folder it was made in.
@@ -33,16 +36,17 @@ def walk_folders(
                 if may_count and info.st_nlink == 2:
                     continue  # no subfolder: nothing to list
             with os.scandir(folder) as entries:
-                found = [
-                    entry.path
-                    for entry in entries
-                    if entry.is_dir(follow_symlinks=follow_symlinks) and not prune(entry.path)
-                ]
+                names = [e.name for e in entries if e.is_dir(follow_symlinks=follow_symlinks)]
         except OSError:
             continue  # gone or unreadable since its parent was listed
-        for path in found:
-            yield path
-            stack.append((path, may_count))
+        if not names:
+            continue
+        prefix = folder if folder.endswith(b"/") else folder + b"/"
+        keep = wanted(folder, names)
+        found = [prefix + name for name, kept in zip(names, keep, strict=True) if kept]
+        if found:
+            yield found
+            stack.extend((path, may_count) for path in found)
 
 
 # Devices (st_dev) seen so far -> whether their file system counts subfolders. Mounts seldom

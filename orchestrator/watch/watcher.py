@@ -44,6 +44,7 @@ except ImportError:  # watchdog 6 (Python 3.10) reports a chmod or a touch as a 
 from orchestrator.config.ignore import GITIGNORE, Ignorer, read_gitignores
 from orchestrator.config.manifest import Manifest
 from orchestrator.run.events import Event, FilesChanged, WatcherSaid
+from orchestrator.watch.catchup import CatchUp
 from orchestrator.watch.filememory import FileMemory
 
 # Everything that may change a file's content or name; never opened / closed-without-write.
@@ -63,9 +64,6 @@ WATCH_EVENTS: list[type[FileSystemEvent]] = [
 ]
 WATCH_CLASSES = tuple(WATCH_EVENTS)
 POLL_INTERVAL_S = 1.0
-# A tree with this many folders is walked while the services start (about 10 ms of walking);
-# a smaller one is watched before any service starts, so no save made as they start is missed.
-BIG_TREE_FOLDERS = 2000
 GONE_POLL_S = 0.25  # how often a deleted watched folder is looked for
 SYSCTL_FIX = "sudo sysctl fs.inotify.max_user_watches=524288"
 
@@ -106,6 +104,19 @@ class WatchedService:
         return any(
             _inside(folder, d) for d in (*self.dirs, *self.files)
         ) and not self.ignorer.ignored(folder, True)
+
+    def needs_folders_in(self, folder: str, names: Sequence[str]) -> list[bool]:
+        """needs_folder(folder/name) for each name: a walk asks about a folder's subfolders at
+        once, and they share the folder's verdict and .gitignore layers."""
+        sep = "" if folder.endswith(os.sep) else os.sep
+        anchors = self._anchors
+        if not any(_inside(folder, d) for d in (*self.dirs, *self.files)):
+            return [folder + sep + name in anchors for name in names]  # only a watched path
+        ignored = self.ignorer.ignored_folders_in(folder, names)
+        return [
+            not no or folder + sep + name in anchors
+            for name, no in zip(names, ignored, strict=True)
+        ]
 
 
 def watched_services(manifest: Manifest, names: Sequence[str]) -> list[WatchedService]:
@@ -157,9 +168,12 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self.started = threading.Event()  # every root is watched (or polled)
         self.polled: list[str] = []  # roots that fell back to polling
-        # Called once the walk has met BIG_TREE_FOLDERS folders: the services need not wait.
-        self.on_big_tree: Callable[[], None] = lambda: None
-        self._folders_seen = 0
+        # When watching began, if its start is not waited for (watchlater.py): once the walk is
+        # done, what changed since then in a folder before its watch is reported (catchup.py).
+        self.catch_up_since_ns: int | None = None
+        # The watched paths that were folders then (watchlater.py): one deleted before the walk
+        # reached it is said to be, as one deleted later.
+        self.folders_at_start: frozenset[str] = frozenset()
 
     def wait_started(self, timeout_s: float) -> bool:
         return self.started.wait(timeout_s)
@@ -202,7 +216,9 @@ class Watcher:
         dirs = _outermost([d for s in self.services for d in s.dirs])
         file_parents = sorted({os.path.dirname(f) for s in self.services for f in s.files})
         try:
-            self._native = _native_observer(self._prune, self._on_exhausted)
+            self._native = _native_observer(
+                self._prune, self._wanted_in, self._on_exhausted, self._catch_up
+            )
             self._native.start()
             self._observers.append(self._native)
         except OSError as exc:  # EMFILE: the user's inotify instances (max_user_instances) ran out
@@ -213,10 +229,20 @@ class Watcher:
             self._recursive[path] = recursive
             self._schedule(path)
         # A watched path that does not exist yet is watched as a file (through its folder); should
-        # it be made as a folder (`mkdir src`), it is watched as one from then on.
-        for path in {f for s in self.services for f in s.files if not os.path.lexists(f)}:
+        # it be made as a folder (`mkdir src`), it is watched as one from then on: also when that
+        # happened since the services were looked at (the services do not wait for this).
+        made = {
+            f for s in self.services for f in s.files if not os.path.lexists(f) or os.path.isdir(f)
+        }
+        # A watched folder there when watching began and gone now was deleted since: a change.
+        deleted = {d for d in self.folders_at_start if not os.path.isdir(d)}
+        for path in made | deleted:
             self._recursive[path] = True
             self._gone.add(path)
+        for path in sorted(deleted):
+            self._gone.discard(path)
+            self._post_change(path)
+            self._forget_root(path)
         self._say_polled(self.polled)
 
     def _native_unusable(self, exc: OSError) -> None:
@@ -238,6 +264,8 @@ class Watcher:
                     self._handler, path, recursive=recursive, event_filter=WATCH_EVENTS
                 )
             except OSError as exc:
+                if exc.errno == errno.ENOENT and path in self.folders_at_start:
+                    return  # deleted since watching began: _set_up says so
                 if exc.errno == errno.EMFILE:  # watchdog 6 opens its inotify instance here
                     self._native_unusable(exc)
                 elif exc.errno != errno.ENOSPC:
@@ -325,18 +353,33 @@ class Watcher:
         self._say_polled([root])
         self._post_change(folder)
 
-    def _post_change(self, path: str) -> None:
+    def _post_change(self, path: str, ctime_ns: int | None = None) -> None:
+        """Something changed in folder `path` before its watch (at `ctime_ns`, if known)."""
         seen_at = time.monotonic()
+        written_at = None
+        if ctime_ns is not None:
+            written_at = seen_at - max(0, time.time_ns() - ctime_ns) / 1e9
         for service in self.services:
             if service.wants(path, True) or _covers(path, service):
                 rel = os.path.relpath(path, service.cwd)
-                self._post(FilesChanged(service.name, rel, seen_at))
+                self._post(FilesChanged(service.name, rel, seen_at, False, written_at))
+
+    @cached_property
+    def _catch_up(self) -> CatchUp:
+        # only for the first walk: a root watched again later posts its own change
+        since = lambda: None if self.started.is_set() else self.catch_up_since_ns  # noqa: E731
+        return CatchUp(since, self._post_change, self._stopping.is_set)
 
     def _prune(self, folder: str) -> bool:
-        self._folders_seen += 1
-        if self._folders_seen == BIG_TREE_FOLDERS:
-            self.on_big_tree()
         return self._keeps_out(folder)
+
+    def _wanted_in(self, folder: str, names: list[str]) -> list[bool]:
+        """not _prune(folder/name) for each name, asked of each service once for them all."""
+        wanted = [False] * len(names)
+        for service in self.services:
+            for i, needed in enumerate(service.needs_folders_in(folder, names)):
+                wanted[i] = wanted[i] or needed
+        return wanted
 
     def _keeps_out(self, folder: str) -> bool:
         return not any(s.needs_folder(folder) for s in self.services)
@@ -423,7 +466,10 @@ _NATIVE = "inotify" if sys.platform.startswith("linux") else "FSEvents"
 
 
 def _native_observer(
-    prune: Callable[[str], bool], on_exhausted: Callable[[str, str], None]
+    prune: Callable[[str], bool],
+    wanted: Callable[[str, list[str]], Sequence[bool]],
+    on_exhausted: Callable[[str, str], None],
+    catch_up: CatchUp,
 ) -> BaseObserver:
     """Linux: one inotify instance whose recursive watches skip the folders `prune` names.
     Elsewhere (macOS): watchdog's own observer (FSEvents), which watches a tree as one stream, so
@@ -434,7 +480,7 @@ def _native_observer(
         except ImportError:  # watchdog 6 (Python 3.10): its own recursive inotify watch, unpruned
             pass
         else:
-            return PrunedInotifyObserver(prune, on_exhausted)
+            return PrunedInotifyObserver(prune, on_exhausted, wanted, catch_up)
     from watchdog.observers import Observer
 
     observer: BaseObserver = Observer()
