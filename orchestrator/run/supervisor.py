@@ -31,6 +31,7 @@ from orchestrator.run.changes import (
     TurnEnded,
     once_per_turn,
 )
+from orchestrator.run.debounce import BURST_EVENTS, is_burst, quiet_for
 from orchestrator.run.events import (
     ChildrenChanged,
     ControlRequested,
@@ -59,11 +60,6 @@ EXIT_NOT_FOUND = 127
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
-# A restart that has folded in this many file events is a burst (a checkout, a build, a formatter
-# run): it waits for BURST_QUIET_S of quiet, not debounce_ms, since a loaded machine can pause a
-# burst for longer than debounce_ms midway. A single save still restarts after debounce_ms.
-BURST_EVENTS = 20
-BURST_QUIET_S = 0.3
 ANNOUNCE_RECHECK_S = 0.05  # how often a restart still gathering changes checks for a burst
 # The kernel stamps mtimes from a coarse clock: a write is at most this much later than its mtime.
 MTIME_TICK_S = 0.01
@@ -336,7 +332,7 @@ class Supervisor:
         # What waited for this start is over; everything of one process lives on its Spawn.
         svc.exit_code = None
         svc.restart_due = None
-        svc.burst_events = 0
+        svc.spawned_after_events, svc.burst_events = svc.burst_events, 0
         svc.held_by_request = False
         svc.start_when_stopped = False
         self._tell_where_others_are(svc)
@@ -808,10 +804,7 @@ class Supervisor:
             # A burst: fold into the restart under way, just push its start past the quiet time.
             svc.burst_events += 1
             self.self_triggers.folded(svc.name, event.path, event.moved_here)
-            quiet_s = (
-                debounce_s if svc.burst_events < BURST_EVENTS else max(debounce_s, BURST_QUIET_S)
-            )
-            due = changed_at + quiet_s
+            due = changed_at + quiet_for(debounce_s, svc.burst_events)
             if svc.state is State.RESTARTING and due < svc.restart_due:
                 # Waiting out a crash backoff: a change starts it sooner, as after a crash.
                 self.say(f"{svc.name}: {event.path} changed, restarting")
@@ -840,14 +833,13 @@ class Supervisor:
         pid = svc.spawn.child.pid if svc.spawn.child is not None else None
         self.self_triggers.began(svc.name, svc.generation, pid, event.path, up_for_s)
         svc.burst_events = 1
-        quiet_s = debounce_s
-        if up_for_s is not None and up_for_s < BURST_QUIET_S:
-            # A change while the new process is still starting is most likely the rest of the
-            # burst that restarted it (a checkout the machine starved for CPU while the restart
-            # ran): gather the rest of it as a burst, not a restart per trickle of files.
-            svc.burst_events = BURST_EVENTS
-            quiet_s = max(debounce_s, BURST_QUIET_S)
-        delay_s = changed_at + quiet_s - now
+        # A change within a burst's quiet of the spawn is most likely the rest of the burst that
+        # restarted it (a checkout the machine starved for CPU while the restart ran): gather the
+        # rest of it as that burst, not a restart per trickle of files.
+        tail = max(BURST_EVENTS, svc.spawned_after_events)
+        if up_for_s is not None and up_for_s < quiet_for(debounce_s, tail):
+            svc.burst_events = tail
+        delay_s = changed_at + quiet_for(debounce_s, svc.burst_events) - now
         self.request_restart(svc, delay_s)
         self.timers.call_later(max(delay_s, 0.0), lambda: self._announce_change(svc))
 
@@ -860,7 +852,7 @@ class Supervisor:
         now = self._clock()
         due = svc.restart_due
         gathering = svc.state in (State.STOPPING, State.RESTARTING)
-        if gathering and due is not None and due > now and svc.burst_events < BURST_EVENTS:
+        if gathering and due is not None and due > now and not is_burst(svc.burst_events):
             # A burst is said at once (no move into place to wait for); a save once it is over.
             wait_s = min(due - now, ANNOUNCE_RECHECK_S)
             self.timers.call_later(wait_s, lambda: self._announce_change(svc))
