@@ -43,6 +43,7 @@ from orchestrator.run.events import (
     SignalReceived,
     WatcherSaid,
 )
+from orchestrator.run.gitlock import HOLD_MAX_S, RECHECK_S, GitHold, GitHolds
 from orchestrator.run.host import Host, PosixHost
 from orchestrator.run.host import Spawn as SpawnProcess
 from orchestrator.run.policy import decide, format_delay
@@ -139,6 +140,7 @@ class Supervisor:
         self._started_at = self._clock()
         self._summary_shown = False  # the table of every service, once all have settled
         self.self_triggers = SelfTriggerGuard()
+        self.git_holds = GitHolds()
         # The listen audit's findings per service (audit.py, through note_findings), shown by
         # status.
         self.findings: dict[str, audit.Findings] = {}
@@ -704,6 +706,8 @@ class Supervisor:
         if now < svc.restart_due:
             self.timers.call_later(svc.restart_due - now, lambda: self._try_start(svc))
             return
+        if svc.burst_events and self._held_by_git(svc, now):
+            return
         if svc.spawn.group is not None:
             return  # its leftovers are being stopped; _poll_leftovers calls again once gone
         orphans = self._orphans(svc)
@@ -740,6 +744,20 @@ class Supervisor:
             partial(self.host.signal_orphans, orphans, signal.SIGKILL),
         )
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
+
+    def _held_by_git(self, svc: ServiceRun, now: float) -> bool:
+        """A file-change restart while git rewrites the work tree (checkout, rebase, merge)
+        waits for git to finish: one restart for the whole operation (gitlock.py)."""
+        hold = self.git_holds.check(str(svc.spec.cwd), now)
+        if hold is GitHold.STALE:
+            self.say(
+                f"{svc.name}: git's index.lock has been there for {HOLD_MAX_S:.0f}s (left by a"
+                " git that was killed?); restarting without waiting for it"
+            )
+        if hold is not GitHold.WAIT:
+            return False
+        self.timers.call_later(RECHECK_S, lambda: self._try_start(svc))
+        return True
 
     def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
         """Restart now (or after delay_s of quiet); folds into a restart already under way."""
