@@ -19,6 +19,11 @@ BURST_EVENTS = 20
 BURST_QUIET_S = 0.3  # the quiet that ends a burst of BURST_EVENTS events
 BURST_QUIET_STEP_S = 0.1  # more for each doubling of the events: 0.8 s at 640, 1 s from 2,560
 BURST_QUIET_MAX_S = 1.0
+# Once the quiet is over, a restart still waits while the watcher has changes on their way (unread
+# in the kernel's queue or not yet handed over: a busy machine kept its threads off the CPU),
+# rechecking this often, for at most PENDING_HOLD_MAX_S past its due time.
+PENDING_RECHECK_S = 0.005
+PENDING_HOLD_MAX_S = 0.5
 
 
 def is_burst(events: int) -> bool:

@@ -31,7 +31,13 @@ from orchestrator.run.changes import (
     TurnEnded,
     once_per_turn,
 )
-from orchestrator.run.debounce import BURST_EVENTS, is_burst, quiet_for
+from orchestrator.run.debounce import (
+    BURST_EVENTS,
+    PENDING_HOLD_MAX_S,
+    PENDING_RECHECK_S,
+    is_burst,
+    quiet_for,
+)
 from orchestrator.run.events import (
     ChildrenChanged,
     ControlRequested,
@@ -76,6 +82,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 class Watcher(Protocol):
     def start(self) -> None: ...
     def wait_started(self, timeout_s: float) -> bool: ...
+    def busy(self) -> bool: ...
     def stop(self) -> None: ...
 
 
@@ -141,6 +148,7 @@ class Supervisor:
         self._summary_shown = False  # the table of every service, once all have settled
         self.self_triggers = SelfTriggerGuard()
         self.git_holds = GitHolds()
+        self.watcher: Watcher | None = None  # asked whether changes are still on their way
         # The listen audit's findings per service (audit.py, through note_findings), shown by
         # status.
         self.findings: dict[str, audit.Findings] = {}
@@ -155,6 +163,7 @@ class Supervisor:
         """Start everything, supervise until the run ends, return devup's exit code."""
         previous = self._install_signal_handlers()
         try:
+            self.watcher = watcher
             if watcher is not None:
                 watcher.start()  # on its own thread
                 # A small tree is watched before any service starts (nothing it writes or is
@@ -706,7 +715,7 @@ class Supervisor:
         if now < svc.restart_due:
             self.timers.call_later(svc.restart_due - now, lambda: self._try_start(svc))
             return
-        if svc.burst_events and self._held_by_git(svc, now):
+        if svc.burst_events and (self._files_still_coming(svc, now) or self._held_by_git(svc, now)):
             return
         if svc.spawn.group is not None:
             return  # its leftovers are being stopped; _poll_leftovers calls again once gone
@@ -744,6 +753,17 @@ class Supervisor:
             partial(self.host.signal_orphans, orphans, signal.SIGKILL),
         )
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
+
+    def _files_still_coming(self, svc: ServiceRun, now: float) -> bool:
+        """The watcher has changes still on their way (a burst whose watcher a busy machine kept
+        off the CPU: 19 files read, then none for 45 ms while 17 more were written): its quiet is
+        not over. Waited for at most PENDING_HOLD_MAX_S past its due time (other files, ignored
+        ones, may be written without end)."""
+        due = svc.restart_due if svc.restart_due is not None else now
+        if self.watcher is None or now - due > PENDING_HOLD_MAX_S or not self.watcher.busy():
+            return False
+        self.timers.call_later(PENDING_RECHECK_S, lambda: self._try_start(svc))
+        return True
 
     def _held_by_git(self, svc: ServiceRun, now: float) -> bool:
         """A file-change restart while git rewrites the work tree (checkout, rebase, merge)

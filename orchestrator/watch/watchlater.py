@@ -38,6 +38,10 @@ class WatcherLater:
         """Wait until every root is watched or the tree proved big; False after `timeout_s`."""
         return self._services_may_start.wait(timeout_s)
 
+    def busy(self) -> bool:
+        watcher = self._watcher
+        return watcher is not None and watcher.busy()
+
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
