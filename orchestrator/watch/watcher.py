@@ -175,7 +175,7 @@ class Watcher:
         """Whether changes are still on their way to the supervisor: in an observer's queue, or
         (inotify) unread by its threads. A restart's quiet is not over while they are."""
         for observer in list(self._observers):
-            if not observer.event_queue.empty():
+            if observer.event_queue.unfinished_tasks:  # queued, or being handed over
                 return True
             pending = getattr(observer, "events_pending", None)  # PrunedInotifyObserver's
             if pending is not None and pending():
