@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.run.debounce import BURST_EVENTS, BURST_QUIET_MAX_S, BURST_QUIET_S
+from orchestrator.run.debounce import (
+    BURST_EVENTS,
+    BURST_QUIET_MAX_S,
+    BURST_QUIET_S,
+    GROWING_EVENTS,
+)
 
 from .fakehost import FakeMember, Run
 
@@ -66,7 +71,8 @@ def test_a_long_burst_waits_for_a_longer_quiet(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("events", "quiet_s"),
     [
-        (BURST_EVENTS - 1, 0.1),  # a few saves: debounce_ms
+        (GROWING_EVENTS - 1, 0.1),  # a save or two: debounce_ms
+        (GROWING_EVENTS, 0.2),  # a burst's first files, its writer starved midway
         (BURST_EVENTS, BURST_QUIET_S),
         (40, 0.4),
         (640, 0.8),
