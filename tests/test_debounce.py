@@ -12,10 +12,11 @@ import pytest
 
 from orchestrator.config.manifest import load_manifest
 from orchestrator.output.printer import Printer
+from orchestrator.run.debounce import BURST_QUIET_S
 from orchestrator.run.events import FilesChanged
 from orchestrator.run.readiness import POLL_GRID_S, PortListening
 from orchestrator.run.states import State
-from orchestrator.run.supervisor import BURST_QUIET_S, Supervisor
+from orchestrator.run.supervisor import Supervisor
 from orchestrator.system.process import GroupId
 
 DEBOUNCE_S = 0.05

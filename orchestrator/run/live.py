@@ -165,6 +165,9 @@ class SwappableWatcher:
     def wait_started(self, timeout_s: float) -> bool:
         return self.inner.wait_started(timeout_s) if self.inner is not None else True
 
+    def busy(self) -> bool:
+        return self.inner is not None and self.inner.busy()
+
     def stop(self) -> None:
         self._started = False
         if self.inner is not None:

@@ -29,6 +29,7 @@ class ServiceRun:
     fast_failures: int = 0
     restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
     burst_events: int = 0  # file events folded into the pending restart
+    spawned_after_events: int = 0  # what the restart that spawned its process had folded in
     held_by_request: bool = False  # stopped by `devup stop NAME`: not an exit, not a failure
     # Start it again once its stop is over (a dependency of it restarts too: apply_plan).
     start_when_stopped: bool = False

@@ -31,6 +31,13 @@ from orchestrator.run.changes import (
     TurnEnded,
     once_per_turn,
 )
+from orchestrator.run.debounce import (
+    BURST_EVENTS,
+    PENDING_HOLD_MAX_S,
+    PENDING_RECHECK_S,
+    is_burst,
+    quiet_for,
+)
 from orchestrator.run.events import (
     ChildrenChanged,
     ControlRequested,
@@ -43,6 +50,7 @@ from orchestrator.run.events import (
     SignalReceived,
     WatcherSaid,
 )
+from orchestrator.run.gitlock import HOLD_MAX_S, RECHECK_S, GitHold, GitHolds
 from orchestrator.run.host import Host, PosixHost
 from orchestrator.run.host import Spawn as SpawnProcess
 from orchestrator.run.policy import decide, format_delay
@@ -61,11 +69,6 @@ EXIT_NOT_FOUND = 127
 STOP_POLL_S = 0.02
 PORT_WAIT_POLL_S = 0.1
 PORT_WAIT_WARN_S = 5.0
-# A restart that has folded in this many file events is a burst (a checkout, a build, a formatter
-# run): it waits for BURST_QUIET_S of quiet, not debounce_ms, since a loaded machine can pause a
-# burst for longer than debounce_ms midway. A single save still restarts after debounce_ms.
-BURST_EVENTS = 20
-BURST_QUIET_S = 0.3
 ANNOUNCE_RECHECK_S = 0.05  # how often a restart still gathering changes checks for a burst
 # The kernel stamps mtimes from a coarse clock: a write is at most this much later than its mtime.
 MTIME_TICK_S = 0.01
@@ -81,6 +84,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 class Watcher(Protocol):
     def start(self) -> None: ...
     def wait_started(self, timeout_s: float) -> bool: ...
+    def busy(self) -> bool: ...
     def stop(self) -> None: ...
 
 
@@ -150,6 +154,8 @@ class Supervisor:
         self._started_at = self._clock()
         self._summary_shown = False  # the table of every service, once all have settled
         self.self_triggers = SelfTriggerGuard()
+        self.git_holds = GitHolds()
+        self.watcher: Watcher | None = None  # asked whether changes are still on their way
         # The listen audit's findings per service (audit.py, through note_findings), shown by
         # status.
         self.findings: dict[str, audit.Findings] = {}
@@ -166,6 +172,7 @@ class Supervisor:
         wakeup = SignalWakeup(self.events.put)  # a signal taken by another thread wakes the loop
         wakeup.install()
         try:
+            self.watcher = watcher
             if watcher is not None:
                 watcher.start()  # on its own thread
                 # Nothing written or saved as the services start is missed: on Linux the
@@ -358,7 +365,7 @@ class Supervisor:
         # What waited for this start is over; everything of one process lives on its Spawn.
         svc.exit_code = None
         svc.restart_due = None
-        svc.burst_events = 0
+        svc.spawned_after_events, svc.burst_events = svc.burst_events, 0
         svc.held_by_request = False
         svc.start_when_stopped = False
         self._tell_where_others_are(svc)
@@ -750,6 +757,8 @@ class Supervisor:
         if now < svc.restart_due:
             self.timers.call_later(svc.restart_due - now, lambda: self._try_start(svc))
             return
+        if svc.burst_events and (self._files_still_coming(svc, now) or self._held_by_git(svc, now)):
+            return
         if svc.spawn.group is not None:
             return  # its leftovers are being stopped; _poll_leftovers calls again once gone
         orphans = self._orphans(svc)
@@ -786,6 +795,31 @@ class Supervisor:
             partial(self.host.signal_orphans, orphans, signal.SIGKILL),
         )
         self.timers.call_later(STOP_POLL_S, lambda: self._poll_orphans(svc, generation))
+
+    def _files_still_coming(self, svc: ServiceRun, now: float) -> bool:
+        """The watcher has changes still on their way (a burst whose watcher a busy machine kept
+        off the CPU: 19 files read, then none for 45 ms while 17 more were written): its quiet is
+        not over. Waited for at most PENDING_HOLD_MAX_S past its due time (other files, ignored
+        ones, may be written without end)."""
+        due = svc.restart_due if svc.restart_due is not None else now
+        if self.watcher is None or now - due > PENDING_HOLD_MAX_S or not self.watcher.busy():
+            return False
+        self.timers.call_later(PENDING_RECHECK_S, lambda: self._try_start(svc))
+        return True
+
+    def _held_by_git(self, svc: ServiceRun, now: float) -> bool:
+        """A file-change restart while git rewrites the work tree (checkout, rebase, merge)
+        waits for git to finish: one restart for the whole operation (gitlock.py)."""
+        hold = self.git_holds.check(str(svc.spec.cwd), now)
+        if hold is GitHold.STALE:
+            self.say(
+                f"{svc.name}: git's index.lock has been there for {HOLD_MAX_S:.0f}s (left by a"
+                " git that was killed?); restarting without waiting for it"
+            )
+        if hold is not GitHold.WAIT:
+            return False
+        self.timers.call_later(RECHECK_S, lambda: self._try_start(svc))
+        return True
 
     def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
         """Restart now (or after delay_s of quiet); folds into a restart already under way."""
@@ -850,10 +884,7 @@ class Supervisor:
             # A burst: fold into the restart under way, just push its start past the quiet time.
             svc.burst_events += 1
             self.self_triggers.folded(svc.name, event.path, event.moved_here)
-            quiet_s = (
-                debounce_s if svc.burst_events < BURST_EVENTS else max(debounce_s, BURST_QUIET_S)
-            )
-            due = changed_at + quiet_s
+            due = changed_at + quiet_for(debounce_s, svc.burst_events)
             if svc.state is State.RESTARTING and due < svc.restart_due:
                 # Waiting out a crash backoff: a change starts it sooner, as after a crash.
                 self.say(f"{svc.name}: {event.path} changed, restarting")
@@ -882,14 +913,13 @@ class Supervisor:
         pid = svc.spawn.child.pid if svc.spawn.child is not None else None
         self.self_triggers.began(svc.name, svc.generation, pid, event.path, up_for_s)
         svc.burst_events = 1
-        quiet_s = debounce_s
-        if up_for_s is not None and up_for_s < BURST_QUIET_S:
-            # A change while the new process is still starting is most likely the rest of the
-            # burst that restarted it (a checkout the machine starved for CPU while the restart
-            # ran): gather the rest of it as a burst, not a restart per trickle of files.
-            svc.burst_events = BURST_EVENTS
-            quiet_s = max(debounce_s, BURST_QUIET_S)
-        delay_s = changed_at + quiet_s - now
+        # A change within a burst's quiet of the spawn is most likely the rest of the burst that
+        # restarted it (a checkout the machine starved for CPU while the restart ran): gather the
+        # rest of it as that burst, not a restart per trickle of files.
+        tail = max(BURST_EVENTS, svc.spawned_after_events)
+        if up_for_s is not None and up_for_s < quiet_for(debounce_s, tail):
+            svc.burst_events = tail
+        delay_s = changed_at + quiet_for(debounce_s, svc.burst_events) - now
         self.request_restart(svc, delay_s)
         self.timers.call_later(max(delay_s, 0.0), lambda: self._announce_change(svc))
 
@@ -902,7 +932,7 @@ class Supervisor:
         now = self._clock()
         due = svc.restart_due
         gathering = svc.state in (State.STOPPING, State.RESTARTING)
-        if gathering and due is not None and due > now and svc.burst_events < BURST_EVENTS:
+        if gathering and due is not None and due > now and not is_burst(svc.burst_events):
             # A burst is said at once (no move into place to wait for); a save once it is over.
             wait_s = min(due - now, ANNOUNCE_RECHECK_S)
             self.timers.call_later(wait_s, lambda: self._announce_change(svc))

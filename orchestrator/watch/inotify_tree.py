@@ -9,9 +9,12 @@ watchdog 7's InotifyWatchGroup/InotifyEmitter, whose internals it relies on (hen
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
+import fcntl
 import os
+import termios
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +24,7 @@ from watchdog.events import FileModifiedEvent
 from watchdog.observers import inotify_c
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-from watchdog.observers.inotify_c import InotifyFD, Watch
+from watchdog.observers.inotify_c import DEFAULT_EVENT_BUFFER_SIZE, InotifyFD, Watch
 from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 from watchdog.utils.delayed_queue import DelayedQueue
 
@@ -210,6 +213,22 @@ def _decoding(
     return lambda folder, names: wanted(fsdecode(folder), [fsdecode(name) for name in names])
 
 
+class _InFlightInotifyFD(InotifyFD):
+    """watchdog's reader of the inotify fd, telling whether it holds events it has read from the
+    kernel but not yet handed on to a watch group's queue (no queue shows them meanwhile)."""
+
+    in_flight = False
+
+    def read_events(self, *, event_buffer_size: int = DEFAULT_EVENT_BUFFER_SIZE) -> list[Any]:
+        self.in_flight = False  # what it read before is handed on; the kernel's queue tells now
+        return super().read_events(event_buffer_size=event_buffer_size)
+
+    def _check_inotify_fd(self) -> bool:
+        readable = super()._check_inotify_fd()
+        self.in_flight = readable  # before its read empties the kernel's queue
+        return readable
+
+
 class PrunedInotifyObserver(BaseObserver):
     """watchdog's InotifyObserver (one inotify instance for all watches) with pruned watches."""
 
@@ -224,7 +243,7 @@ class PrunedInotifyObserver(BaseObserver):
         once (default: asks prune name by name).
         `on_exhausted(root, folder)`: a folder made below `root` after its watch was set up
         could not be watched (max_user_watches); called on an emitter's thread."""
-        self._inotify_fd = InotifyFD()
+        self._inotify_fd = _InFlightInotifyFD()
         self._inotify_fd.start()
         super().__init__(
             _PrunedEmitter,
@@ -244,3 +263,20 @@ class PrunedInotifyObserver(BaseObserver):
         super().on_thread_stop()
         self._inotify_fd.stop()
         self._inotify_fd.join()
+
+    def events_pending(self) -> bool:
+        """Whether events are on their way: unread in the kernel's inotify queue, read but not
+        handed on, or queued in a watch group (its threads kept off the CPU by a busy machine
+        while a burst is written)."""
+        unread = array.array("i", [0])
+        try:
+            fcntl.ioctl(self._inotify_fd._inotify_fd, termios.FIONREAD, unread)
+        except OSError:
+            return False  # closed: nothing more will come
+        if unread[0] > 0 or self._inotify_fd.in_flight:
+            return True
+        for emitter in self.emitters:
+            group = getattr(emitter, "_inotify", None)
+            if group is not None and group._move_event_grouper._queue._queue:
+                return True
+        return False

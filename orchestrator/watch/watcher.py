@@ -185,6 +185,17 @@ class Watcher:
         if wait:
             self.started.wait()
 
+    def busy(self) -> bool:
+        """Whether changes are still on their way to the supervisor: in an observer's queue, or
+        (inotify) unread by its threads. A restart's quiet is not over while they are."""
+        for observer in list(self._observers):
+            if observer.event_queue.unfinished_tasks:  # queued, or being handed over
+                return True
+            pending = getattr(observer, "events_pending", None)  # PrunedInotifyObserver's
+            if pending is not None and pending():
+                return True
+        return False
+
     def stop(self) -> None:
         self._stopping.set()
         self._requests.put(("stop", "", ""))

@@ -54,6 +54,10 @@ class WatcherLater:
         `timeout_s`."""
         return CATCHES_UP or self._services_may_start.wait(timeout_s)
 
+    def busy(self) -> bool:
+        watcher = self._watcher
+        return watcher is not None and watcher.busy()
+
     def stop(self) -> None:
         self._stopping.set()
         if self._watcher is not None:

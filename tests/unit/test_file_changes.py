@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.run.supervisor import BURST_EVENTS, BURST_QUIET_S
+from orchestrator.run.debounce import (
+    BURST_EVENTS,
+    BURST_QUIET_MAX_S,
+    BURST_QUIET_S,
+    GROWING_EVENTS,
+)
 
 from .fakehost import FakeMember, Run
 
@@ -61,6 +66,60 @@ def test_a_long_burst_waits_for_a_longer_quiet(tmp_path: Path) -> None:
         run.change("api", f"src/f{i}.py")
     took = run.until(lambda: len(run.host.spawned("api")) == 2, 2, "started again")
     assert took == pytest.approx(BURST_QUIET_S)
+
+
+@pytest.mark.parametrize(
+    ("events", "quiet_s"),
+    [
+        (GROWING_EVENTS - 1, 0.1),  # a save or two: debounce_ms
+        (GROWING_EVENTS, 0.2),  # a burst's first files, its writer starved midway
+        (BURST_EVENTS, BURST_QUIET_S),
+        (40, 0.4),
+        (640, 0.8),
+        (5000, BURST_QUIET_MAX_S),
+    ],
+)
+def test_the_quiet_that_ends_a_burst_grows_with_its_size(
+    tmp_path: Path, events: int, quiet_s: float
+) -> None:
+    run = ready(tmp_path)
+    for i in range(events):
+        run.change("api", f"src/f{i}.py")
+    took = run.until(lambda: len(run.host.spawned("api")) == 2, 2, "started again")
+    assert took == pytest.approx(quiet_s)
+
+
+def test_a_big_burst_that_pauses_midway_restarts_once(tmp_path: Path) -> None:
+    """bench/restart's 5,000-file burst on a loaded machine: its writer paused 281-323 ms midway,
+    longer than the 300 ms of quiet that ended a burst; the rest of it restarted it again."""
+    run = ready(tmp_path)
+    for half in range(2):
+        for i in range(500):
+            run.change("api", f"src/f{half}-{i}.py")
+            run.advance(0.001)
+        if half == 0:
+            run.advance(0.4)  # the writer starved for CPU
+    run.advance(2)
+    assert len(run.host.spawned("api")) == 2
+    assert sum("changed, restarting" in x for x in run.lines()) == 1
+
+
+def test_the_rest_of_a_big_burst_after_its_spawn_waits_for_that_bursts_quiet(
+    tmp_path: Path,
+) -> None:
+    """A trickle of a big burst's last files after the new process started (the writer paused
+    for longer than even the burst's quiet) is gathered as that burst: one more restart, not one
+    per file."""
+    run = ready(tmp_path)
+    for i in range(1000):
+        run.change("api", f"src/f{i}.py")
+    run.until(lambda: len(run.host.spawned("api")) == 2, 2, "started again")
+    for i in range(3):
+        run.advance(0.5)
+        run.change("api", f"src/late{i}.py")
+    run.advance(3)
+    assert len(run.host.spawned("api")) == 3
+    assert sum("changed, restarting" in x for x in run.lines()) == 2
 
 
 def test_a_change_during_a_long_crash_backoff_starts_it_sooner(tmp_path: Path) -> None:
