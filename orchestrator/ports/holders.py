@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import psutil
-
 LSOF_TIMEOUT_S = 5.0
 UNKNOWN = "unknown"
 
@@ -31,6 +29,8 @@ class Holder:
 
 def find_holders(port: int) -> list[Holder]:
     """Every listener on `port`, one per (process, address), in the order the OS lists them."""
+    import psutil
+
     try:
         conns = psutil.net_connections(kind="tcp")
     except psutil.AccessDenied:
@@ -61,6 +61,8 @@ def describe_all(holders: list[Holder]) -> str:
 
 
 def _holder(pid: int | None, address: str, name: str = UNKNOWN) -> Holder:
+    import psutil
+
     if pid is None:
         return Holder(None, name, "", None, None, address)
     try:
@@ -80,6 +82,8 @@ def _holder(pid: int | None, address: str, name: str = UNKNOWN) -> Holder:
 
 
 def _try(read: Callable[[], T], default: T) -> T:
+    import psutil
+
     try:
         return read()
     except psutil.Error:

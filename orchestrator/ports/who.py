@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from orchestrator.base.errors import DevupError, UsageError
 from orchestrator.base.gitbranch import branch_of
 from orchestrator.base.paths import project_key
@@ -104,6 +102,8 @@ def _entry(holder: Holder, runs: list[Run], here: str | None) -> dict[str, Any]:
 def _owner(pid: int, runs: list[Run], here: str | None) -> dict[str, Any] | None:
     """The run whose service group holds `pid` or one of its ancestors (a service that started
     a daemon in a new session is still found through its parent chain while that lives)."""
+    import psutil
+
     try:
         chain = [psutil.Process(pid), *psutil.Process(pid).parents()]
     except psutil.Error:
@@ -162,6 +162,8 @@ def _read_run(root: str) -> Run | None:
 def _devup_alive(pid: int | None, started_at: object) -> bool:
     """True if the devup that wrote a run record still runs: same pid and same start time, so
     a recycled pid does not count."""
+    import psutil
+
     if pid is None or not isinstance(started_at, (int, float)):
         return False
     try:

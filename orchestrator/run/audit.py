@@ -9,9 +9,7 @@ import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
-
-import psutil
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.config.manifest import Manifest, ServiceSpec
 from orchestrator.ports.holders import Holder, describe_all, find_holders, format_address
@@ -20,6 +18,9 @@ from orchestrator.ports.reach import only_ipv6_loopback, reach
 from orchestrator.run.changes import Notice, ServiceStateChanged, Subscriber, TurnEnded
 from orchestrator.run.states import State
 from orchestrator.system.process import GroupId, group_members, groups_members
+
+if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
+    import psutil
 
 # A server may open its public socket a moment after the PORT one (a dev server's HMR socket,
 # a second listener): look again after these delays from the first audit.
@@ -142,6 +143,8 @@ def _socket_inodes(pid: int) -> list[int]:
 
 
 def _listeners_by_psutil(members: Iterable[psutil.Process]) -> list[Listener]:
+    import psutil
+
     found: list[Listener] = []
     for proc in members:
         try:

@@ -10,9 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
-from typing import IO, Protocol
-
-import psutil
+from typing import IO, TYPE_CHECKING, Protocol
 
 from orchestrator.config.manifest import ServiceSpec
 from orchestrator.ports.allocation import is_port_free
@@ -22,6 +20,9 @@ from orchestrator.run.audit import Listener, group_listeners, groups_listeners, 
 from orchestrator.run.events import Event, OutputClosed, OutputRead
 from orchestrator.system import process, reaper
 from orchestrator.system.process import Child, GroupId
+
+if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
+    import psutil
 
 READ_CHUNK_BYTES = 65536
 # In a flood, after a short read the reader waits this long before the next one: the output then

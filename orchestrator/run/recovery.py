@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.manifest import Manifest
 from orchestrator.system import process, runmark, runstate
+
+if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
+    import psutil
 
 POLL_S = 0.02
 KILL_WAIT_S = 2.0  # after SIGKILL: how long to wait for the kernel to take them
@@ -45,6 +46,8 @@ class Leftover:
         return any(_running(proc) for proc in self.procs)
 
     def signal(self, sig: int) -> None:
+        import psutil
+
         if self.group is not None:
             process.signal_group(self.group, sig)
             return
@@ -132,6 +135,8 @@ def _wait_gone(
 
 
 def _running(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

@@ -18,8 +18,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
+    import psutil
+
 
 STARTS = 5
 SOON_AFTER_START_S = 1.0
@@ -138,6 +141,8 @@ def _suspended(name: str, path: str) -> str:
 def holder_of(path: str, processes: Iterable[psutil.Process]) -> tuple[int, str] | None:
     """The first of `processes` that holds `path` open for writing (Linux: psutil reads the
     open mode from /proc/PID/fdinfo; elsewhere no mode is known and None is returned)."""
+    import psutil
+
     wanted = os.path.realpath(path)
     for proc in processes:
         try:

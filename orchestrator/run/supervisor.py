@@ -12,9 +12,7 @@ import re
 import signal
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol
-
-import psutil
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.base.errors import DevupError
 from orchestrator.config.manifest import Manifest
@@ -62,6 +60,9 @@ from orchestrator.run.spawn import Spawn
 from orchestrator.run.states import State, check_transition
 from orchestrator.run.timers import Timers
 from orchestrator.system import process, runmark
+
+if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
+    import psutil
 
 # A shell's "sh: 1: vite: not found" / "bash: vite: command not found", with exit code 127.
 _NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found\s*$")

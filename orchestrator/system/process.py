@@ -14,10 +14,12 @@ import subprocess
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from orchestrator.system.runmark import RUN_ENV, carries
+
+if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
+    import psutil
 
 START_SLACK_S = 0.01  # create_time is derived from clock ticks; the same process reads the same
 
@@ -77,6 +79,8 @@ def spawn(cmd: str, cwd: Path, env: dict[str, str]) -> Child:
         bufsize=0,
     )
     assert popen.stdout is not None
+    import psutil  # after the first spawn, not before it: ~15 ms to import
+
     try:
         started_at = psutil.Process(popen.pid).create_time()
     except psutil.Error:
@@ -109,6 +113,8 @@ def group_members(group: GroupId) -> list[psutil.Process]:
     """Live (non-zombie) processes of the group while it is still the group devup started:
     its leader is there with the recorded start time, or, once the leader is gone, the members
     that carry the group's marker (for a group without one: that started no earlier than it)."""
+    import psutil
+
     try:
         os.killpg(group.pgid, 0)
     except ProcessLookupError:
@@ -131,6 +137,8 @@ def group_members(group: GroupId) -> list[psutil.Process]:
 def groups_members(groups: Collection[GroupId]) -> dict[GroupId, list[psutil.Process]]:
     """`group_members` of many groups in one pass over the processes (the listen audit of every
     service that became ready in a turn): O(processes + members), not O(groups x processes)."""
+    import psutil
+
     found: dict[GroupId, list[psutil.Process]] = {group: [] for group in groups}
     live: dict[int, tuple[GroupId, bool | None]] = {}
     for group in groups:
@@ -158,6 +166,8 @@ def groups_members(groups: Collection[GroupId]) -> dict[GroupId, list[psutil.Pro
 
 def _member(pid: int, group: GroupId, leader_here: bool | None) -> psutil.Process | None:
     """The process `pid` if it is a live member of the group devup started, else None."""
+    import psutil
+
     try:
         if os.getpgid(pid) != group.pgid:
             return None
@@ -180,6 +190,8 @@ def _member(pid: int, group: GroupId, leader_here: bool | None) -> psutil.Proces
 def _leader_here(group: GroupId) -> bool | None:
     """True: the leader (zombie or not) is ours; False: its pid belongs to another process now;
     None: no process has that pid."""
+    import psutil
+
     try:
         created = psutil.Process(group.pgid).create_time()
     except psutil.NoSuchProcess:
@@ -196,6 +208,8 @@ def signal_group(group: GroupId, sig: int, *, leader_unreaped: bool = False) -> 
     its id, so the signal goes out without listing every process of the machine first (and True
     may then mean a group of only the zombie leader).
     """
+    import psutil
+
     if leader_unreaped:
         try:
             os.killpg(group.pgid, sig)

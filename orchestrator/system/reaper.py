@@ -14,10 +14,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-
-import psutil
+from typing import TYPE_CHECKING
 
 from orchestrator.system import runmark
+
+if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
+    import psutil
 
 PR_SET_CHILD_SUBREAPER = 36
 POLL_S = 0.02
@@ -44,6 +46,8 @@ def adopted(*, fast: bool = False) -> list[psutil.Process]:
     fast: from /proc/self/task/*/children, which the kernel does not promise to be complete
     while children come and go; for a check that is repeated, not for the final sweep.
     """
+    import psutil
+
     pids = _children_pids() if fast else None
     if pids is None:
         try:

@@ -10,8 +10,11 @@ import functools
 import os
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
+    import psutil
+
 
 RUN_ENV = "DEVUP_RUN_ID"
 
@@ -29,6 +32,8 @@ def boot_id() -> str:
     """This boot's identity: the kernel's random boot id (Linux), else the boot time."""
     with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as f:
         return f.read().strip()
+    import psutil
+
     return f"boot-time:{psutil.boot_time():.0f}"  # macOS: kern.boottime
 
 
@@ -46,6 +51,8 @@ def pid_namespace() -> str | None:
 def carries(proc: psutil.Process, value: str) -> bool:
     """Whether the process's environment holds this marker exactly; False if it cannot be read
     (another user's process, gone, or a process that scrubbed or overwrote its environment)."""
+    import psutil
+
     try:
         return proc.environ().get(RUN_ENV) == value
     except (psutil.Error, OSError):
@@ -60,6 +67,8 @@ def marked_processes(
     Reads the environment of each of the user's processes (only theirs: another user's is
     unreadable anyway); a run id is a random UUID, so nothing else carries it.
     """
+    import psutil
+
     prefix = run_id + ":"
     uid = os.getuid()
     found: dict[str, list[psutil.Process]] = {}

@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from orchestrator.base.errors import DevupError
 from orchestrator.base.paths import (
     ensure_private_dir,
@@ -86,17 +84,21 @@ def running_pid(root: Path) -> int | None:
         os.close(fd)
 
 
-def write_state(root: Path, run_id: str, services: dict[str, dict[str, Any]]) -> None:
+def write_state(
+    root: Path, run_id: str, services: dict[str, dict[str, Any]], *, first: bool = False
+) -> None:
     """Record the run atomically: devup's pid and start time, the run id its children carry
     (runmark.py), the boot and pid namespace its pids mean something in, each service's group.
-    A project folder deleted under the run (a removed git worktree) is not made again for it."""
+    A project folder deleted under the run (a removed git worktree) is not made again for it.
+    `first`: the record written before any spawn, without devup's start time (psutil, which
+    reads it, costs ~15 ms to import: not before the first spawn); the next one has it."""
     if not root.is_dir():
         return
     folder = ensure_private_dir(project_state_dir(root))
     doc = {
         "version": 2,
         "pid": os.getpid(),
-        "started_at": _devup_started_at(),
+        "started_at": None if first else _devup_started_at(),
         "run_id": run_id,
         "root": project_key(root),  # a record copied into another checkout is not that one's
         "boot_id": runmark.boot_id(),
@@ -110,6 +112,8 @@ def write_state(root: Path, run_id: str, services: dict[str, dict[str, Any]]) ->
 
 @functools.cache
 def _devup_started_at() -> float:
+    import psutil
+
     return psutil.Process().create_time()
 
 
