@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import psutil
 
@@ -42,8 +41,7 @@ _HINTS = (
 )
 
 
-@dataclass(frozen=True)
-class Listener:
+class Listener(NamedTuple):
     pid: int
     ip: str
     port: int
@@ -53,8 +51,7 @@ class Listener:
         return format_address(self.ip, self.port)
 
 
-@dataclass(frozen=True)
-class Findings:
+class Findings(NamedTuple):
     """The audit of one service generation, for `devup status` and the run record."""
 
     generation: int
