@@ -89,9 +89,6 @@ class ServiceSpec(NamedTuple):
     reloads_in: Path | None = None  # where that server runs: cwd, or where `cd web && ...` goes
 
 
-_DEFAULTS = ServiceSpec._field_defaults
-
-
 class Manifest(NamedTuple):
     path: Path  # absolute path of devports.toml
     settings: Settings
