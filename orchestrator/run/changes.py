@@ -15,10 +15,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
+from orchestrator.base.records import same_type_equality
 from orchestrator.run.events import Event
 from orchestrator.run.states import State
 
 
+@same_type_equality
 class ServiceStateChanged(NamedTuple):
     name: str
     old: State
@@ -26,6 +28,7 @@ class ServiceStateChanged(NamedTuple):
     generation: int  # the spawn it is about (0: never started)
 
 
+@same_type_equality
 class FactsChanged(NamedTuple):
     """Something the run record shows changed without a state change (an audit's findings, a
     service added or forgotten)."""
@@ -33,12 +36,14 @@ class FactsChanged(NamedTuple):
     name: str | None = None
 
 
+@same_type_equality
 class EventHandled(NamedTuple):
     """The supervisor is about to handle `event` (for the debug trace)."""
 
     event: Event
 
 
+@same_type_equality
 class TurnEnded(NamedTuple):
     """A turn of the loop is over and reconciled: what subscribers gathered can be acted on."""
 

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from orchestrator.base.records import same_type_equality
+
 # Records are NamedTuples, not dataclasses: `import dataclasses` (inspect, ast, dis) and its
 # exec()-built methods cost a few ms before the first spawn (issue 15).
 
@@ -34,15 +36,18 @@ class OutputRead(NamedTuple):
         return f"OutputRead(name={self.name!r}, generation={self.generation!r}, data={self.data!r})"
 
 
+@same_type_equality
 class OutputClosed(NamedTuple):
     name: str
     generation: int
 
 
+@same_type_equality
 class SignalReceived(NamedTuple):
     signum: int
 
 
+@same_type_equality
 class SignalArrived(NamedTuple):
     """A signal's C handler ran, maybe on another thread (signalwake.py): this only wakes the
     loop, whose thread then runs the Python handlers (they post SignalReceived)."""
@@ -50,6 +55,7 @@ class SignalArrived(NamedTuple):
     signum: int
 
 
+@same_type_equality
 class ChildrenChanged(NamedTuple):
     """SIGCHLD: some child may have exited; the supervisor reaps."""
 
@@ -80,12 +86,14 @@ class FilesChanged(NamedTuple):
         return hash(self[:2])
 
 
+@same_type_equality
 class WatcherSaid(NamedTuple):
     """A line of the watcher's (it runs on threads of its own; the supervisor prints it)."""
 
     text: str
 
 
+@same_type_equality
 class ControlRequested(NamedTuple):
     """A command from `devup status/restart/stop/start`; `reply` is called with the answer."""
 
@@ -95,6 +103,7 @@ class ControlRequested(NamedTuple):
     reply: Callable[[dict[str, Any]], None] = lambda answer: None
 
 
+@same_type_equality
 class ManifestChanged(NamedTuple):
     """devports.toml or an env file it names was written; the supervisor waits for quiet, then
     reads them again (live.py)."""
