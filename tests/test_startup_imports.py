@@ -23,6 +23,10 @@ NOT_BEFORE_THE_FIRST_SPAWN = {
     "watchdog": "the watcher (not with --no-watch)",
     "jinja2": "devup export",
     "mcp": "devup mcp",
+    # Dataclass creation exec()s generated methods (~1 ms a class) and `dataclasses` imports
+    # inspect, ast and dis: the records before the first spawn are NamedTuples or plain classes.
+    "dataclasses": "records on the start's path are NamedTuples or __slots__ classes",
+    "inspect": "imported by dataclasses (and by typing's runtime helpers), not needed to start",
 }
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -49,17 +48,21 @@ def parse_timeout(text: str) -> float:
     return seconds
 
 
-@dataclass
 class Verdict:
     """Where the services named stand: all up, one failed, or some still on their way."""
 
-    up: list[str] = field(default_factory=list)
-    failed: str | None = None
-    pending: dict[str, str] = field(default_factory=dict)  # name -> what it waits on
-    missing: list[str] = field(default_factory=list)  # named, but not part of the running devup
-    # Up but not ready: past its ready_timeout, counted as up as the run's summary counts it
-    # (its dependents have started); name -> what it still waits on.
-    not_ready: dict[str, str] = field(default_factory=dict)
+    # A plain class: this module is imported before `devup up`'s first spawn, and a dataclass
+    # would import `dataclasses` (inspect, ast, dis) there.
+    __slots__ = ("failed", "missing", "not_ready", "pending", "up")
+
+    def __init__(self) -> None:
+        self.up: list[str] = []
+        self.failed: str | None = None
+        self.pending: dict[str, str] = {}  # name -> what it waits on
+        self.missing: list[str] = []  # named, but not part of the running devup
+        # Up but not ready: past its ready_timeout, counted as up as the run's summary counts it
+        # (its dependents have started); name -> what it still waits on.
+        self.not_ready: dict[str, str] = {}
 
     @property
     def done(self) -> bool:

@@ -10,10 +10,9 @@ import fcntl
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from orchestrator.base.errors import DevupError
 from orchestrator.base.paths import ensure_private_dir, project_state_dir
@@ -37,8 +36,7 @@ from orchestrator.system import reaper, runmark, runstate
 DROP_REPORT_S = 1.0
 
 
-@dataclass(frozen=True)
-class UpOptions:
+class UpOptions(NamedTuple):
     names: tuple[str, ...] = ()
     color: bool = False
     watching: bool = True

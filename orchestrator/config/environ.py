@@ -10,8 +10,8 @@ import io
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from orchestrator.base.errors import DevupError, ManifestError
 from orchestrator.base.quoting import printable
@@ -25,8 +25,7 @@ MAX_VALUE_BYTES = 128 * 1024
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-@dataclass(frozen=True)
-class Variable:
+class Variable(NamedTuple):
     name: str
     value: str
     source: str  # "injected", an env file's path, or "env"

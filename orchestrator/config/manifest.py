@@ -5,16 +5,14 @@ Pure: takes a path, returns a Manifest or raises ManifestError naming the line o
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import math
 import re
 import signal
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Literal, NamedTuple, NoReturn, cast
 
 from orchestrator.base.errors import ManifestError, UsageError
 from orchestrator.base.quoting import printable, quoted
@@ -50,8 +48,7 @@ _NO_SERVICES_HINT = 'add one, e.g. [services.web] with cmd = "npm run dev"'
 _NUL_MESSAGE = "{} must not contain a NUL character (\\u0000)"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The [devup] table."""
 
     port_range: tuple[int, int] = (3000, 3999)
@@ -65,8 +62,7 @@ class Settings:
     expose: bool = False
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
+class ServiceSpec(NamedTuple):
     """One service after Procfile expansion: line `web` of service `shop` is `shop.web`."""
 
     name: str
@@ -93,14 +89,22 @@ class ServiceSpec:
     reloads_in: Path | None = None  # where that server runs: cwd, or where `cd web && ...` goes
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     path: Path  # absolute path of devports.toml
     settings: Settings
-    services: dict[str, ServiceSpec] = field(default_factory=dict)  # in manifest order
+    services: dict[str, ServiceSpec]  # in manifest order
     # The file's mtime when it was read (stat before the read, so a later edit never matches):
-    # `devup ports` answers from the run while the file is unchanged (cli/entry.py).
-    mtime_ns: int | None = field(default=None, compare=False)
+    # `devup ports` answers from the run while the file is unchanged (cli/entry.py). Not compared.
+    mtime_ns: int | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Manifest and self[:3] == other[:3]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:3])
 
     @property
     def root(self) -> Path:
@@ -123,7 +127,7 @@ def load_manifest(path: Path) -> Manifest:
     except RecursionError:  # tomllib recurses once per level of `a = [[[[...` or `{b = {b = ...`
         raise ManifestError(path, "invalid TOML: arrays or tables nested too deeply") from None
     manifest = _Validator(path, key_positions(source)).manifest(data)
-    return dataclasses.replace(manifest, mtime_ns=mtime_ns)
+    return manifest._replace(mtime_ns=mtime_ns)
 
 
 def env_key(service_name: str) -> str:
@@ -465,7 +469,9 @@ class _Validator:
             restart=self.restart(t),
             depends_on=tuple(dict.fromkeys(t.strings("depends_on") or ())),
             ready_log=self.ready_log(t),
-            ready_timeout_s=t.seconds("ready_timeout", ServiceSpec.ready_timeout_s),
+            ready_timeout_s=t.seconds(
+                "ready_timeout", ServiceSpec._field_defaults["ready_timeout_s"]
+            ),
             stop_signal=self.stop_signal(t),
             expose=t.boolean("expose"),
             line=t.line,
@@ -474,8 +480,7 @@ class _Validator:
             return [_self_reloading(base, "watch" in raw)]
         return [
             _self_reloading(
-                dataclasses.replace(
-                    base,
+                base._replace(
                     name=f"{name}.{process}",
                     cmd=line_cmd,
                     needs_port=needs_port
@@ -640,7 +645,7 @@ class _Validator:
                 hint = _did_you_mean(dep, [*self.tables, *services])
                 t.fail("depends_on", f"depends_on names unknown service {_quote(dep)}", hint)
             resolved.extend(line for line in lines if line not in resolved)
-        return dataclasses.replace(spec, depends_on=tuple(resolved))
+        return spec._replace(depends_on=tuple(resolved))
 
     def check_cycles(self, services: dict[str, ServiceSpec]) -> None:
         done: set[str] = set()
@@ -702,9 +707,8 @@ def _self_reloading(spec: ServiceSpec, watch_given: bool) -> ServiceSpec:
         return spec
     folder = reloader.folder or spec.cwd
     if watch_given:
-        return dataclasses.replace(spec, reloads_itself=reloader.tool, reloads_in=folder)
-    return dataclasses.replace(
-        spec,
+        return spec._replace(reloads_itself=reloader.tool, reloads_in=folder)
+    return spec._replace(
         watch=selfreload.watch_paths(reloader, folder),
         reloads_itself=reloader.tool,
         reloads_in=folder,

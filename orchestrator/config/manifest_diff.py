@@ -6,9 +6,8 @@ Pure: two plans in, a PlanDiff out; live.py reads the files and the supervisor a
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from orchestrator.config.manifest import Manifest, env_key
 
@@ -22,8 +21,7 @@ SUPERVISION_FIELDS = (
 # the environment built. `line` (where the table sits in the file) is not a change.
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What a run does with one version of its manifest."""
 
     manifest: Manifest
@@ -32,15 +30,13 @@ class Plan:
     envs: Mapping[str, Mapping[str, str]]  # the whole environment of each service in `order`
 
 
-@dataclass(frozen=True)
-class ServiceChange:
+class ServiceChange(NamedTuple):
     name: str
     reasons: tuple[str, ...]  # manifest keys, or the injected variables whose value changed
     restart: bool  # False: only supervision settings changed
 
 
-@dataclass(frozen=True)
-class PlanDiff:
+class PlanDiff(NamedTuple):
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[ServiceChange, ...]  # in the new start order
@@ -89,9 +85,9 @@ def compare(old: Plan, new: Plan) -> PlanDiff:
         if reasons:
             changed.append(ServiceChange(name, tuple(dict.fromkeys(reasons)), restart))
     settings = tuple(
-        _key(f.name)
-        for f in dataclasses.fields(new.manifest.settings)
-        if getattr(old.manifest.settings, f.name) != getattr(new.manifest.settings, f.name)
+        _key(f)
+        for f in new.manifest.settings._fields
+        if getattr(old.manifest.settings, f) != getattr(new.manifest.settings, f)
     )
     return PlanDiff(added, removed, tuple(changed), settings)
 

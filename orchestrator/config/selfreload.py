@@ -5,14 +5,13 @@ which are all devup watches for it by default (restarting Vite on every edit dro
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # What every self-reloading server reads only at start: the project's own manifest and lockfile.
 PROJECT_FILES = ("package.json", "pyproject.toml", "Gemfile", "go.mod", "Cargo.toml")
@@ -29,8 +28,7 @@ MAX_SCRIPT_DEPTH = 4  # `npm run dev` -> `npm run serve` -> ...: enough for real
 MAX_PACKAGE_JSON_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Reloader:
+class Reloader(NamedTuple):
     """A recognised tool: its name as users know it, and its config files (relative to cwd)."""
 
     tool: str
@@ -170,7 +168,7 @@ def _detect(cmd: str, cwd: Path, depth: int) -> Reloader | None:
             continue
         found = _detect_words(words, cwd, depth)
         if found is not None:  # an npm script's own `cd` (inner _detect) has set it already
-            return found if found.folder is not None else dataclasses.replace(found, folder=cwd)
+            return found if found.folder is not None else found._replace(folder=cwd)
     return None
 
 

@@ -8,8 +8,7 @@ import errno
 import itertools
 import os
 import socket
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from orchestrator.base.errors import DevupError, UsageError
 from orchestrator.base.paths import project_key
@@ -48,12 +47,11 @@ _NO_IPV6 = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 Mode = Literal["up", "plan", "running"]
 
 
-@dataclass(frozen=True)
-class PortPlan:
+class PortPlan(NamedTuple):
     ports: dict[str, int | None]  # None: `port = false`
     holders: dict[str, Holder | None]  # who holds a port that was kept although busy
     messages: tuple[str, ...]  # lines for the user: moves, registry repairs
-    leases: dict[str, int | None] = field(default_factory=dict)  # differs from ports: temporary
+    leases: dict[str, int | None]  # differs from ports: temporary
 
 
 def is_port_free(port: int) -> bool:

@@ -8,8 +8,7 @@ import ipaddress
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 LSOF_TIMEOUT_S = 5.0
 UNKNOWN = "unknown"
@@ -17,8 +16,7 @@ UNKNOWN = "unknown"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     pid: int | None  # None: the socket's owner is not visible to us (another user's, on Linux)
     name: str
     cmdline: str

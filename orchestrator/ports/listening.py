@@ -15,7 +15,7 @@ import errno
 import socket
 import struct
 from collections.abc import Container, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from orchestrator.ports.allocation import is_port_free
 
@@ -34,8 +34,7 @@ ANSWER_TIMEOUT_S = 1.0
 _NO_FAMILY = frozenset({errno.ENOENT, errno.EAFNOSUPPORT, errno.EINVAL})  # no IPv6 here
 
 
-@dataclass(frozen=True)
-class ListenSocket:
+class ListenSocket(NamedTuple):
     family: int  # socket.AF_INET or AF_INET6
     ip: str  # as psutil shows it: "127.0.0.1", "::", "::ffff:127.0.0.1"
     port: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Addresses a connection to 127.0.0.1 reaches (Linux's `::` is dual-stack unless bindv6only).
 _TAKES_IPV4_LOOPBACK = frozenset(
@@ -17,8 +17,7 @@ _TAKES_IPV4_LOOPBACK = frozenset(
 SIDE_PORTS = frozenset({9229, 5678, 24678})
 
 
-@dataclass(frozen=True)
-class Reach:
+class Reach(NamedTuple):
     port: int
     url: str
     addresses: tuple[str, ...]  # the listening addresses on `port`, as ss shows them

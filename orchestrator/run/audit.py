@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from orchestrator.config.manifest import Manifest, ServiceSpec
 from orchestrator.ports.holders import Holder, describe_all, find_holders, format_address
@@ -43,8 +42,7 @@ _HINTS = (
 )
 
 
-@dataclass(frozen=True)
-class Listener:
+class Listener(NamedTuple):
     pid: int
     ip: str
     port: int
@@ -54,8 +52,7 @@ class Listener:
         return format_address(self.ip, self.port)
 
 
-@dataclass(frozen=True)
-class Findings:
+class Findings(NamedTuple):
     """The audit of one service generation, for `devup status` and the run record."""
 
     generation: int

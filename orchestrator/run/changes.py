@@ -13,38 +13,42 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
+from orchestrator.base.records import same_type_equality
 from orchestrator.run.events import Event
 from orchestrator.run.states import State
 
 
-@dataclass(frozen=True)
-class ServiceStateChanged:
+@same_type_equality
+class ServiceStateChanged(NamedTuple):
     name: str
     old: State
     new: State
     generation: int  # the spawn it is about (0: never started)
 
 
-@dataclass(frozen=True)
-class FactsChanged:
+@same_type_equality
+class FactsChanged(NamedTuple):
     """Something the run record shows changed without a state change (an audit's findings, a
     service added or forgotten)."""
 
     name: str | None = None
 
 
-@dataclass(frozen=True)
-class EventHandled:
+@same_type_equality
+class EventHandled(NamedTuple):
     """The supervisor is about to handle `event` (for the debug trace)."""
 
     event: Event
 
 
-@dataclass(frozen=True)
-class TurnEnded:
+@same_type_equality
+class TurnEnded(NamedTuple):
     """A turn of the loop is over and reconciled: what subscribers gathered can be acted on."""
+
+    def __bool__(self) -> bool:  # a record, not an empty tuple
+        return True
 
 
 Notice = ServiceStateChanged | FactsChanged | EventHandled | TurnEnded

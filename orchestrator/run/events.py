@@ -7,79 +7,109 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from orchestrator.base.records import same_type_equality
+
+# Records are NamedTuples, not dataclasses: `import dataclasses` (inspect, ast, dis) and its
+# exec()-built methods cost a few ms before the first spawn (issue 15).
 
 
-@dataclass(frozen=True)
-class OutputRead:
+class OutputRead(NamedTuple):
     name: str
     generation: int
     data: bytes
     # The reader's own budget of chunks in flight, given back once this one is handled: that of
     # its own process, which a late chunk of an old one must not take from the new one.
-    slot: threading.Semaphore | None = field(default=None, compare=False, repr=False)
+    slot: threading.Semaphore | None = None  # not compared, not shown
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is OutputRead and self[:3] == other[:3]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:3])
+
+    def __repr__(self) -> str:
+        return f"OutputRead(name={self.name!r}, generation={self.generation!r}, data={self.data!r})"
 
 
-@dataclass(frozen=True)
-class OutputClosed:
+@same_type_equality
+class OutputClosed(NamedTuple):
     name: str
     generation: int
 
 
-@dataclass(frozen=True)
-class SignalReceived:
+@same_type_equality
+class SignalReceived(NamedTuple):
     signum: int
 
 
-@dataclass(frozen=True)
-class SignalArrived:
+@same_type_equality
+class SignalArrived(NamedTuple):
     """A signal's C handler ran, maybe on another thread (signalwake.py): this only wakes the
     loop, whose thread then runs the Python handlers (they post SignalReceived)."""
 
     signum: int
 
 
-@dataclass(frozen=True)
-class ChildrenChanged:
+@same_type_equality
+class ChildrenChanged(NamedTuple):
     """SIGCHLD: some child may have exited; the supervisor reaps."""
 
+    def __bool__(self) -> bool:  # a record, not an empty tuple
+        return True
 
-@dataclass(frozen=True)
-class FilesChanged:
+
+class FilesChanged(NamedTuple):
     name: str
     path: str  # relative to the service's cwd, for the message
     # time.monotonic() when the watcher read it: the quiet time counts from the change itself,
     # not from when the supervisor got round to it (it may be busy stopping the old process).
-    seen_at: float | None = field(default=None, compare=False)
+    # Not compared, nor the two after it: a change is its service and path.
+    seen_at: float | None = None
     # `path` is where a file was moved to: a save by move into place (sed -i, atomic writers)
-    moved_here: bool = field(default=False, compare=False)
+    moved_here: bool = False
     # time.monotonic() of the file's mtime, when known: when it was written, however late the
     # watcher's thread read the event (a burst of thousands of files on a busy machine)
-    written_at: float | None = field(default=None, compare=False)
+    written_at: float | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is FilesChanged and self[:2] == other[:2]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:2])
 
 
-@dataclass(frozen=True)
-class WatcherSaid:
+@same_type_equality
+class WatcherSaid(NamedTuple):
     """A line of the watcher's (it runs on threads of its own; the supervisor prints it)."""
 
     text: str
 
 
-@dataclass(frozen=True)
-class ControlRequested:
+@same_type_equality
+class ControlRequested(NamedTuple):
     """A command from `devup status/restart/stop/start`; `reply` is called with the answer."""
 
     verb: str
-    names: tuple[str, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)
-    reply: Callable[[dict[str, Any]], None] = field(default=lambda answer: None)
+    names: tuple[str, ...]
+    options: dict[str, Any]
+    reply: Callable[[dict[str, Any]], None] = lambda answer: None
 
 
-@dataclass(frozen=True)
-class ManifestChanged:
+@same_type_equality
+class ManifestChanged(NamedTuple):
     """devports.toml or an env file it names was written; the supervisor waits for quiet, then
     reads them again (live.py)."""
+
+    def __bool__(self) -> bool:  # a record, not an empty tuple
+        return True
 
 
 Event = (

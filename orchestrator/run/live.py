@@ -8,7 +8,6 @@ supervisor's thread (through Supervisor.live).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -71,8 +70,8 @@ def without_own_files(manifest: Manifest, files: Sequence[Path]) -> Manifest:
             except ValueError:
                 continue
             extra.append("/" + _escape_pattern(rel.as_posix()))
-        services[name] = dataclasses.replace(spec, ignore=(*spec.ignore, *extra))
-    return dataclasses.replace(manifest, services=services)
+        services[name] = spec._replace(ignore=(*spec.ignore, *extra))
+    return manifest._replace(services=services)
 
 
 def _escape_pattern(path: str) -> str:
@@ -325,7 +324,7 @@ class Live:
                     if n in self.sup.services and n not in manifest.services
                 }
             )
-            everything = dataclasses.replace(manifest, services={**manifest.services, **kept})
+            everything = manifest._replace(services={**manifest.services, **kept})
             chosen = allocate_ports(everything, choose)
             ports.update(chosen.ports)
             messages += chosen.messages

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from orchestrator.config.manifest import RestartPolicy
 
@@ -12,8 +12,7 @@ FAST_FAILURE_WINDOW_S = 10.0  # an exit sooner than this after start is a fast f
 MAX_FAST_FAILURES = 10  # in a row, then the service is marked crashed
 
 
-@dataclass(frozen=True)
-class ExitDecision:
+class ExitDecision(NamedTuple):
     restart: bool
     delay_s: float = 0.0
     crashed: bool = False  # gave up: too many fast failures in a row

@@ -14,9 +14,8 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.config.manifest import Manifest
 from orchestrator.system import process, runmark, runstate
@@ -28,8 +27,7 @@ POLL_S = 0.02
 KILL_WAIT_S = 2.0  # after SIGKILL: how long to wait for the kernel to take them
 
 
-@dataclass(frozen=True)
-class Leftover:
+class Leftover(NamedTuple):
     """A recorded group still ours, or (group None) marked processes outside every such group."""
 
     name: str

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the first spawn
@@ -30,23 +29,30 @@ LONE_OTHERS_MAX = 5  # more paths in one restart than this is a burst, never a s
 WRITE_MODES = frozenset({"w", "a", "r+", "w+", "a+"})
 
 
-@dataclass
+# Plain classes, not dataclasses: `import dataclasses` costs ms before the first spawn.
 class _Restart:
     """A file-change restart being gathered, until it is announced."""
 
-    generation: int  # of the process the first change came in
-    pid: int | None
-    label: str  # the file to name: the first one, or where a later move put a file
-    soon: bool  # the first change came within SOON_AFTER_START_S of that process's start
-    paths: set[str] = field(default_factory=set)
+    __slots__ = ("generation", "label", "paths", "pid", "soon")
+
+    def __init__(
+        self, generation: int, pid: int | None, label: str, soon: bool, paths: set[str]
+    ) -> None:
+        self.generation = generation  # of the process the first change came in
+        self.pid = pid
+        self.label = label  # the file to name: the first one, or where a later move put a file
+        self.soon = soon  # the first change came within SOON_AFTER_START_S of its process's start
+        self.paths = paths
 
 
-@dataclass
 class _Streak:
-    path: str
-    starts: int
-    self_started: bool  # its first start was not caused by a change of `path`
-    generation: int  # the last one in it
+    __slots__ = ("generation", "path", "self_started", "starts")
+
+    def __init__(self, path: str, starts: int, self_started: bool, generation: int) -> None:
+        self.path = path
+        self.starts = starts
+        self.self_started = self_started  # its first start was not caused by a change of `path`
+        self.generation = generation  # the last one in it
 
 
 class SelfTriggerGuard:

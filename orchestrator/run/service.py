@@ -5,8 +5,6 @@ state, restarts, where it answered); what belongs to one process is its current 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from orchestrator.config.environ import service_url
 from orchestrator.config.manifest import ServiceSpec
 from orchestrator.ports.reach import Reach
@@ -15,27 +13,53 @@ from orchestrator.run.states import State
 from orchestrator.system import process
 
 
-@dataclass
 class ServiceRun:
     """The runtime side of one service; only the supervisor's thread touches it."""
 
-    spec: ServiceSpec
-    port: int | None
-    env: dict[str, str]
-    state: State = State.WAITING
-    spawn: Spawn = field(default_factory=lambda: Spawn(0))  # its current (or last) process
-    restarts: int = 0
-    exit_code: int | None = None
-    fast_failures: int = 0
-    restart_due: float | None = None  # when set, a (re)start is wanted no earlier than this
-    burst_events: int = 0  # file events folded into the pending restart
-    spawned_after_events: int = 0  # what the restart that spawned its process had folded in
-    held_by_request: bool = False  # stopped by `devup stop NAME`: not an exit, not a failure
-    # Start it again once its stop is over (a dependency of it restarts too: apply_plan).
-    start_when_stopped: bool = False
-    # Where it answered when last ready: told to the services started after it, shown by status.
-    reach: Reach | None = None
-    last_exit_code: int | None = None  # of its last exit on its own (kept while it restarts)
+    # A plain class, not a dataclass: `import dataclasses` costs ms before the first spawn.
+    __slots__ = (
+        "burst_events",
+        "env",
+        "exit_code",
+        "fast_failures",
+        "held_by_request",
+        "last_exit_code",
+        "port",
+        "reach",
+        "restart_due",
+        "restarts",
+        "spawn",
+        "spawned_after_events",
+        "spec",
+        "start_when_stopped",
+        "state",
+    )
+
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        port: int | None,
+        env: dict[str, str],
+        state: State = State.WAITING,
+        spawn: Spawn | None = None,  # its current (or last) process; None: a never-started one
+    ) -> None:
+        self.spec = spec
+        self.port = port
+        self.env = env
+        self.state = state
+        self.spawn = Spawn(0) if spawn is None else spawn
+        self.restarts = 0
+        self.exit_code: int | None = None
+        self.fast_failures = 0
+        self.restart_due: float | None = None  # when set, a (re)start is wanted no earlier
+        self.burst_events = 0  # file events folded into the pending restart
+        self.spawned_after_events = 0  # what the restart that spawned its process had folded in
+        self.held_by_request = False  # stopped by `devup stop NAME`: not an exit, not a failure
+        # Start it again once its stop is over (a dependency of it restarts too: apply_plan).
+        self.start_when_stopped = False
+        # Where it answered when last ready: told to the services started after it, by status.
+        self.reach: Reach | None = None
+        self.last_exit_code: int | None = None  # of its last exit on its own (kept in restarts)
 
     @property
     def generation(self) -> int:

@@ -21,7 +21,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import IO
 
 from orchestrator.run.changes import (
@@ -46,13 +45,15 @@ PREFIX = "devup[debug]"
 OUTPUT_SUMMARY_S = 1.0  # a service's output is traced at most this often, summed up
 
 
-@dataclass
 class _Output:
     """A service's output read since its last trace line."""
 
-    since: float
-    chunks: int = 0
-    size: int = 0
+    __slots__ = ("chunks", "since", "size")  # not a dataclass: no `import dataclasses` early
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.chunks = 0
+        self.size = 0
 
 
 def wanted(environ: Mapping[str, str] = os.environ) -> bool:

@@ -12,9 +12,8 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from orchestrator.system.runmark import RUN_ENV, carries
 
@@ -24,8 +23,7 @@ if TYPE_CHECKING:  # psutil is imported where it is used: not on the path to the
 START_SLACK_S = 0.01  # create_time is derived from clock ticks; the same process reads the same
 
 
-@dataclass(frozen=True)
-class GroupId:
+class GroupId(NamedTuple):
     """A process group as devup started it: the leader's pid (= pgid), its start time, and the
     environment marker its processes carry (runmark.py; None for a group started without one).
 
@@ -40,8 +38,7 @@ class GroupId:
     marker: str | None = None
 
 
-@dataclass
-class Child:
+class Child(NamedTuple):
     group: GroupId
     popen: subprocess.Popen[bytes]  # its stdout is the pipe carrying stdout and stderr
 

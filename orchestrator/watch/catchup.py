@@ -15,15 +15,14 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Where the watcher catches up (inotify_tree.py, on watchdog 7, which needs Python 3.11), so the
 # services need not wait for it. Elsewhere (macOS's FSEvents, watchdog 6) they wait as before.
 CATCHES_UP = sys.platform.startswith("linux") and sys.version_info >= (3, 11)
 
 
-@dataclass(frozen=True)
-class CatchUp:
+class CatchUp(NamedTuple):  # not a dataclass: imported before the first spawn
     """Asked once the walk is done: `since_ns()`, when watching began (None: nothing to catch
     up); `folder_changed(folder, ctime_ns)`, a folder lost an entry before it was watched;
     `stopping()`, whether to give up."""
