@@ -313,7 +313,7 @@ def restart(sup: Supervisor, request: ControlRequested) -> None:
         sup.say(f"{svc.name}: restart requested")
         if sup.watch_again(svc):
             sup.say(f"{svc.name}: watching its files again")
-        sup.request_restart(svc)
+        sup.request_restart(svc, asked=True)
 
     _act_on_each(sup, request, act, _apply_manifest(sup))
 

@@ -1,8 +1,9 @@
 """A git operation in progress (checkout, switch, rebase, merge, pull, reset) holds the repository's
 `index.lock` while it rewrites the work tree: a file-change restart waits until it is gone, as
 watchman (defer_vcs) and IDEs do, so the whole operation is one restart that reads the files as git
-left them, however long git pauses midway. A lock left behind by a killed git is waited for at
-most HOLD_MAX_S, once."""
+left them, however long git pauses midway: while the lock is empty (git writes the new index into
+it once the work tree is done). A lock left behind by a killed git is waited for at most
+HOLD_MAX_S, once."""
 
 from __future__ import annotations
 
@@ -60,6 +61,12 @@ class GitHolds:
         try:
             stat = os.lstat(lock)
         except OSError:
+            self._since.pop(lock, None)
+            return GitHold.NONE
+        if stat.st_size > 0:
+            # git writes the new index into its lock once the work tree is as it leaves it
+            # (a checkout's lock is empty while it rewrites files); `git commit -a` holds a
+            # written lock for as long as its editor is open, and that must not hold a restart.
             self._since.pop(lock, None)
             return GitHold.NONE
         identity = (lock, stat.st_ino, stat.st_mtime_ns)

@@ -49,7 +49,10 @@ def failing(svc: ServiceRun) -> bool:
 def _told(services: Mapping[str, ServiceRun], svc: ServiceRun) -> bool:
     if svc.state is State.WAITING:
         return bool(_failing_dependencies(services, svc))
-    if svc.state is State.RESTARTING:
+    restarting = svc.state is State.STOPPING and (
+        svc.restart_due is not None or svc.start_when_stopped
+    )  # stopping on its way to a restart (a file changed while it was starting): not settled
+    if svc.state is State.RESTARTING or restarting:
         # One fast exit is a hiccup the summary waits out; a second makes it crash-looping.
         return failing(svc)
     return svc.settled or failing(svc)

@@ -822,11 +822,15 @@ class Supervisor:
         self.timers.call_later(RECHECK_S, lambda: self._try_start(svc))
         return True
 
-    def request_restart(self, svc: ServiceRun, delay_s: float = 0.0) -> None:
-        """Restart now (or after delay_s of quiet); folds into a restart already under way."""
+    def request_restart(self, svc: ServiceRun, delay_s: float = 0.0, asked: bool = False) -> None:
+        """Restart now (or after delay_s of quiet); folds into a restart already under way.
+        `asked` (`devup restart`): a file-change restart it folds into is no longer held for
+        git's index.lock or changes on their way: the user wants it now."""
         due = self._clock() + delay_s
         if svc.state is State.WAITING or self.shutting_down:
             return
+        if asked:
+            svc.burst_events = 0
         svc.fast_failures = 0 if svc.state is State.CRASHED else svc.fast_failures
         if svc.state in (State.STOPPING, State.RESTARTING):
             svc.restart_due = max(svc.restart_due or due, due)
