@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -97,3 +98,15 @@ def test_a_group_whose_leader_is_unreaped_is_signalled_without_listing_processes
     assert not process.group_members(child.group)  # the sleep below the shell got it too
     # Reaped, the leader's id may be reused: only the listing can say the group is still ours.
     assert not process.signal_group(child.group, signal.SIGKILL)
+
+
+def test_a_leader_s_start_time_is_psutil_s_to_the_bit() -> None:
+    """process.created_at reads /proc as psutil does (not importing it before the first spawn):
+    a group's identity is later compared with psutil's create_time, within 10 ms."""
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        for pid in (os.getpid(), child.pid, 1):
+            assert process.created_at(pid) == psutil.Process(pid).create_time()
+    finally:
+        child.kill()
+        child.wait()

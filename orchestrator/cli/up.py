@@ -97,7 +97,7 @@ def up(manifest: Manifest, options: UpOptions) -> int:
         run_id = runmark.new_run_id()
         record = _tolerant(_record_run(manifest.root, run_id), printer)
         try:
-            runstate.write_state(manifest.root, run_id, {}, first=True)
+            runstate.write_state(manifest.root, run_id, {})
         except OSError as exc:  # a full disk: the run goes on; its children still carry the marker
             printer.say(f"cannot write the run record: {exc.strerror or exc}; retrying")
         supervisor = Supervisor(

@@ -22,7 +22,7 @@ from orchestrator.base.paths import (
 )
 from orchestrator.base.safefs import open_file, read_file
 from orchestrator.system import runmark
-from orchestrator.system.process import GroupId
+from orchestrator.system.process import GroupId, created_at
 
 LOCK_NAME = "run.lock"
 STATE_NAME = "run.json"
@@ -84,21 +84,17 @@ def running_pid(root: Path) -> int | None:
         os.close(fd)
 
 
-def write_state(
-    root: Path, run_id: str, services: dict[str, dict[str, Any]], *, first: bool = False
-) -> None:
+def write_state(root: Path, run_id: str, services: dict[str, dict[str, Any]]) -> None:
     """Record the run atomically: devup's pid and start time, the run id its children carry
     (runmark.py), the boot and pid namespace its pids mean something in, each service's group.
-    A project folder deleted under the run (a removed git worktree) is not made again for it.
-    `first`: the record written before any spawn, without devup's start time (psutil, which
-    reads it, costs ~15 ms to import: not before the first spawn); the next one has it."""
+    A project folder deleted under the run (a removed git worktree) is not made again for it."""
     if not root.is_dir():
         return
     folder = ensure_private_dir(project_state_dir(root))
     doc = {
         "version": 2,
         "pid": os.getpid(),
-        "started_at": None if first else _devup_started_at(),
+        "started_at": _devup_started_at(),
         "run_id": run_id,
         "root": project_key(root),  # a record copied into another checkout is not that one's
         "boot_id": runmark.boot_id(),
@@ -112,9 +108,7 @@ def write_state(
 
 @functools.cache
 def _devup_started_at() -> float:
-    import psutil
-
-    return psutil.Process().create_time()
+    return created_at(os.getpid())  # as psutil reads it, without importing psutil
 
 
 def read_state(root: Path) -> dict[str, Any] | None:
