@@ -8,6 +8,7 @@ Every process a test starts inherits DEVUP_TEST_MARKER, so survivors are found b
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import random
@@ -21,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -178,6 +180,13 @@ class Project:
             **kwargs,  # type: ignore[call-overload]
         )
 
+    def status(self) -> dict[str, Any]:
+        """`devup status --json` of the run, which must answer."""
+        result = self.devup("status", "--json")
+        assert result.returncode == 0, result.stderr
+        doc: dict[str, Any] = json.loads(result.stdout)
+        return doc
+
     def start(self, *args: str) -> DevupProcess:
         return DevupProcess(self.root, list(args))
 
@@ -185,9 +194,9 @@ class Project:
 class DevupProcess:
     """A devup running in the background; its output is read by a thread into a queue."""
 
-    def __init__(self, cwd: Path, args: list[str]) -> None:
+    def __init__(self, cwd: Path, args: list[str], command: list[str] = DEVUP) -> None:
         self.proc = subprocess.Popen(
-            [*DEVUP, *args],
+            [*command, *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -43,13 +43,6 @@ def get_pid(url: str) -> int:
         return int(json.loads(response.read())["pid"])
 
 
-def status(project: Project) -> dict[str, Any]:
-    result = project.devup("status", "--json")
-    assert result.returncode == 0, result.stderr
-    doc: dict[str, Any] = json.loads(result.stdout)
-    return doc
-
-
 def test_status_restart_stop_start_and_stop_the_run(
     project: Project, running: list[DevupProcess], no_leftover_processes: str
 ) -> None:
@@ -58,7 +51,7 @@ def test_status_restart_stop_start_and_stop_the_run(
     running.append(run)
     run.expect_line(r"3 services up")
 
-    before = status(project)
+    before = project.status()
     assert before["pid"] == run.proc.pid
     assert set(before["services"]) == {"api", "web", "worker"}
     for name, svc in before["services"].items():
@@ -79,7 +72,7 @@ def test_status_restart_stop_start_and_stop_the_run(
     result = project.devup("restart", "api")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "api ready"
-    after = status(project)
+    after = project.status()
     assert after["services"]["api"]["port"] == api["port"]
     assert after["services"]["api"]["pid"] != api["pid"]
     assert after["services"]["api"]["restarts"] == 1
@@ -89,19 +82,19 @@ def test_status_restart_stop_start_and_stop_the_run(
 
     result = project.devup("stop", "web")
     assert (result.returncode, result.stdout.strip()) == (0, "web stopped"), result.stderr
-    web = status(project)["services"]["web"]
+    web = project.status()["services"]["web"]
     assert (web["state"], web["pid"]) == ("stopped", None)
     assert not psutil.pid_exists(before["services"]["web"]["pid"])
 
     result = project.devup("start", "web")
     assert (result.returncode, result.stdout.strip()) == (0, "web ready"), result.stderr
-    web = status(project)["services"]["web"]
+    web = project.status()["services"]["web"]
     assert web["state"] == "ready" and psutil.pid_exists(web["pid"])
     get_pid(web["url"])
 
     result = project.devup("restart", "--no-wait", "web")
     assert (result.returncode, result.stdout.strip()) == (0, "web stopping"), result.stderr
-    wait_for(lambda: status(project)["services"]["web"]["state"] == "ready", 15, what="web up")
+    wait_for(lambda: project.status()["services"]["web"]["state"] == "ready", 15, what="web up")
 
     result = project.devup("stop")
     assert result.returncode == 0, result.stderr
@@ -126,7 +119,7 @@ def test_a_restart_or_start_naming_no_service_is_answered_at_once(
         for wait in (True, False):
             answer = client.request(project.root, verb, [], {"wait": wait}, timeout_s=5)
             assert answer == {"ok": False, "error": f"{verb} needs the name of a service"}
-    assert all(s["restarts"] == 0 for s in status(project)["services"].values())
+    assert all(s["restarts"] == 0 for s in project.status()["services"].values())
 
 
 def test_every_verb_of_the_command_line_has_one_handler() -> None:
@@ -176,7 +169,7 @@ def test_a_socket_left_by_a_killed_devup_does_not_block_the_next_start(
     run = project.start("--no-watch")
     running.append(run)
     run.expect_line(r"3 services up")
-    groups = [svc["pid"] for svc in status(project)["services"].values()]
+    groups = [svc["pid"] for svc in project.status()["services"].values()]
     run.proc.kill()
     run.wait()
     for pgid in groups:  # what a killed devup left behind (the next run's cleanup is not ours)
@@ -193,7 +186,7 @@ def test_a_socket_left_by_a_killed_devup_does_not_block_the_next_start(
     again = project.start("--no-watch")
     running.append(again)
     again.expect_line(r"3 services up")
-    assert status(project)["pid"] == again.proc.pid
+    assert project.status()["pid"] == again.proc.pid
     assert again.stop() == 130
 
 
@@ -274,7 +267,7 @@ def test_restart_skips_click_and_checks_names_against_the_running_devup(
     run = project.start("--no-watch")
     running.append(run)
     run.expect_line(r"3 services up")
-    before = status(project)["services"]
+    before = project.status()["services"]
 
     def no_click(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-c", NO_CLICK, *args]
@@ -282,7 +275,7 @@ def test_restart_skips_click_and_checks_names_against_the_running_devup(
 
     fast = no_click("restart", "api")
     assert (fast.returncode, fast.stdout, fast.stderr) == (0, "api running\n", "")
-    after = status(project)["services"]
+    after = project.status()["services"]
     assert after["api"]["pid"] != before["api"]["pid"]
     assert [after[n]["pid"] for n in ("jobs.a", "jobs.b")] == [
         before[n]["pid"] for n in ("jobs.a", "jobs.b")

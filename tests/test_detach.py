@@ -10,7 +10,6 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import psutil
 import pytest
@@ -46,13 +45,6 @@ def detached(project: Project, *args: str, timeout: float = 60) -> subprocess.Co
     )
 
 
-def status(project: Project) -> dict[str, Any]:
-    result = project.devup("status", "--json")
-    assert result.returncode == 0, result.stderr
-    doc: dict[str, Any] = json.loads(result.stdout)
-    return doc
-
-
 def answers(url: str) -> int:
     with urllib.request.urlopen(url, timeout=5) as response:
         return int(json.loads(response.read())["pid"])
@@ -75,7 +67,7 @@ def test_up_detach_returns_when_ready_is_idempotent_and_stop_leaves_nothing(
     first = detached(project, "up", "-d")
     assert first.returncode == 0, first.stderr
     assert "started in the background" in first.stdout
-    doc = status(project)
+    doc = project.status()
     devup_pid = doc["pid"]
     services = doc["services"]
     assert set(services) == {"api", "web", "admin"}
@@ -89,7 +81,7 @@ def test_up_detach_returns_when_ready_is_idempotent_and_stop_leaves_nothing(
     second = detached(project, "up", "-d")
     assert second.returncode == 0, second.stderr
     assert "already running" in second.stdout
-    again = status(project)
+    again = project.status()
     assert again["pid"] == devup_pid  # no new devup ...
     assert {n: s["pid"] for n, s in again["services"].items()} == {
         n: s["pid"] for n, s in services.items()
@@ -118,12 +110,12 @@ def test_up_detach_starts_what_devup_stop_held_and_calls_it_no_failure(
     project.write(THREE)
     assert detached(project, "up", "-d").returncode == 0
     assert project.devup("stop", "web").returncode == 0
-    held = status(project)["services"]["web"]
+    held = project.status()["services"]["web"]
     assert held["state"] == "stopped" and held["held"] and not held["failing"]
 
     again = detached(project, "up", "-d")  # was: exit 1, "web failed to start: exit code 143"
     assert again.returncode == 0, again.stdout + again.stderr
-    web = status(project)["services"]["web"]
+    web = project.status()["services"]["web"]
     assert web["state"] == "ready" and not web["held"]
     assert answers(web["url"]) == web["pid"]
 
@@ -149,7 +141,7 @@ def test_up_detach_run_four_times_at_once_gives_one_run_and_four_successes(
     ]
     results = [(p.wait(60), *p.communicate()) for p in racing]
     assert [code for code, _out, _err in results] == [0, 0, 0, 0], results
-    pid = status(project)["pid"]
+    pid = project.status()["pid"]
     assert (project.root / ".devup" / "detached.pid").read_text().strip() == str(pid)
     refused = project.devup("up")
     assert "running in the background" in refused.stderr, refused.stderr
@@ -238,7 +230,7 @@ def test_up_detach_says_what_it_still_waits_on_at_the_timeout(stopped_after: Pro
     )
     result = detached(project, "up", "-d", "--timeout", "1")
     assert result.returncode == 1, result.stdout + result.stderr
-    port = status(project)["services"]["slow"]["port"]
+    port = project.status()["services"]["slow"]["port"]
     assert f"slow starting, waits for something to listen on port {port}" in result.stderr
     assert "web waits for slow" in result.stderr
 
@@ -260,7 +252,7 @@ def test_a_foreground_up_while_a_detached_run_is_up_points_to_it(stopped_after: 
     assert detached(project, "up", "-d").returncode == 0
     result = detached(project, "up")
     assert result.returncode == 1
-    pid = status(project)["pid"]
+    pid = project.status()["pid"]
     assert f"running in the background in this project (pid {pid}" in result.stderr
     assert "devup logs -f" in result.stderr and "devup stop" in result.stderr
 
@@ -269,7 +261,7 @@ def test_a_killed_detached_devup_is_cleaned_up_by_the_next_up(stopped_after: Pro
     project = stopped_after
     project.write(THREE)
     assert detached(project, "up", "-d").returncode == 0
-    before = status(project)
+    before = project.status()
     old = [psutil.Process(s["pid"]) for s in before["services"].values()]
     os.kill(before["pid"], signal.SIGKILL)
     wait_for(lambda: runstate.running_pid(project.root) is None, 10, what="the run lock to drop")
@@ -278,7 +270,7 @@ def test_a_killed_detached_devup_is_cleaned_up_by_the_next_up(stopped_after: Pro
     result = detached(project, "up", "-d")
     assert result.returncode == 0, result.stderr
     assert not any(_alive(p) for p in old)
-    after = status(project)
+    after = project.status()
     assert after["pid"] != before["pid"]
     log = (project.root / ".devup" / "logs" / "devup.log").read_text()
     assert f"left by a killed devup (pid {before['pid']})" in log
@@ -325,7 +317,7 @@ def test_url_while_running_is_where_the_service_really_answers(
     planned = project.devup("port", "legacy").stdout.strip()
     assert planned != str(elsewhere)
     assert detached(project, "up", "-d").returncode == 0
-    doc = status(project)
+    doc = project.status()
     for what, expected in (("url", f"http://127.0.0.1:{elsewhere}"), ("port", str(elsewhere))):
         # Both paths: the click-free one (entry.py), and the CLI's (-f takes the CLI).
         for args in ((what, "legacy"), ("-f", "devports.toml", what, "legacy")):
@@ -402,7 +394,7 @@ def test_up_detach_returns_like_the_summary_when_a_service_is_not_ready_by_its_r
     )
     result = detached(project, "up", "-d", "--timeout", "30")
     assert result.returncode == 0, result.stdout + result.stderr
-    port = status(project)["services"]["slow"]["port"]
+    port = project.status()["services"]["slow"]["port"]
     assert "2 services up" in result.stdout
     assert [line.split() for line in result.stdout.splitlines() if "slow" in line][0][-2:] == [
         "not",

@@ -204,13 +204,6 @@ def shop(project: Project, installs: Installs, monkeypatch: pytest.MonkeyPatch) 
     return project
 
 
-def status(project: Project) -> dict[str, dict[str, object]]:
-    result = project.devup("status", "--json")
-    assert result.returncode == 0, result.stderr
-    services: dict[str, dict[str, object]] = json.loads(result.stdout)["services"]
-    return services
-
-
 def first_restart(run: DevupProcess, name: str) -> str:
     """The file named by the next `NAME: FILE changed, restarting` line."""
     return run.expect_line(rf"\| {re.escape(name)}: (\S+) changed, restarting").group(1)
@@ -262,7 +255,7 @@ def test_the_quick_start_runs_a_real_vite_django_and_procfile_worker(shop: Proje
         # Django reads SQLite; reading restarts nothing.
         for _ in range(5):
             assert get(f"{api}/db/").startswith("version 1: ")
-        before = status(shop)
+        before = shop.status()["services"]
 
         # A Vite edit is served by Vite itself: same process, new content, no restart.
         assert "hello v1" in get(f"{web}/src/main.js")
@@ -283,7 +276,7 @@ def test_the_quick_start_runs_a_real_vite_django_and_procfile_worker(shop: Proje
         )
         # Its first restart names the file saved: the SQLite reads before it counted for nothing.
         assert first_restart(run, "api") == "config/views.py"
-        after = status(shop)
+        after = shop.status()["services"]
         assert after["web"]["pid"] == before["web"]["pid"] and after["web"]["restarts"] == 0
         assert after["api"]["restarts"] == 1
         assert after["worker.worker"]["restarts"] == 0
@@ -336,4 +329,4 @@ def test_a_real_flask_app_with_sqlite_made_by_init(project: Project, installs: I
             what="Flask to serve the edited app.py",
         )
         assert first_restart(run, "inventory") == "app.py"
-        assert status(project)["inventory"]["restarts"] == 1
+        assert project.status()["services"]["inventory"]["restarts"] == 1

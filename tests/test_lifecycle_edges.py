@@ -3,23 +3,14 @@ restart, or leaked a process or a variable. Real devup, real processes."""
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
-from typing import Any
 
 from conftest import REPO, DevupProcess, Project, marked_processes, wait_for
 
 SERVER = f"{sys.executable} {REPO / 'tests' / 'fixtures' / 'server.py'}"
 # A shell whose background child ignores SIGTERM and outlives it: leftovers in the group.
 STUBBORN_CHILD = "(trap '' TERM; exec sleep 30) &"
-
-
-def status(project: Project) -> dict[str, Any]:
-    result = project.devup("status", "--json")
-    assert result.returncode == 0, result.stderr
-    services: dict[str, Any] = json.loads(result.stdout)["services"]
-    return services
 
 
 def test_start_of_a_service_whose_dependency_is_stopped_too(
@@ -38,7 +29,7 @@ def test_start_of_a_service_whose_dependency_is_stopped_too(
     assert project.devup("stop", "api", "db").returncode == 0
     started = project.devup("start", "api")
     assert started.returncode == 0, started.stdout + started.stderr
-    states = status(project)
+    states = project.status()["services"]
     assert states["db"]["state"] == "ready" and states["api"]["state"] == "ready"
     assert run.proc.poll() is None
     assert run.stop() == 130
@@ -120,5 +111,9 @@ def test_restart_of_a_task_that_finishes_with_0_succeeds(
     run.expect_line(r"1 service up, 1 task done")
     result = project.devup("restart", "migrate")
     assert result.returncode == 0, result.stdout + result.stderr
-    wait_for(lambda: status(project)["migrate"]["restarts"] == 1, 10, what="migrate restarted")
+    wait_for(
+        lambda: project.status()["services"]["migrate"]["restarts"] == 1,
+        10,
+        what="migrate restarted",
+    )
     assert run.stop() == 130

@@ -4,12 +4,7 @@ one clear line; the run and the other services go on, and nothing is left behind
 
 from __future__ import annotations
 
-import json
-import queue
-import subprocess
 import sys
-import threading
-from typing import Any
 
 from conftest import REPO, DevupProcess, Project
 
@@ -31,30 +26,6 @@ runpy.run_module("orchestrator", run_name="__main__")
 """
 
 
-class LimitedDevup(DevupProcess):
-    def __init__(self, project: Project, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", NO_THREAD_FOR_B, *args],
-            cwd=project.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._seen = 0
-        threading.Thread(target=self._read, daemon=True).start()
-
-
-def status(project: Project) -> dict[str, Any]:
-    result = project.devup("status", "--json")
-    assert result.returncode == 0, result.stderr
-    services: dict[str, Any] = json.loads(result.stdout)["services"]
-    return services
-
-
 def test_a_service_whose_reader_thread_cannot_start_fails_alone(
     project: Project, running: list[DevupProcess]
 ) -> None:
@@ -67,7 +38,7 @@ def test_a_service_whose_reader_thread_cannot_start_fails_alone(
         cmd = "{SERVER}"
         depends_on = ["a"]
     """)
-    run = LimitedDevup(project, "--no-watch")
+    run = DevupProcess(project.root, ["--no-watch"], [sys.executable, "-c", NO_THREAD_FOR_B])
     running.append(run)
     run.expect_line(
         r"devup\s+\| b could not start: no thread to read its output \(can't start new thread; "
@@ -75,7 +46,7 @@ def test_a_service_whose_reader_thread_cannot_start_fails_alone(
         r"`devup restart b`$"
     )
     run.expect_line(r"2 services up, 1 not up")
-    services = status(project)
+    services = project.status()["services"]
     assert [services[n]["state"] for n in "abc"] == ["ready", "stopped", "ready"]
     assert services["b"]["pid"] is None
     assert run.stop() == 130

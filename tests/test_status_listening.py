@@ -28,20 +28,13 @@ SLOW_STOP = """
 """
 
 
-def status(project: Project) -> dict[str, Any]:
-    result = project.devup("status", "--json")
-    assert result.returncode == 0, result.stderr
-    services: dict[str, Any] = json.loads(result.stdout)["services"]
-    return services
-
-
 def record(root: Path) -> dict[str, Any]:
     services: dict[str, Any] = json.loads((root / ".devup" / "run.json").read_text())["services"]
     return services
 
 
 def audited(project: Project, name: str) -> dict[str, Any] | None:
-    svc: dict[str, Any] = status(project)[name]
+    svc: dict[str, Any] = project.status()["services"][name]
     return svc if svc["audits"] >= 1 else None
 
 
@@ -60,7 +53,7 @@ def test_a_stopped_service_lists_no_listener_of_its_last_process(
 
     stopped = project.devup("stop", "api")
     assert stopped.returncode == 0, stopped.stderr
-    api = status(project)["api"]
+    api = project.status()["services"]["api"]
     assert api["state"] == "stopped"
     assert (api["listening"], api["listening_pids"], api["audits"]) == (None, None, 0)
     assert record(project.root)["api"]["listening_pids"] is None
@@ -89,7 +82,7 @@ def test_a_restarting_service_lists_no_listener_of_the_process_it_stops(
 
     restarted = project.devup("restart", "--no-wait", "api")
     assert restarted.returncode == 0, restarted.stderr
-    api = status(project)["api"]
+    api = project.status()["services"]["api"]
     assert api["state"] == "stopping"  # held by its SIGTERM handler until the fifo is written
     assert (api["listening"], api["listening_pids"]) == (None, None)
     assert record(project.root)["api"]["listening_pids"] is None
