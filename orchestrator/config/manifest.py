@@ -16,6 +16,7 @@ from typing import Any, Literal, NamedTuple, NoReturn, cast
 
 from orchestrator.base.errors import ManifestError, UsageError
 from orchestrator.base.quoting import printable, quoted
+from orchestrator.base.records import compared_fields
 from orchestrator.base.smallfile import nul_line, read_capped
 from orchestrator.config.tomlpos import KeyPath, KeyPositions, key_positions
 
@@ -89,6 +90,7 @@ class ServiceSpec(NamedTuple):
     reloads_in: Path | None = None  # where that server runs: cwd, or where `cd web && ...` goes
 
 
+@compared_fields(3)
 class Manifest(NamedTuple):
     path: Path  # absolute path of devports.toml
     settings: Settings
@@ -96,15 +98,6 @@ class Manifest(NamedTuple):
     # The file's mtime when it was read (stat before the read, so a later edit never matches):
     # `devup ports` answers from the run while the file is unchanged (cli/entry.py). Not compared.
     mtime_ns: int | None = None
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is Manifest and self[:3] == other[:3]
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    def __hash__(self) -> int:
-        return hash(self[:3])
 
     @property
     def root(self) -> Path:

@@ -9,12 +9,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from orchestrator.base.records import same_type_equality
+from orchestrator.base.records import compared_fields, same_type_equality
 
 # Records are NamedTuples, not dataclasses: `import dataclasses` (inspect, ast, dis) and its
 # exec()-built methods cost a few ms before the first spawn (issue 15).
 
 
+@compared_fields(3)
 class OutputRead(NamedTuple):
     name: str
     generation: int
@@ -22,15 +23,6 @@ class OutputRead(NamedTuple):
     # The reader's own budget of chunks in flight, given back once this one is handled: that of
     # its own process, which a late chunk of an old one must not take from the new one.
     slot: threading.Semaphore | None = None  # not compared, not shown
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is OutputRead and self[:3] == other[:3]
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    def __hash__(self) -> int:
-        return hash(self[:3])
 
     def __repr__(self) -> str:
         return f"OutputRead(name={self.name!r}, generation={self.generation!r}, data={self.data!r})"
@@ -63,6 +55,7 @@ class ChildrenChanged(NamedTuple):
         return True
 
 
+@compared_fields(2)
 class FilesChanged(NamedTuple):
     name: str
     path: str  # relative to the service's cwd, for the message
@@ -75,15 +68,6 @@ class FilesChanged(NamedTuple):
     # time.monotonic() of the file's mtime, when known: when it was written, however late the
     # watcher's thread read the event (a burst of thousands of files on a busy machine)
     written_at: float | None = None
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is FilesChanged and self[:2] == other[:2]
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    def __hash__(self) -> int:
-        return hash(self[:2])
 
 
 @same_type_equality
