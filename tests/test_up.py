@@ -110,19 +110,27 @@ def test_a_wrapper_shell_and_its_grandchild_are_both_stopped(
     assert marked_processes(no_leftover_processes) == []
 
 
-def test_a_child_ignoring_sigterm_is_killed_after_stop_timeout(
-    project: Project, running: list[DevupProcess]
-) -> None:
+def start_stubborn(
+    project: Project, running: list[DevupProcess], stop_timeout_s: int
+) -> DevupProcess:
+    """devup running one service that ignores SIGTERM, once it is up."""
     project.write(
         f"""
         [services.stubborn]
         cmd = "{SERVER} --ignore-term"
     """,
-        devup="stop_timeout = 1\n",
+        devup=f"stop_timeout = {stop_timeout_s}\n",
     )
     run = project.start("--no-watch")
     running.append(run)
     run.expect_line(r"1 service up")
+    return run
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_stop_timeout(
+    project: Project, running: list[DevupProcess]
+) -> None:
+    run = start_stubborn(project, running, stop_timeout_s=1)
     started = time.monotonic()
     run.signal(signal.SIGTERM)
     run.expect_line(r"stubborn did not stop within 1s, sending SIGKILL")
@@ -133,16 +141,7 @@ def test_a_child_ignoring_sigterm_is_killed_after_stop_timeout(
 def test_sighup_exits_129_and_a_second_ctrl_c_kills_at_once(
     project: Project, running: list[DevupProcess]
 ) -> None:
-    project.write(
-        f"""
-        [services.stubborn]
-        cmd = "{SERVER} --ignore-term"
-    """,
-        devup="stop_timeout = 30\n",
-    )
-    run = project.start("--no-watch")
-    running.append(run)
-    run.expect_line(r"1 service up")
+    run = start_stubborn(project, running, stop_timeout_s=30)
     run.signal(signal.SIGINT)
     run.expect_line(r"SIGINT received")
     started = time.monotonic()
@@ -172,16 +171,7 @@ def test_sighup_and_sigint_taken_by_devups_other_threads_are_handled(
 ) -> None:
     """The kernel gives a signal sent to devup to any of its threads: the second of two sent back
     to back often lands on a reader, writer or control thread, where CPython only sets a flag."""
-    project.write(
-        f"""
-        [services.stubborn]
-        cmd = "{SERVER} --ignore-term"
-    """,
-        devup="stop_timeout = 30\n",
-    )
-    run = project.start("--no-watch")
-    running.append(run)
-    run.expect_line(r"1 service up")
+    run = start_stubborn(project, running, stop_timeout_s=30)
     pid = run.proc.pid
     others = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
     assert others, "devup runs threads besides its main one"
