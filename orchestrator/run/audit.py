@@ -280,9 +280,6 @@ class ListenAudit:
         if name in self._depended_on():
             self._now = True  # its dependents start with where it listens: say why at once
 
-    def check(self, name: str, generation: int) -> None:
-        self.check_all({name: generation})
-
     def _check_due(self) -> None:
         due, self._due, self._now = self._due, {}, False
         if not due:
